@@ -1,0 +1,2 @@
+//! Nydus data blobs: digest, deduplicate and compress chunks, and write one blob per layer with
+//! its compression-context table, header, inlined bootstrap and TOC.

@@ -1,0 +1,136 @@
+//! The one error type of the program and the exit codes it maps to.
+//!
+//! Every failure a user can meet is an [`Error`] whose message names the file (or image, layer,
+//! entry) and the problem. Its [`ErrorKind`] decides the process exit code, so that scripts can
+//! tell "your image is bad" from "the disk is full" without parsing text.
+
+use std::fmt;
+use std::io;
+use std::path::Path;
+
+/// What class of failure this is; each class has its own exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The command line itself is wrong (bad option value, missing argument).
+    Usage,
+    /// The input image is malformed, unsupported or fails verification.
+    BadInput,
+    /// Reading the input or writing the output failed at the operating-system level.
+    Io,
+    /// The run was stopped by SIGINT or SIGTERM.
+    Interrupted,
+    /// A bug in this program: an invariant did not hold.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The process exit code for this kind. Documented in README.md; keep them stable.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            ErrorKind::Usage => 2,
+            ErrorKind::BadInput => 3,
+            ErrorKind::Io => 4,
+            ErrorKind::Internal => 70,
+            ErrorKind::Interrupted => 130,
+        }
+    }
+}
+
+/// A failure with a message meant for the user.
+#[derive(Debug)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+}
+
+/// The result type used throughout the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An error of the given kind with a complete, user-facing message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The input image is bad: `what` names the file or object, `problem` says what is wrong.
+    pub fn bad_input(what: impl fmt::Display, problem: impl fmt::Display) -> Error {
+        Error::new(ErrorKind::BadInput, format!("{what}: {problem}"))
+    }
+
+    /// An I/O failure on `path`.
+    pub fn io(path: &Path, err: io::Error) -> Error {
+        Error::new(ErrorKind::Io, format!("{}: {err}", path.display()))
+    }
+
+    /// A usage error (wrong option value and the like).
+    pub fn usage(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Usage, message)
+    }
+
+    /// A broken invariant inside this program.
+    pub fn internal(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Internal, message)
+    }
+
+    /// The class of this failure.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// Prefix the message with more context, outermost first ("converting X: layer 2: ...").
+    pub fn context(mut self, outer: impl fmt::Display) -> Error {
+        self.message = format!("{outer}: {}", self.message);
+        self
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Attach a path to an `io::Result`, turning it into our [`Error`].
+pub trait IoContext<T> {
+    /// Map an I/O error to [`ErrorKind::Io`] naming `path`.
+    fn with_path(self, path: &Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn with_path(self, path: &Path) -> Result<T> {
+        self.map_err(|e| Error::io(path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_are_distinct() {
+        let kinds = [
+            ErrorKind::Usage,
+            ErrorKind::BadInput,
+            ErrorKind::Io,
+            ErrorKind::Interrupted,
+            ErrorKind::Internal,
+        ];
+        let mut codes: Vec<i32> = kinds.iter().map(|k| k.exit_code()).collect();
+        codes.sort();
+        codes.dedup();
+        assert_eq!(codes.len(), kinds.len());
+        assert!(!codes.contains(&0) && !codes.contains(&1));
+    }
+
+    #[test]
+    fn context_prefixes_the_message() {
+        let e = Error::bad_input("index.json", "not JSON").context("reading ./img");
+        assert_eq!(e.to_string(), "reading ./img: index.json: not JSON");
+        assert_eq!(e.kind(), ErrorKind::BadInput);
+    }
+}
