@@ -89,7 +89,7 @@ LAYERS = [
         ("file", "usr/share/data/caps", {
             "mode": 0o755,
             "data": b"#!/bin/sh\n",
-            "xattrs": {"user.binary": bytes([0, 1, 2, 255, 254, 0, 10])},
+            "xattrs": {"user.binary": bytes([1, 2, 127, 255, 254, 128])},
         }),
     ],
     [

@@ -1,0 +1,99 @@
+//! The test harness: helpers the integration tests share to judge our output with the real
+//! readers (nydusd, the kernel's EROFS driver, nydus-image) against an independent unpacker
+//! (umoci).
+//!
+//! Everything that mounts, starts a process or creates a directory returns a guard whose `Drop`
+//! undoes it, so a failing test still unmounts, stops nydusd and the registry, and removes its
+//! temporary files. Declare the scratch `TempDir` before the guards that live inside it: locals
+//! drop in reverse order, so mounts go first.
+#![allow(dead_code)]
+
+pub mod mounts;
+pub mod reference;
+pub mod registry;
+pub mod tree;
+pub mod unpack;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Where the nydus 2.2.0 binaries are: `$NYDUS_BIN_DIR`, else the cache `scripts/install-readers.sh`
+/// fills.
+pub fn nydus_bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("NYDUS_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/nydus-offline/nydus-2.2.0/bin"));
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/install-readers.sh (or set NYDUS_BIN_DIR)",
+        path.display()
+    );
+    path
+}
+
+/// The sample image every test starts from (`testdata/make-sample.py`).
+pub fn sample_image() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/sample")
+}
+
+/// A fresh scratch directory, removed when dropped. Kept on disk with `KEEP_SCRATCH=1`.
+pub fn scratch() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("nydus-offline-test-")
+        .tempdir()
+        .expect("create a scratch directory");
+    if std::env::var_os("KEEP_SCRATCH").is_some() {
+        eprintln!("scratch directory kept: {}", dir.path().display());
+        let _ = dir.keep();
+        return tempfile::Builder::new()
+            .prefix("nydus-offline-unused-")
+            .tempdir()
+            .unwrap();
+    }
+    dir
+}
+
+/// Run a command to completion; panic with its full output if it fails.
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Hex sha256 of a file's bytes.
+pub fn sha256_hex(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut file =
+        std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    hex(&hasher.finalize())
+}
+
+/// Lowercase hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}

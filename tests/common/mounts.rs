@@ -1,0 +1,192 @@
+//! Mounting a bootstrap with the real readers: nydusd over FUSE (localfs or registry backend) and
+//! the kernel's EROFS driver. Each mount is a guard that unmounts (and stops nydusd) when dropped.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use super::{nydus_bin, run};
+
+/// A mounted filesystem; unmounted when dropped.
+pub struct Mounted {
+    /// Where the tree is visible.
+    pub dir: PathBuf,
+    nydusd: Option<Child>,
+    log: Option<PathBuf>,
+}
+
+impl Mounted {
+    /// nydusd's log so far (empty for kernel mounts), for failure messages.
+    pub fn log(&self) -> String {
+        self.log
+            .as_ref()
+            .and_then(|p| fs::read_to_string(p).ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        // A busy mount (a reader still holding a file) gets a few tries, then a lazy unmount, so a
+        // failing test never leaves a mount behind.
+        let mut unmounted = false;
+        for _ in 0..20 {
+            if !is_mounted(&self.dir) {
+                unmounted = true;
+                break;
+            }
+            let _ = Command::new("umount")
+                .arg(&self.dir)
+                .stderr(Stdio::null())
+                .status();
+            if !is_mounted(&self.dir) {
+                unmounted = true;
+                break;
+            }
+            sleep(Duration::from_millis(100));
+        }
+        if !unmounted {
+            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+        }
+        if let Some(mut child) = self.nydusd.take() {
+            // nydusd exits by itself once its mount is gone; make sure of it.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Whether `dir` is a mount point right now.
+pub fn is_mounted(dir: &Path) -> bool {
+    let dir = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let want = dir.to_string_lossy().into_owned();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4).map(unescape_mount) == Some(want.clone()))
+}
+
+fn unescape_mount(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// Mount a v6 bootstrap with the kernel (`mount -t erofs -o loop,ro`) at `scratch/name`. Only
+/// metadata is meaningful there: the data sits in external blobs the kernel is not given.
+pub fn erofs(bootstrap: &Path, scratch: &Path, name: &str) -> Mounted {
+    let dir = scratch.join(name);
+    fs::create_dir_all(&dir).unwrap();
+    run(Command::new("mount")
+        .args(["-t", "erofs", "-o", "loop,ro"])
+        .arg(bootstrap)
+        .arg(&dir));
+    Mounted {
+        dir,
+        nydusd: None,
+        log: None,
+    }
+}
+
+/// Mount a bootstrap with nydusd, reading blobs named by their id from `blob_dir`.
+pub fn nydusd_localfs(bootstrap: &Path, blob_dir: &Path, scratch: &Path, name: &str) -> Mounted {
+    let backend = serde_json::json!({ "type": "localfs", "config": { "dir": blob_dir } });
+    nydusd(bootstrap, backend, scratch, name)
+}
+
+/// Mount a bootstrap with nydusd, fetching chunks lazily from a registry over plain HTTP.
+pub fn nydusd_registry(
+    bootstrap: &Path,
+    host: &str,
+    repo: &str,
+    scratch: &Path,
+    name: &str,
+) -> Mounted {
+    let backend = serde_json::json!({
+        "type": "registry",
+        "config": {
+            "scheme": "http",
+            "host": host,
+            "repo": repo,
+            "skip_verify": true,
+            "timeout": 10,
+            "connect_timeout": 10,
+            "retry_limit": 2
+        }
+    });
+    nydusd(bootstrap, backend, scratch, name)
+}
+
+/// Start nydusd with a `blobcache` cache (v6 needs one) and `digest_validate: false` (v6 refuses
+/// validation), and wait until its FUSE mount is there.
+fn nydusd(bootstrap: &Path, backend: serde_json::Value, scratch: &Path, name: &str) -> Mounted {
+    let dir = scratch.join(name);
+    let cache = scratch.join(format!("{name}.cache"));
+    fs::create_dir_all(&dir).unwrap();
+    fs::create_dir_all(&cache).unwrap();
+    let config = serde_json::json!({
+        "device": {
+            "backend": backend,
+            "cache": { "type": "blobcache", "config": { "work_dir": cache } }
+        },
+        "mode": "direct",
+        "digest_validate": false,
+        "enable_xattr": true,
+        "iostats_files": false,
+        "fs_prefetch": { "enable": false, "threads_count": 4, "merging_size": 131072, "bandwidth_rate": 0 }
+    });
+    let config_path = scratch.join(format!("{name}.json"));
+    fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    let log = scratch.join(format!("{name}.log"));
+    let child = Command::new(nydus_bin("nydusd"))
+        .arg("--config")
+        .arg(&config_path)
+        .arg("--bootstrap")
+        .arg(bootstrap)
+        .arg("--mountpoint")
+        .arg(&dir)
+        // The default asks for 1,000,000 open files, which these machines refuse.
+        .args(["--rlimit-nofile", "0", "--log-level", "info", "--log-file"])
+        .arg(&log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nydusd");
+    let mut mounted = Mounted {
+        dir,
+        nydusd: Some(child),
+        log: Some(log),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if is_mounted(&mounted.dir) {
+            return mounted;
+        }
+        if let Some(status) = mounted.nydusd.as_mut().unwrap().try_wait().unwrap() {
+            panic!(
+                "nydusd exited ({status}) before mounting {}:\n{}",
+                bootstrap.display(),
+                mounted.log()
+            );
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "nydusd did not mount {} within 30 s:\n{}",
+                bootstrap.display(),
+                mounted.log()
+            );
+        }
+        sleep(Duration::from_millis(50));
+    }
+}
