@@ -1,0 +1,162 @@
+//! Tar entry names, normalised once, here.
+//!
+//! The same file may be spelled `./a/b`, `a/b`, `/a/b` or `a/b/` in different layers, and names
+//! need not be UTF-8, so paths stay bytes. A name that climbs above the root (`a/../../b`) is an
+//! error: unlike a symlink *target*, an entry *name* outside the image has no meaning.
+
+use std::fmt;
+
+/// A normalised path inside the image: its components, none empty, `.` or `..`. The root is the
+/// empty path.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ImagePath {
+    components: Vec<Vec<u8>>,
+}
+
+/// Why a name could not be normalised.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathError {
+    /// A `..` component would leave the root.
+    EscapesRoot,
+    /// A component is longer than the 255 bytes every Linux filesystem allows.
+    NameTooLong,
+    /// The name holds a NUL byte, which no filesystem can store.
+    Nul,
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PathError::EscapesRoot => "the path escapes the image root through '..'",
+            PathError::NameTooLong => "a path component is longer than 255 bytes",
+            PathError::Nul => "the path contains a NUL byte",
+        })
+    }
+}
+
+/// The longest file name Linux filesystems (and EROFS dirents) accept.
+pub const NAME_MAX: usize = 255;
+
+impl ImagePath {
+    /// The root directory.
+    pub fn root() -> ImagePath {
+        ImagePath::default()
+    }
+
+    /// Normalise a raw tar name: leading `/` and `./`, repeated and trailing slashes, and `.`
+    /// components go; `..` removes the previous component and may not climb above the root.
+    pub fn parse(raw: &[u8]) -> Result<ImagePath, PathError> {
+        if raw.contains(&0) {
+            return Err(PathError::Nul);
+        }
+        let mut components: Vec<Vec<u8>> = Vec::new();
+        for part in raw.split(|&b| b == b'/') {
+            match part {
+                b"" | b"." => {}
+                b".." => {
+                    if components.pop().is_none() {
+                        return Err(PathError::EscapesRoot);
+                    }
+                }
+                name if name.len() > NAME_MAX => return Err(PathError::NameTooLong),
+                name => components.push(name.to_vec()),
+            }
+        }
+        Ok(ImagePath { components })
+    }
+
+    /// Whether this is the root.
+    pub fn is_root(&self) -> bool {
+        self.components.is_empty()
+    }
+
+    /// The components, outermost first.
+    pub fn components(&self) -> &[Vec<u8>] {
+        &self.components
+    }
+
+    /// The last component (`None` for the root).
+    pub fn file_name(&self) -> Option<&[u8]> {
+        self.components.last().map(Vec::as_slice)
+    }
+
+    /// The parent directory (the root is its own parent).
+    pub fn parent(&self) -> ImagePath {
+        let mut components = self.components.clone();
+        components.pop();
+        ImagePath { components }
+    }
+
+    /// This path with one more component.
+    pub fn join(&self, name: &[u8]) -> ImagePath {
+        let mut components = self.components.clone();
+        components.push(name.to_vec());
+        ImagePath { components }
+    }
+
+    /// The path as bytes, `/`-separated with a leading `/`.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        if self.components.is_empty() {
+            return b"/".to_vec();
+        }
+        let mut out = Vec::new();
+        for c in &self.components {
+            out.push(b'/');
+            out.extend_from_slice(c);
+        }
+        out
+    }
+}
+
+impl fmt::Display for ImagePath {
+    /// Shows the path with non-UTF-8 bytes escaped, for messages.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.to_bytes().escape_ascii())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(raw: &[u8]) -> Vec<u8> {
+        ImagePath::parse(raw).unwrap().to_bytes()
+    }
+
+    #[test]
+    fn spellings_of_one_name_agree() {
+        for raw in [
+            &b"a/b"[..],
+            b"./a/b",
+            b"/a/b",
+            b"a/b/",
+            b"a//b",
+            b"./a/./b/",
+            b"a/c/../b",
+        ] {
+            assert_eq!(p(raw), b"/a/b", "{}", raw.escape_ascii());
+        }
+        for raw in [&b"."[..], b"./", b"/", b""] {
+            assert!(ImagePath::parse(raw).unwrap().is_root());
+        }
+    }
+
+    #[test]
+    fn escaping_names_are_refused() {
+        assert_eq!(ImagePath::parse(b"../etc"), Err(PathError::EscapesRoot));
+        assert_eq!(
+            ImagePath::parse(b"a/../../etc"),
+            Err(PathError::EscapesRoot)
+        );
+        assert_eq!(ImagePath::parse(b"a\0b"), Err(PathError::Nul));
+        assert_eq!(ImagePath::parse(&[b'x'; 256]), Err(PathError::NameTooLong));
+        assert!(ImagePath::parse(&[b'x'; 255]).is_ok());
+    }
+
+    #[test]
+    fn non_utf8_names_survive() {
+        let path = ImagePath::parse(b"dir/\xff\xfe").unwrap();
+        assert_eq!(path.file_name(), Some(&b"\xff\xfe"[..]));
+        assert_eq!(path.to_string(), "/dir/\\xff\\xfe");
+    }
+}
