@@ -10,4 +10,9 @@ export NYDUS_BIN_DIR
 
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
-cargo test --locked
+# Doc tests are skipped (there are none): their empty run would be the last line printed.
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+cargo test --locked --tests 2>&1 | tee "$log"
+# One closing line with the totals of every test binary.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
