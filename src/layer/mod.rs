@@ -2,3 +2,17 @@
 //! content of each regular file into fixed-size chunks.
 
 pub mod decompress;
+pub mod entries;
+
+use std::io::Read;
+
+use crate::error::Result;
+use crate::tree::{FileData, ImagePath};
+
+/// Where regular files' content goes while a layer's tar streams past: the blob writer cuts it
+/// into chunks, stores what is new and returns the file's chunk list.
+pub trait ChunkSink {
+    /// Consume exactly `size` bytes of `data`, the content of the file at `path`. Fewer bytes
+    /// mean a truncated layer, which is an error of kind `BadInput`.
+    fn file(&mut self, path: &ImagePath, data: &mut dyn Read, size: u64) -> Result<FileData>;
+}
