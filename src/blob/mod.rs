@@ -1,2 +1,5 @@
 //! Nydus data blobs: digest, deduplicate and compress chunks, and write one blob per layer with
 //! its compression-context table, header, inlined bootstrap and TOC.
+
+pub(crate) mod le;
+pub mod ondisk;
