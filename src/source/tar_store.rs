@@ -98,9 +98,19 @@ impl TarStore {
     }
 
     fn not_a_tar(&self, e: impl std::fmt::Display) -> Error {
+        // The tar crate quotes header bytes in its messages; keep the error on one short line.
+        let mut detail: String = e
+            .to_string()
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        if let Some((cut, _)) = detail.char_indices().nth(160) {
+            detail.truncate(cut);
+            detail.push('…');
+        }
         Error::bad_input(
             self.path.display(),
-            format!("is not a readable tar archive: {e}"),
+            format!("is not a readable tar archive: {detail}"),
         )
     }
 
