@@ -117,13 +117,10 @@ pub fn main() -> i32 {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Convert(args) => {
-            // Resolve the input now so that selection mistakes are reported as such.
+            // Resolve and load the input now, so that bad input and selection mistakes are
+            // reported as such rather than as a missing feature.
             let source = crate::source::open(&args.input)?;
-            crate::source::select::choose(
-                &*source,
-                &args.select.selection(PlatformChoice::Host),
-                false,
-            )?;
+            crate::source::select(&*source, &args.select.selection(PlatformChoice::Host))?;
             Err(Error::internal(format!(
                 "converting {} is not implemented yet in this build",
                 args.input.display()

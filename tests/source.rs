@@ -395,7 +395,7 @@ fn corruption_is_caught_while_streaming() {
     let src = source::open(scratch.path()).unwrap();
     let image = select(&*src, None, PlatformChoice::Host).unwrap().remove(0);
     // Flip one byte in the middle of the gzip layer, keeping its size.
-    let path = layout.blob_path(&image.layers[0].digest.to_string());
+    let path = layout.blob_path(image.layers[0].digest.as_ref());
     let mut bytes = fs::read(&path).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
