@@ -1,5 +1,6 @@
 //! Nydus data blobs: digest, deduplicate and compress chunks, and write one blob per layer with
 //! its compression-context table, header, inlined bootstrap and TOC.
 
+pub mod chunk;
 pub(crate) mod le;
 pub mod ondisk;
