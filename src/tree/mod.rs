@@ -162,6 +162,11 @@ impl Tree {
         &self.inodes[id]
     }
 
+    /// Number of inodes ever created, reachable or not ([`InodeId`]s are below this).
+    pub fn inode_count(&self) -> usize {
+        self.inodes.len()
+    }
+
     /// The inode a node names.
     pub fn inode_of(&self, node: NodeId) -> &Inode {
         &self.inodes[self.nodes[node].inode]
@@ -203,6 +208,16 @@ impl Tree {
         for whiteout in &whiteouts {
             self.apply_whiteout(&whiteout.path);
         }
+        for entry in entries {
+            self.add(entry)?;
+        }
+        Ok(())
+    }
+
+    /// Add one layer's entries as they are, whiteouts included as ordinary entries: the tree of
+    /// a single layer, as its own bootstrap records it (nydus `--whiteout-spec none`), so that
+    /// merging the per-layer bootstraps applies the whiteouts later.
+    pub fn add_verbatim(&mut self, entries: Vec<LayerEntry>) -> Result<()> {
         for entry in entries {
             self.add(entry)?;
         }

@@ -1,0 +1,240 @@
+//! The Nydus image's OCI objects, laid out as nydus-snapshotter's converter lays them out
+//! (`shared/nydus-format/oci-packaging.md`): one blob layer per source layer, then a gzip
+//! bootstrap layer holding `image/image.boot`; the source config with `rootfs.diff_ids` and
+//! `history` rewritten; a manifest with the annotations the snapshotter reads.
+//!
+//! JSON is written with sorted keys and no whitespace, so the same input gives the same bytes.
+
+use std::io::Write;
+
+use flate2::{Compression, GzBuilder};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use super::layout::{LayoutWriter, StoredBlob};
+use crate::error::{Error, Result};
+
+/// Media type of a Nydus data blob layer.
+pub const MEDIA_TYPE_NYDUS_BLOB: &str = "application/vnd.oci.image.layer.nydus.blob.v1";
+/// Media type of the bootstrap layer (an OCI gzip layer).
+pub const MEDIA_TYPE_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MEDIA_TYPE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// Marks a data layer: the snapshotter does not download it, nydusd fetches its chunks lazily.
+pub const ANNOTATION_NYDUS_BLOB: &str = "containerd.io/snapshot/nydus-blob";
+/// Marks the bootstrap layer: the snapshotter downloads and unpacks it.
+pub const ANNOTATION_NYDUS_BOOTSTRAP: &str = "containerd.io/snapshot/nydus-bootstrap";
+/// RAFS version of the bootstrap ("5" or "6").
+pub const ANNOTATION_NYDUS_FS_VERSION: &str = "containerd.io/snapshot/nydus-fs-version";
+/// Digest of the manifest this image was converted from.
+pub const ANNOTATION_NYDUS_SOURCE_DIGEST: &str = "containerd.io/snapshot/nydus-source-digest";
+/// What built the image.
+pub const ANNOTATION_NYDUS_BUILDER_VERSION: &str = "containerd.io/snapshot/nydus-builder-version";
+/// The tag of an image in an OCI layout's index.
+pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// `platform.os.features` entry that marks a Nydus manifest in an index.
+pub const OS_FEATURE_NYDUS: &str = "nydus.remoteimage.v1";
+
+/// Where the bootstrap sits inside the bootstrap layer.
+pub const BOOTSTRAP_PATH_IN_LAYER: &str = "image/image.boot";
+
+/// The descriptor of a Nydus data blob layer.
+pub fn blob_layer(blob: &StoredBlob) -> Value {
+    json!({
+        "mediaType": MEDIA_TYPE_NYDUS_BLOB,
+        "digest": blob.digest,
+        "size": blob.size,
+        "annotations": { ANNOTATION_NYDUS_BLOB: "true" },
+    })
+}
+
+/// Write the bootstrap layer (`image/` and `image/image.boot` in a gzip tar) and return its
+/// descriptor and diff id (sha256 of the uncompressed tar).
+pub fn bootstrap_layer(
+    writer: &mut LayoutWriter,
+    bootstrap: &[u8],
+    fs_version: u32,
+) -> Result<(Value, String)> {
+    let tar = bootstrap_tar(bootstrap)?;
+    let diff_id = format!("sha256:{}", hex(&Sha256::digest(&tar)));
+    let blob = writer.blob()?;
+    // No name and no time in the gzip header: the output must not depend on when it was made.
+    let mut gz = GzBuilder::new()
+        .mtime(0)
+        .write(blob, Compression::default());
+    gz.write_all(&tar).map_err(|e| {
+        Error::new(
+            crate::ErrorKind::Io,
+            format!("writing the bootstrap layer: {e}"),
+        )
+    })?;
+    let blob = gz.finish().map_err(|e| {
+        Error::new(
+            crate::ErrorKind::Io,
+            format!("writing the bootstrap layer: {e}"),
+        )
+    })?;
+    let stored = blob.finish()?;
+    let descriptor = json!({
+        "mediaType": MEDIA_TYPE_LAYER_GZIP,
+        "digest": stored.digest,
+        "size": stored.size,
+        "annotations": {
+            ANNOTATION_NYDUS_BOOTSTRAP: "true",
+            ANNOTATION_NYDUS_FS_VERSION: fs_version.to_string(),
+        },
+    });
+    Ok((descriptor, diff_id))
+}
+
+/// The bootstrap layer's tar: directory `image` (0755) and `image/image.boot` (0444), owned by
+/// root, time 0, as the snapshotter's `packToTar` writes them.
+fn bootstrap_tar(bootstrap: &[u8]) -> Result<Vec<u8>> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut dir = tar::Header::new_ustar();
+    dir.set_entry_type(tar::EntryType::Directory);
+    dir.set_mode(0o755);
+    dir.set_size(0);
+    dir.set_mtime(0);
+    dir.set_uid(0);
+    dir.set_gid(0);
+    let internal = |e: std::io::Error| Error::internal(format!("building the bootstrap tar: {e}"));
+    tar.append_data(&mut dir, "image", std::io::empty())
+        .map_err(internal)?;
+    let mut file = tar::Header::new_ustar();
+    file.set_entry_type(tar::EntryType::Regular);
+    file.set_mode(0o444);
+    file.set_size(bootstrap.len() as u64);
+    file.set_mtime(0);
+    file.set_uid(0);
+    file.set_gid(0);
+    tar.append_data(&mut file, BOOTSTRAP_PATH_IN_LAYER, bootstrap)
+        .map_err(internal)?;
+    tar.into_inner().map_err(internal)
+}
+
+/// The Nydus image's config: the source config with `rootfs.diff_ids` replaced and one history
+/// entry appended for the bootstrap layer; every other field is kept as it was.
+pub fn config(source_raw: &[u8], diff_ids: &[String]) -> Result<Vec<u8>> {
+    let mut config: Value = serde_json::from_slice(source_raw)
+        .map_err(|e| Error::internal(format!("re-reading the verified source config: {e}")))?;
+    let object = config
+        .as_object_mut()
+        .ok_or_else(|| Error::internal("the source config is not a JSON object"))?;
+    let rootfs = object
+        .entry("rootfs")
+        .or_insert_with(|| Value::Object(Map::new()));
+    rootfs["type"] = json!("layers");
+    rootfs["diff_ids"] = json!(diff_ids);
+    let history = object
+        .entry("history")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if let Value::Array(entries) = history {
+        entries.push(json!({
+            "created_by": "Nydus Converter",
+            "comment": "Nydus Bootstrap Layer",
+        }));
+    }
+    to_bytes(&config)
+}
+
+/// The Nydus manifest.
+pub fn manifest(config: &StoredBlob, layers: Vec<Value>, source_digest: &str) -> Result<Vec<u8>> {
+    to_bytes(&json!({
+        "schemaVersion": 2,
+        "mediaType": MEDIA_TYPE_MANIFEST,
+        "config": {
+            "mediaType": MEDIA_TYPE_CONFIG,
+            "digest": config.digest,
+            "size": config.size,
+        },
+        "layers": layers,
+        "annotations": {
+            ANNOTATION_NYDUS_SOURCE_DIGEST: source_digest,
+            ANNOTATION_NYDUS_BUILDER_VERSION: concat!("nydus-offline ", env!("CARGO_PKG_VERSION")),
+        },
+    }))
+}
+
+/// `index.json` naming one Nydus manifest, with its platform marked as Nydus and its tag.
+pub fn index(
+    manifest: &StoredBlob,
+    os: &str,
+    architecture: &str,
+    variant: Option<&str>,
+    tag: &str,
+) -> Result<Vec<u8>> {
+    let mut platform = json!({
+        "os": os,
+        "architecture": architecture,
+        "os.features": [OS_FEATURE_NYDUS],
+    });
+    if let Some(v) = variant {
+        platform["variant"] = json!(v);
+    }
+    to_bytes(&json!({
+        "schemaVersion": 2,
+        "mediaType": MEDIA_TYPE_INDEX,
+        "manifests": [{
+            "mediaType": MEDIA_TYPE_MANIFEST,
+            "digest": manifest.digest,
+            "size": manifest.size,
+            "platform": platform,
+            "annotations": { ANNOTATION_REF_NAME: tag },
+        }],
+    }))
+}
+
+fn to_bytes(value: &Value) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| Error::internal(format!("encoding JSON: {e}")))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_keeps_fields_and_rewrites_rootfs_and_history() {
+        let source = br#"{"architecture":"amd64","os":"linux","config":{"Cmd":["/x"]},"rootfs":{"type":"layers","diff_ids":["sha256:aa"]},"history":[{"created_by":"a"}]}"#;
+        let out = config(source, &["sha256:b1".into(), "sha256:boot".into()]).unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["config"]["Cmd"][0], "/x");
+        assert_eq!(v["rootfs"]["diff_ids"], json!(["sha256:b1", "sha256:boot"]));
+        assert_eq!(v["history"].as_array().unwrap().len(), 2);
+        assert_eq!(v["history"][1]["comment"], "Nydus Bootstrap Layer");
+    }
+
+    #[test]
+    fn bootstrap_tar_holds_the_bootstrap_where_the_snapshotter_looks() {
+        let tar_bytes = bootstrap_tar(b"RAFS").unwrap();
+        let mut archive = tar::Archive::new(&tar_bytes[..]);
+        let entries: Vec<(String, u32, Vec<u8>)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let mut data = Vec::new();
+                std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+                (
+                    e.path().unwrap().display().to_string(),
+                    e.header().mode().unwrap(),
+                    data,
+                )
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            vec![
+                ("image".to_string(), 0o755, vec![]),
+                ("image/image.boot".to_string(), 0o444, b"RAFS".to_vec()),
+            ]
+        );
+        assert_eq!(bootstrap_tar(b"RAFS").unwrap(), tar_bytes, "deterministic");
+    }
+}
