@@ -7,6 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 NYDUS_BIN_DIR="$(bash scripts/install-readers.sh)"
 export NYDUS_BIN_DIR
+bash scripts/build-corpus.sh debian-minbase debian-python
 
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings

@@ -97,3 +97,18 @@ pub fn hex(bytes: &[u8]) -> String {
         s
     })
 }
+
+/// A benchmark-corpus image built by `scripts/build-corpus.sh` (`NAME.oci`, `NAME.oci.tar`,
+/// `NAME.docker.tar`, `NAME-zstd.oci`), under `$NYDUS_OFFLINE_CACHE/corpus`.
+pub fn corpus(file: &str) -> PathBuf {
+    let cache = std::env::var_os("NYDUS_OFFLINE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/nydus-offline"));
+    let path = cache.join("corpus").join(file);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/build-corpus.sh debian-minbase debian-python",
+        path.display()
+    );
+    path
+}

@@ -227,3 +227,68 @@ pub fn package_oci(nydus: &NydusImage, source: &OciImage, out: &Path, tag: &str)
     fs::write(out.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
     fs::write(out.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
 }
+
+/// Extract `image/image.boot` from the last (bootstrap) layer of the image tagged `tag` in the
+/// OCI layout `layout`, into `out`.
+pub fn merged_bootstrap(layout: &Path, tag: &str, out: &Path) {
+    let image = read_oci(layout, tag);
+    let (media_type, blob) = image.layers.last().expect("a bootstrap layer");
+    let tar_path = out.with_extension("tar");
+    uncompressed_tar(media_type, blob, &tar_path);
+    let mut archive = tar::Archive::new(fs::File::open(&tar_path).unwrap());
+    let mut found = false;
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap().as_os_str() == "image/image.boot" {
+            let mut w = fs::File::create(out).unwrap();
+            io::copy(&mut entry, &mut w).unwrap();
+            found = true;
+        }
+    }
+    fs::remove_file(&tar_path).unwrap();
+    assert!(found, "no image/image.boot in the bootstrap layer of {}", layout.display());
+}
+
+/// Extract a blob's inlined bootstrap the way nydus-snapshotter does (`seekFileByTOC`): read the
+/// TOC named by the last 512-byte tar header, find `image.boot`, and decompress it.
+pub fn inlined_bootstrap(blob: &Path, out: &Path) {
+    let bytes = fs::read(blob).unwrap();
+    let header_at = bytes.len() - 512;
+    let header = tar::Header::from_byte_slice(&bytes[header_at..]);
+    assert_eq!(
+        header.path_bytes().as_ref(),
+        b"rafs.blob.toc",
+        "{}: the last tar header names no TOC",
+        blob.display()
+    );
+    let toc_size = header.size().unwrap() as usize;
+    let toc = &bytes[header_at - toc_size..header_at];
+    for entry in toc.chunks(128) {
+        let name_end = entry[8..24].iter().position(|&b| b == 0).unwrap_or(16);
+        if &entry[8..8 + name_end] != b"image.boot" {
+            continue;
+        }
+        let flags = u32::from_le_bytes(entry[0..4].try_into().unwrap());
+        let offset = u64::from_le_bytes(entry[56..64].try_into().unwrap()) as usize;
+        let size = u64::from_le_bytes(entry[64..72].try_into().unwrap()) as usize;
+        let data = &bytes[offset..offset + size];
+        let boot = if flags & 0x2 != 0 {
+            zstd::stream::decode_all(data).unwrap()
+        } else {
+            data.to_vec()
+        };
+        fs::write(out, boot).unwrap();
+        return;
+    }
+    panic!("{}: no image.boot in the TOC", blob.display());
+}
+
+/// `nydus-image check` of a bootstrap whose blobs are in `blob_dir`; panics with its output if it
+/// refuses.
+pub fn check(bootstrap: &Path, blob_dir: &Path) -> String {
+    let out = run(Command::new(nydus_bin("nydus-image"))
+        .args(["check", "--log-level", "warn", "-D"])
+        .arg(blob_dir)
+        .arg(bootstrap));
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
