@@ -2,5 +2,7 @@
 //! its compression-context table, header, inlined bootstrap and TOC.
 
 pub mod chunk;
+pub(crate) mod compress;
 pub(crate) mod le;
 pub mod ondisk;
+pub mod writer;

@@ -1,0 +1,476 @@
+//! The Nydus data blob of one layer, written the way nydus-snapshotter's converter has
+//! nydus-image 2.2.0 write it (`create --type tar-rafs --blob-inline-meta --features blob-toc`,
+//! `shared/nydus-format/blob.md` §1):
+//!
+//! ```text
+//! chunks | T(image.blob) | ci table | ci header | T(blob.meta) | chunk digests | T(blob.digest)
+//!        | zstd(bootstrap) | T(image.boot) | TOC entries | T(rafs.blob.toc)
+//! ```
+//!
+//! `T(x)` is the 512-byte reverse tar header that follows section `x`. The blob is written
+//! front to back in three steps, because the layer's bootstrap can only be built once the
+//! chunks are known and its blob table needs the ci table's place:
+//!
+//! 1. [`ChunkSink::file`] for every regular file of the layer, in tar order: cut into chunks,
+//!    deduplicated against every chunk of the image so far, compressed and appended;
+//! 2. [`BlobWriter::finish_data`]: the ci table, its header and the chunk digests; returns the
+//!    [`BlobInfo`] the bootstrap writers put in their blob tables;
+//! 3. [`BlobWriter::finish`]: the layer's own bootstrap and the TOC.
+//!
+//! A layer that stores no new chunk (only directories, empty files, or content already stored
+//! by a lower layer) gets only the last two sections, `zstd(bootstrap) | T(image.boot) | TOC |
+//! T(rafs.blob.toc)`, as nydus-image 2.2.0 writes it (verified); its [`BlobInfo`] has
+//! `chunk_count` 0 and such a blob must be left out of every blob table (nydus readers reject
+//! blob table entries without chunks).
+
+use std::io::{self, Read, Write};
+
+use sha2::{Digest as _, Sha256};
+
+use super::chunk::{BlobInfo, BlobOptions, ChunkInfo, ChunkTable, Compressor, Digester};
+use super::compress::PieceCompressor;
+use super::ondisk::{
+    BLOB_CHUNK_MAX_SIZE, BLOB_FEATURE_ALIGNED, BLOB_FEATURE_CAP_TAR_TOC,
+    BLOB_FEATURE_HAS_TAR_HEADER, BLOB_FEATURE_HAS_TOC, BLOB_FEATURE_INLINED_CHUNK_DIGEST,
+    BLOB_FEATURE_INLINED_FS_META, BlobChunkInfoV1Ondisk, BlobCompressionContextHeader,
+    BlobTarHeader, COMPRESSOR_NONE, COMPRESSOR_ZSTD, TOC_ENTRY_BLOB_DIGEST, TOC_ENTRY_BLOB_META,
+    TOC_ENTRY_BLOB_META_HEADER, TOC_ENTRY_BLOB_RAW, TOC_ENTRY_BLOB_TOC, TOC_ENTRY_BOOTSTRAP,
+    TOC_FLAG_COMPRESSION_NONE, TOC_FLAG_COMPRESSION_ZSTD, TocEntry,
+};
+use crate::blob::chunk::INLINED_BLOB_ID_PLACEHOLDER;
+use crate::error::{Error, ErrorKind, Result};
+use crate::layer::ChunkSink;
+use crate::source::digest::from_io;
+use crate::tree::{ChunkIndex, FileData, ImagePath};
+
+/// Features of every blob this writer produces, with or without chunks: 4 KiB-aligned
+/// uncompressed chunks, bootstrap inlined, reverse tar headers, TOC, "built by ≥ 2.2".
+const FEATURES_ALWAYS: u32 = BLOB_FEATURE_ALIGNED
+    | BLOB_FEATURE_INLINED_FS_META
+    | BLOB_FEATURE_HAS_TAR_HEADER
+    | BLOB_FEATURE_HAS_TOC
+    | BLOB_FEATURE_CAP_TAR_TOC;
+
+/// Features of a blob with at least one chunk: the above plus the `blob.digest` section
+/// (`0x7000_0023`, what nydus-image 2.2.0 writes into the ci header and the layer's bootstrap).
+pub const LAYER_BLOB_FEATURES: u32 = FEATURES_ALWAYS | BLOB_FEATURE_INLINED_CHUNK_DIGEST;
+
+/// Most chunks one blob may hold: ci indexes run up to `0xff_fffe` (nydus
+/// `RAFS_MAX_CHUNKS_PER_BLOB`), and a V1 ci table of that many entries stays under nydusd's
+/// 256 MiB limit.
+pub const MAX_CHUNKS_PER_BLOB: u32 = 0xff_ffff;
+
+/// Uncompressed chunks start on 4 KiB boundaries (RAFS v6, `ALIGNED`).
+const UNCOMPRESSED_ALIGNMENT: u64 = 4096;
+
+/// The writer of one layer's data blob; see the module documentation for the order of calls.
+///
+/// It holds the image's [`ChunkTable`] for as long as it lives, so that no other writer can add
+/// chunks meanwhile: the chunks of this blob are the table's entries from the moment it was
+/// created on. Memory stays at one chunk buffer, one compression buffer and 4 bytes per chunk
+/// of each file's chunk list; the ci table (16 bytes per new chunk) is built only in
+/// [`finish_data`](BlobWriter::finish_data).
+pub struct BlobWriter<'t, W: Write> {
+    out: Counted<W>,
+    blob_index: u32,
+    options: BlobOptions,
+    table: &'t mut ChunkTable,
+    compressor: PieceCompressor,
+    /// One chunk of file content, reused for every chunk.
+    chunk: Vec<u8>,
+    /// Table index of this blob's first chunk; its chunks are `first_chunk..first_chunk + count`.
+    first_chunk: ChunkIndex,
+    chunk_count: u32,
+    /// End of the last chunk in the 4 KiB-aligned uncompressed space.
+    uncompressed_size: u64,
+    /// sha256 of the chunk data and then of the `image.blob` tar header: the `image.blob` TOC
+    /// digest of nydus-image 2.2.0, which hashes the header too.
+    raw_hasher: Sha256,
+    toc: Vec<TocEntry>,
+    /// Set by `finish_data`.
+    info: Option<BlobInfo>,
+}
+
+impl<'t, W: Write> BlobWriter<'t, W> {
+    /// Starts the blob that will sit at position `blob_index` of the image's blob table,
+    /// writing it to `out` from its first byte on (nydus's blob offset 0).
+    ///
+    /// `blob_index` is recorded in every new [`ChunkInfo`]. Count only blobs that stored
+    /// chunks: a blob without chunks is left out of the blob tables, so the next layer's writer
+    /// may get the same index again.
+    ///
+    /// Fails if `options.chunk_size` is not a power of two from 4 KiB to 16 MiB (the CLI
+    /// validates it first; here it would be a bug).
+    pub fn new(
+        out: W,
+        blob_index: u32,
+        options: BlobOptions,
+        table: &'t mut ChunkTable,
+    ) -> Result<BlobWriter<'t, W>> {
+        let cs = options.chunk_size;
+        if !cs.is_power_of_two() || !(0x1000..=BLOB_CHUNK_MAX_SIZE).contains(&cs) {
+            return Err(Error::internal(format!(
+                "blob writer: chunk size {cs:#x} is not a power of two from 4 KiB to 16 MiB"
+            )));
+        }
+        let first_chunk = ChunkIndex::try_from(table.len())
+            .map_err(|_| Error::internal("blob writer: chunk table is full"))?;
+        Ok(BlobWriter {
+            out: Counted { inner: out, pos: 0 },
+            blob_index,
+            options,
+            table,
+            compressor: PieceCompressor::new(options.compressor)?,
+            chunk: Vec::new(),
+            first_chunk,
+            chunk_count: 0,
+            uncompressed_size: 0,
+            raw_hasher: Sha256::new(),
+            toc: Vec::new(),
+            info: None,
+        })
+    }
+
+    /// Number of chunks stored in this blob so far (deduplicated chunks not counted).
+    pub fn chunk_count(&self) -> u32 {
+        self.chunk_count
+    }
+
+    /// Reads the `len` bytes of the file's chunk at `file_offset` into the chunk buffer.
+    fn read_chunk(
+        &mut self,
+        data: &mut dyn Read,
+        len: usize,
+        file_offset: u64,
+        size: u64,
+    ) -> Result<()> {
+        self.chunk.resize(len, 0);
+        let mut filled = 0;
+        while filled < len {
+            match data.read(&mut self.chunk[filled..]) {
+                Ok(0) => {
+                    return Err(Error::bad_input(
+                        "file content",
+                        format!(
+                            "truncated: {size} bytes declared, the layer ends after {}",
+                            file_offset + filled as u64
+                        ),
+                    ));
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Verification failures of the layer reader travel inside the io::Error.
+                Err(e) => return Err(from_io(e, "reading file content")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores the chunk in the buffer unless the image has it already; returns its index.
+    fn store_chunk(&mut self, file_offset: u64) -> Result<ChunkIndex> {
+        let data = &self.chunk[..];
+        let size = data.len() as u32;
+        let digest: [u8; 32] = match self.options.digester {
+            Digester::Blake3 => *blake3::hash(data).as_bytes(),
+            Digester::Sha256 => Sha256::digest(data).into(),
+        };
+        if let Some(index) = self.table.find(&digest, size) {
+            return Ok(index);
+        }
+        if self.chunk_count >= MAX_CHUNKS_PER_BLOB {
+            return Err(Error::bad_input(
+                "layer",
+                format!(
+                    "more than {MAX_CHUNKS_PER_BLOB} distinct chunks in one layer; \
+                     choose a larger chunk size"
+                ),
+            ));
+        }
+        let (stored, compressed) = match self.compressor.compress(data)? {
+            Some(c) => (c, true),
+            None => (data, false),
+        };
+        let compressed_offset = self.out.pos;
+        let compressed_size = stored.len() as u32;
+        let uncompressed_offset = self.uncompressed_size;
+        // Checks now, before writing, that the ci entry can describe this chunk.
+        BlobChunkInfoV1Ondisk::new(
+            uncompressed_offset,
+            size,
+            compressed_offset,
+            compressed_size,
+        )?;
+        self.out.write(stored)?;
+        self.raw_hasher.update(stored);
+        self.uncompressed_size += u64::from(size).next_multiple_of(UNCOMPRESSED_ALIGNMENT);
+        let ci_index = self.chunk_count;
+        self.chunk_count += 1;
+        Ok(self.table.push(ChunkInfo {
+            digest,
+            blob_index: self.blob_index,
+            ci_index,
+            compressed_offset,
+            compressed_size,
+            uncompressed_offset,
+            uncompressed_size: size,
+            compressed,
+            file_offset,
+        }))
+    }
+
+    /// Ends the chunk data: writes `T(image.blob)`, the ci table (zstd, or raw if that is not
+    /// smaller) with its 4096-byte header and `T(blob.meta)`, then the chunk digests and
+    /// `T(blob.digest)`. Returns the blob as the layer's own (inlined) bootstrap describes it:
+    /// id [`INLINED_BLOB_ID_PLACEHOLDER`] (the caller sets the real one, the sha256 of the
+    /// finished blob), features [`LAYER_BLOB_FEATURES`], `compressed_size` = the offset where
+    /// the bootstrap will start, TOC size 0 (not known inside the bootstrap). For the merged
+    /// bootstrap use [`merged_blob_info`].
+    ///
+    /// Without chunks nothing is written and the result has `chunk_count` 0, no
+    /// `INLINED_CHUNK_DIGEST` feature and zero ci fields: leave such a blob out of blob tables.
+    ///
+    /// Calling it again returns the same value and writes nothing.
+    pub fn finish_data(&mut self) -> Result<BlobInfo> {
+        if let Some(info) = &self.info {
+            return Ok(info.clone());
+        }
+        let mut info = BlobInfo {
+            id: INLINED_BLOB_ID_PLACEHOLDER.to_string(),
+            chunk_count: self.chunk_count,
+            compressed_size: 0,
+            uncompressed_size: self.uncompressed_size,
+            features: FEATURES_ALWAYS,
+            ci_compressor: COMPRESSOR_NONE,
+            ci_offset: 0,
+            ci_compressed_size: 0,
+            ci_uncompressed_size: 0,
+            toc_size: 0,
+            toc_digest: [0; 32],
+        };
+        if self.chunk_count > 0 {
+            info.features = LAYER_BLOB_FEATURES;
+            self.write_chunk_data_header()?;
+            self.write_ci(&mut info)?;
+            self.write_chunk_digests()?;
+        }
+        info.compressed_size = self.out.pos;
+        self.info = Some(info.clone());
+        Ok(info)
+    }
+
+    /// `T(image.blob)` and its TOC entry.
+    fn write_chunk_data_header(&mut self) -> Result<()> {
+        let size = self.out.pos;
+        let header = BlobTarHeader::new(TOC_ENTRY_BLOB_RAW, size)?.to_bytes();
+        self.out.write(&header)?;
+        // nydus-image 2.2.0 finalizes its running blob hash after writing this header.
+        self.raw_hasher.update(header);
+        let digest = std::mem::take(&mut self.raw_hasher).finalize().into();
+        // The "uncompressed size" of this NONE entry is the aligned uncompressed size, as there.
+        self.toc.push(TocEntry::new(
+            TOC_ENTRY_BLOB_RAW,
+            TOC_FLAG_COMPRESSION_NONE,
+            digest,
+            0,
+            size,
+            self.uncompressed_size,
+        )?);
+        Ok(())
+    }
+
+    /// The ci table, its header, `T(blob.meta)` and their two TOC entries; fills `info`'s ci
+    /// fields.
+    fn write_ci(&mut self, info: &mut BlobInfo) -> Result<()> {
+        let mut table = Vec::with_capacity(self.chunk_count as usize * BlobChunkInfoV1Ondisk::SIZE);
+        for index in self.chunks() {
+            let c = self.table.get(index);
+            let ci = BlobChunkInfoV1Ondisk::new(
+                c.uncompressed_offset,
+                c.uncompressed_size,
+                c.compressed_offset,
+                c.compressed_size,
+            )?;
+            table.extend_from_slice(&ci.to_bytes());
+        }
+        let mut zstd = PieceCompressor::new(Compressor::Zstd)?;
+        let (stored, ci_compressor, toc_flag) = match zstd.compress(&table)? {
+            Some(c) => (c, COMPRESSOR_ZSTD, TOC_FLAG_COMPRESSION_ZSTD),
+            None => (&table[..], COMPRESSOR_NONE, TOC_FLAG_COMPRESSION_NONE),
+        };
+        let ci_offset = self.out.pos;
+        let ci_compressed_size = stored.len() as u64;
+        let header = BlobCompressionContextHeader {
+            s_features: info.features,
+            s_ci_compressor: ci_compressor,
+            s_ci_entries: self.chunk_count,
+            s_ci_offset: ci_offset,
+            s_ci_compressed_size: ci_compressed_size,
+            s_ci_uncompressed_size: table.len() as u64,
+            ..BlobCompressionContextHeader::default()
+        }
+        .to_bytes();
+        self.out.write(stored)?;
+        self.out.write(&header)?;
+        let section = ci_compressed_size + header.len() as u64;
+        self.out
+            .write(&BlobTarHeader::new(TOC_ENTRY_BLOB_META, section)?.to_bytes())?;
+        self.toc.push(TocEntry::new(
+            TOC_ENTRY_BLOB_META,
+            toc_flag,
+            Sha256::digest(&table).into(),
+            ci_offset,
+            ci_compressed_size,
+            table.len() as u64,
+        )?);
+        self.toc.push(TocEntry::new(
+            TOC_ENTRY_BLOB_META_HEADER,
+            TOC_FLAG_COMPRESSION_NONE,
+            Sha256::digest(header).into(),
+            ci_offset + ci_compressed_size,
+            header.len() as u64,
+            header.len() as u64,
+        )?);
+        info.ci_compressor = ci_compressor;
+        info.ci_offset = ci_offset;
+        info.ci_compressed_size = ci_compressed_size;
+        info.ci_uncompressed_size = table.len() as u64;
+        Ok(())
+    }
+
+    /// The 32-byte digest of every chunk in ci-index order, stored raw, `T(blob.digest)` and
+    /// its TOC entry.
+    fn write_chunk_digests(&mut self) -> Result<()> {
+        let offset = self.out.pos;
+        let mut hasher = Sha256::new();
+        for index in self.chunks() {
+            let digest = self.table.get(index).digest;
+            hasher.update(digest);
+            self.out.write(&digest)?;
+        }
+        let size = self.out.pos - offset;
+        self.out
+            .write(&BlobTarHeader::new(TOC_ENTRY_BLOB_DIGEST, size)?.to_bytes())?;
+        self.toc.push(TocEntry::new(
+            TOC_ENTRY_BLOB_DIGEST,
+            TOC_FLAG_COMPRESSION_NONE,
+            hasher.finalize().into(),
+            offset,
+            size,
+            size,
+        )?);
+        Ok(())
+    }
+
+    /// The table indexes of this blob's chunks, in ci-index order.
+    fn chunks(&self) -> std::ops::Range<ChunkIndex> {
+        self.first_chunk..self.first_chunk + self.chunk_count
+    }
+
+    /// Ends the blob: `bootstrap` (the layer's own RAFS bootstrap, built with the [`BlobInfo`]
+    /// of [`finish_data`](BlobWriter::finish_data)) zstd-compressed (raw if that is not
+    /// smaller), `T(image.boot)`, the TOC entries and `T(rafs.blob.toc)`. Flushes and returns
+    /// the output.
+    ///
+    /// Fails if `finish_data` was not called: the bootstrap could not have described this blob.
+    pub fn finish(mut self, bootstrap: &[u8]) -> Result<W> {
+        let Some(info) = &self.info else {
+            return Err(Error::internal(
+                "blob writer: finish called before finish_data",
+            ));
+        };
+        debug_assert_eq!(info.compressed_size, self.out.pos);
+        let offset = self.out.pos;
+        let mut zstd = PieceCompressor::new(Compressor::Zstd)?;
+        let (stored, flag) = match zstd.compress(bootstrap)? {
+            Some(c) => (c, TOC_FLAG_COMPRESSION_ZSTD),
+            None => (bootstrap, TOC_FLAG_COMPRESSION_NONE),
+        };
+        self.out.write(stored)?;
+        let stored_size = stored.len() as u64;
+        self.out
+            .write(&BlobTarHeader::new(TOC_ENTRY_BOOTSTRAP, stored_size)?.to_bytes())?;
+        self.toc.push(TocEntry::new(
+            TOC_ENTRY_BOOTSTRAP,
+            flag,
+            Sha256::digest(bootstrap).into(),
+            offset,
+            stored_size,
+            bootstrap.len() as u64,
+        )?);
+        for entry in &self.toc {
+            self.out.write(&entry.to_bytes())?;
+        }
+        let toc_size = (self.toc.len() * TocEntry::SIZE) as u64;
+        self.out
+            .write(&BlobTarHeader::new(TOC_ENTRY_BLOB_TOC, toc_size)?.to_bytes())?;
+        self.out.inner.flush().map_err(write_error)?;
+        Ok(self.out.inner)
+    }
+}
+
+impl<W: Write> ChunkSink for BlobWriter<'_, W> {
+    /// Cuts the file into `chunk_size` pieces (the last one short), stores each piece the image
+    /// does not have yet (same digest and size) and returns the file's chunk list.
+    ///
+    /// Reads exactly `size` bytes; if `data` ends sooner the error is `BadInput` ("truncated").
+    /// Errors of `data` itself keep their message and kind (the layer reader reports failed
+    /// digest checks that way).
+    fn file(&mut self, _path: &ImagePath, data: &mut dyn Read, size: u64) -> Result<FileData> {
+        if self.info.is_some() {
+            return Err(Error::internal(
+                "blob writer: file content after finish_data",
+            ));
+        }
+        let chunk_size = u64::from(self.options.chunk_size);
+        // Never trust `size` for an allocation: a bogus header must fail on reading, not here.
+        let expected_chunks = size.div_ceil(chunk_size).min(1024) as usize;
+        let mut chunks = Vec::with_capacity(expected_chunks);
+        let mut file_offset = 0;
+        while file_offset < size {
+            let len = chunk_size.min(size - file_offset);
+            self.read_chunk(data, len as usize, file_offset, size)?;
+            chunks.push(self.store_chunk(file_offset)?);
+            file_offset += len;
+        }
+        Ok(FileData { size, chunks })
+    }
+}
+
+/// The blob table entry of a layer blob in the image's merged bootstrap, from the one
+/// [`BlobWriter::finish_data`] returned for the layer's own bootstrap: the real blob id, and
+/// `INLINED_FS_META` dropped (`0x7000_0023` becomes `0x7000_0021`), because the merged
+/// bootstrap is not inlined in that blob — what `nydus-image merge` 2.2.0 writes
+/// (`BlobContext::from`). Everything else, the TOC size 0 included, stays.
+///
+/// The blob's ci header keeps `0x7000_0023`. nydusd 2.2.0 compares the two, finds them
+/// different, fetches the ci data once more and goes on (it ignores the second result); v2.4
+/// no longer compares features. This is exactly the case of nydus's own converter output.
+pub fn merged_blob_info(layer: &BlobInfo, blob_id: &str) -> BlobInfo {
+    BlobInfo {
+        id: blob_id.to_string(),
+        features: layer.features & !BLOB_FEATURE_INLINED_FS_META,
+        ..layer.clone()
+    }
+}
+
+/// A writer that knows how many bytes went through it: the current blob offset.
+struct Counted<W> {
+    inner: W,
+    pos: u64,
+}
+
+impl<W: Write> Counted<W> {
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.inner.write_all(bytes).map_err(write_error)?;
+        self.pos += bytes.len() as u64;
+        Ok(())
+    }
+}
+
+/// A failed write of the blob; the caller adds which file it was.
+fn write_error(err: io::Error) -> Error {
+    Error::new(ErrorKind::Io, format!("writing the data blob: {err}"))
+}
+
+#[cfg(test)]
+mod tests;
