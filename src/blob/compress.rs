@@ -52,6 +52,7 @@ impl PieceCompressor {
             Compressor::None => return Ok(None),
             Compressor::Zstd => {
                 let zstd = self.zstd.as_mut().expect("zstd context made in new");
+                // `compress_to_buffer` writes into the Vec's spare capacity and sets its length.
                 self.out.clear();
                 self.out
                     .reserve(zstd::zstd_safe::compress_bound(data.len()));
@@ -61,8 +62,10 @@ impl PieceCompressor {
             Compressor::Lz4Block => {
                 let bound = lz4::block::compress_bound(data.len())
                     .map_err(|e| Error::internal(format!("lz4 compression: {e}")))?;
-                self.out.resize(bound, 0);
-                lz4::block::compress_to_buffer(data, None, false, &mut self.out)
+                if self.out.len() < bound {
+                    self.out.resize(bound, 0);
+                }
+                lz4::block::compress_to_buffer(data, None, false, &mut self.out[..bound])
                     .map_err(|e| Error::internal(format!("lz4 compression failed: {e}")))?
             }
         };

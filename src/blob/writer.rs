@@ -55,9 +55,9 @@ const FEATURES_ALWAYS: u32 = BLOB_FEATURE_ALIGNED
 /// (`0x7000_0023`, what nydus-image 2.2.0 writes into the ci header and the layer's bootstrap).
 pub const LAYER_BLOB_FEATURES: u32 = FEATURES_ALWAYS | BLOB_FEATURE_INLINED_CHUNK_DIGEST;
 
-/// Most chunks one blob may hold: ci indexes run up to `0xff_fffe` (nydus
-/// `RAFS_MAX_CHUNKS_PER_BLOB`), and a V1 ci table of that many entries stays under nydusd's
-/// 256 MiB limit.
+/// Most chunks one blob may hold: RAFS v6 chunk ids are 24 bits and nydus-image 2.2.0 hands
+/// out ci indexes up to `0xff_fffe` (`BlobContext::alloc_chunk_index`); a V1 ci table of that
+/// many entries stays under nydusd's 256 MiB limit.
 pub const MAX_CHUNKS_PER_BLOB: u32 = 0xff_ffff;
 
 /// Uncompressed chunks start on 4 KiB boundaries (RAFS v6, `ALIGNED`).
@@ -440,7 +440,10 @@ impl<W: Write> ChunkSink for BlobWriter<'_, W> {
 /// [`BlobWriter::finish_data`] returned for the layer's own bootstrap: the real blob id, and
 /// `INLINED_FS_META` dropped (`0x7000_0023` becomes `0x7000_0021`), because the merged
 /// bootstrap is not inlined in that blob — what `nydus-image merge` 2.2.0 writes
-/// (`BlobContext::from`). Everything else, the TOC size 0 included, stays.
+/// (`BlobContext::from`). Everything else stays, as there when merge runs without `--config`:
+/// `compressed_size` is still the offset of the inlined bootstrap and the TOC size 0. (With a
+/// backend `--config`, merge reads each blob and records its full size and TOC size/digest
+/// instead; nydusd needs neither.)
 ///
 /// The blob's ci header keeps `0x7000_0023`. nydusd 2.2.0 compares the two, finds them
 /// different, fetches the ci data once more and goes on (it ignores the second result); v2.4
