@@ -913,3 +913,33 @@ fn same_sections_as_nydus_image_for_every_compressor_and_digester() {
         eprintln!("{what}: the whole blob is byte-identical to nydus-image's: {identical}");
     }
 }
+
+/// Endless pseudo-random bytes, produced as they are read.
+struct Stream(u64);
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        for b in buf.iter_mut() {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            *b = (self.0 >> 32) as u8;
+        }
+        Ok(buf.len())
+    }
+}
+
+#[test]
+fn a_streamed_file_is_read_exactly_through_one_chunk_buffer() {
+    let opts = options(KIB4, Compressor::Lz4Block, Digester::Blake3);
+    let mut table = ChunkTable::new();
+    let mut w = BlobWriter::new(Vec::new(), 0, opts, &mut table).unwrap();
+    let path = ImagePath::parse(b"/big").unwrap();
+    let size = 300 * 4096 + 5;
+    let mut stream = io::Read::take(Stream(42), size + 1000);
+    let fd = w.file(&path, &mut stream, size).unwrap();
+    assert_eq!(stream.limit(), 1000, "exactly `size` bytes read");
+    assert_eq!((fd.size, fd.chunks.len()), (size, 301));
+    assert!(w.chunk.capacity() <= 4096, "{}", w.chunk.capacity());
+    assert_eq!(w.chunk_count(), 301);
+}
