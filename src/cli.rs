@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::blob::chunk::{BlobOptions, Compressor, Digester};
+use crate::convert::ConvertOptions;
 use crate::error::{Error, Result};
 use crate::source::{Platform, PlatformChoice, Selection};
 
@@ -95,10 +97,77 @@ pub struct InspectArgs {
 pub struct ConvertArgs {
     /// The input image: an OCI image layout directory, an oci-archive or a docker save tarball.
     pub input: PathBuf,
-    /// Where to write the Nydus image as an OCI image layout directory.
+    /// Where to write the Nydus image as an OCI image layout directory. It must not exist yet
+    /// (see --force); it appears only once the whole image is written.
     pub output: PathBuf,
     #[command(flatten)]
     pub select: SelectArgs,
+    /// Size of the chunks files are cut into: a power of two from 4 KiB to 16 MiB, written as
+    /// bytes (1048576), hex (0x100000) or with a unit (1MiB, 64KiB).
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = parse_chunk_size)]
+    pub chunk_size: u32,
+    /// How each chunk is compressed; a chunk that does not shrink is stored as it is.
+    #[arg(long, value_enum, default_value_t = CompressorArg::Zstd)]
+    pub compressor: CompressorArg,
+    /// The digest identifying chunks, used to store repeated content once.
+    #[arg(long, value_enum, default_value_t = DigesterArg::Blake3)]
+    pub digester: DigesterArg,
+    /// Replace OUTPUT if it exists (only once the new image is complete).
+    #[arg(long)]
+    pub force: bool,
+    /// Tag of the image in the output's index.json. Default: the input image's tag.
+    #[arg(long, value_name = "NAME")]
+    pub tag: Option<String>,
+}
+
+/// `--compressor` values, in nydus-image's spelling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompressorArg {
+    None,
+    #[value(name = "lz4_block")]
+    Lz4Block,
+    Zstd,
+}
+
+/// `--digester` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DigesterArg {
+    Blake3,
+    Sha256,
+}
+
+/// Parse a chunk size: decimal bytes, `0x` hex, or a number with K/KiB/M/MiB; a power of two
+/// between 4 KiB and 16 MiB.
+pub fn parse_chunk_size(s: &str) -> std::result::Result<u32, String> {
+    let t = s.trim();
+    let lower = t.to_ascii_lowercase();
+    let (number, unit) = match lower.find(|c: char| c.is_ascii_alphabetic() && c != 'x') {
+        Some(i) if !lower.starts_with("0x") => (&lower[..i], &lower[i..]),
+        _ => (lower.as_str(), ""),
+    };
+    let multiplier: u64 = match unit.trim() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in chunk size '{s}' (use KiB or MiB)"
+            ));
+        }
+    };
+    let number = number.trim();
+    let value = match number.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => number.parse::<u64>(),
+    }
+    .map_err(|_| format!("'{s}' is not a size (examples: 1048576, 0x100000, 1MiB)"))?;
+    let bytes = value.saturating_mul(multiplier);
+    if !bytes.is_power_of_two() || !(4096..=16 << 20).contains(&bytes) {
+        return Err(format!(
+            "chunk size {bytes} is not a power of two between 4 KiB and 16 MiB"
+        ));
+    }
+    Ok(bytes as u32)
 }
 
 /// Parse the command line, run the subcommand, and return the process exit code.
@@ -116,18 +185,40 @@ pub fn main() -> i32 {
 /// Run one parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Convert(args) => {
-            // Resolve and load the input now, so that bad input and selection mistakes are
-            // reported as such rather than as a missing feature.
-            let source = crate::source::open(&args.input)?;
-            crate::source::select(&*source, &args.select.selection(PlatformChoice::Host))?;
-            Err(Error::internal(format!(
-                "converting {} is not implemented yet in this build",
-                args.input.display()
-            )))
-        }
+        Command::Convert(args) => convert(&args),
         Command::Inspect(args) => inspect(&args),
     }
+}
+
+/// `convert`: the options become [`ConvertOptions`]; the summary goes to stdout.
+fn convert(args: &ConvertArgs) -> Result<()> {
+    let options = ConvertOptions {
+        selection: args.select.selection(PlatformChoice::Host),
+        blob: BlobOptions {
+            chunk_size: args.chunk_size,
+            compressor: match args.compressor {
+                CompressorArg::None => Compressor::None,
+                CompressorArg::Lz4Block => Compressor::Lz4Block,
+                CompressorArg::Zstd => Compressor::Zstd,
+            },
+            digester: match args.digester {
+                DigesterArg::Blake3 => Digester::Blake3,
+                DigesterArg::Sha256 => Digester::Sha256,
+            },
+        },
+        force: args.force,
+        tag: args.tag.clone(),
+    };
+    let summary = crate::convert::convert(&args.input, &args.output, &options)?;
+    println!(
+        "{}: {} layers, {} chunks, tag {}, manifest {}",
+        args.output.display(),
+        summary.layers,
+        summary.chunks,
+        summary.tag,
+        summary.manifest_digest
+    );
+    Ok(())
 }
 
 /// `inspect`: list every image and platform unless narrowed.
@@ -146,4 +237,23 @@ fn inspect(args: &InspectArgs) -> Result<()> {
     written
         .and_then(|()| out.flush())
         .map_err(|e| Error::io(std::path::Path::new("<stdout>"), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_chunk_size;
+
+    #[test]
+    fn chunk_sizes_in_every_spelling() {
+        for s in [
+            "1048576", "0x100000", "0X100000", "1MiB", "1M", "1024KiB", "1 MiB",
+        ] {
+            assert_eq!(parse_chunk_size(s), Ok(1 << 20), "{s}");
+        }
+        assert_eq!(parse_chunk_size("4KiB"), Ok(4096));
+        assert_eq!(parse_chunk_size("16MiB"), Ok(16 << 20));
+        for bad in ["2KiB", "32MiB", "1000000", "0x", "1GiB", "abc", ""] {
+            assert!(parse_chunk_size(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -22,6 +22,7 @@
 
 pub mod blob;
 pub mod cli;
+pub mod convert;
 pub mod error;
 pub mod layer;
 pub mod output;

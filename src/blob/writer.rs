@@ -131,6 +131,13 @@ impl<'t, W: Write> BlobWriter<'t, W> {
         })
     }
 
+    /// The image's chunk table as it stands, lower layers' chunks and this blob's so far: what
+    /// the layer's own bootstrap, written between [`finish_data`](Self::finish_data) and
+    /// [`finish`](Self::finish), resolves its files' chunks in.
+    pub fn table(&self) -> &ChunkTable {
+        self.table
+    }
+
     /// Number of chunks stored in this blob so far (deduplicated chunks not counted).
     pub fn chunk_count(&self) -> u32 {
         self.chunk_count

@@ -246,7 +246,11 @@ pub fn merged_bootstrap(layout: &Path, tag: &str, out: &Path) {
         }
     }
     fs::remove_file(&tar_path).unwrap();
-    assert!(found, "no image/image.boot in the bootstrap layer of {}", layout.display());
+    assert!(
+        found,
+        "no image/image.boot in the bootstrap layer of {}",
+        layout.display()
+    );
 }
 
 /// Extract a blob's inlined bootstrap the way nydus-snapshotter does (`seekFileByTOC`): read the
