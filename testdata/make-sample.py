@@ -23,7 +23,9 @@ import shutil
 import sys
 import tarfile
 
-MTIME = 1700000000
+# SAMPLE_MTIME=0 builds the variant reproducible builders produce (every mtime 0), which lets
+# the bootstrap writer use compact inodes.
+MTIME = int(os.environ.get("SAMPLE_MTIME", "1700000000"))
 MT_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 MT_CONFIG = "application/vnd.oci.image.config.v1+json"
 MT_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

@@ -43,7 +43,7 @@ fn reference_image_through_nydusd_localfs_equals_umoci() {
     let expected = tree::list(&f.rootfs, ListOptions::NYDUSD);
     let mnt = mounts::nydusd_localfs(&f.nydus.bootstrap, &f.nydus.blob_dir, scratch.path(), "mnt");
     let actual = tree::list(&mnt.dir, ListOptions::NYDUSD);
-    tree::assert_same(
+    tree::assert_same_nydusd(
         &expected,
         &actual,
         "nydusd (localfs) of the reference image",
@@ -95,7 +95,7 @@ fn reference_image_through_registry_equals_umoci() {
     );
     let expected = tree::list(&f.rootfs, ListOptions::NYDUSD);
     let actual = tree::list(&mnt.dir, ListOptions::NYDUSD);
-    tree::assert_same(
+    tree::assert_same_nydusd(
         &expected,
         &actual,
         "nydusd (registry backend) of the pushed reference image",
@@ -117,7 +117,42 @@ fn diff_after(
         "trees differ before the alteration"
     );
     alter(rootfs);
+    // Editing a file also stamps it and its directory with the current time; put every mtime
+    // back so that only the intended alteration remains.
+    restore_mtimes(rootfs, &before);
     tree::list(rootfs, opts).diff(actual)
+}
+
+fn restore_mtimes(rootfs: &Path, listing: &tree::Listing) {
+    use std::os::unix::ffi::OsStrExt;
+    for (path, entry) in &listing.entries {
+        let Some((secs, nsecs)) = entry.mtime else {
+            continue;
+        };
+        let full = rootfs.join(std::ffi::OsStr::from_bytes(&path[1..]));
+        let c_path = std::ffi::CString::new(full.as_os_str().as_bytes()).unwrap();
+        let times = [
+            libc::timespec {
+                tv_sec: 0,
+                tv_nsec: libc::UTIME_OMIT,
+            },
+            libc::timespec {
+                tv_sec: secs,
+                tv_nsec: nsecs,
+            },
+        ];
+        // SAFETY: a valid NUL-terminated path and two timespecs, as utimensat requires.
+        let rc = unsafe {
+            libc::utimensat(
+                libc::AT_FDCWD,
+                c_path.as_ptr(),
+                times.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        // A path the alteration removed has no time to restore.
+        assert!(rc == 0 || !full.exists(), "utimensat {}", full.display());
+    }
 }
 
 fn only(diffs: &[Difference], path: &str, field: &str) {
@@ -159,6 +194,7 @@ fn harness_reports_exactly_one_altered_byte_mode_or_xattr() {
         f.rootfs.join("usr/share/data/words.txt"),
     )
     .unwrap();
+    restore_mtimes(&f.rootfs, &actual);
     let diffs = diff_after(&f.rootfs, &actual, opts, |root| {
         fs::set_permissions(root.join("bin/su-tool"), fs::Permissions::from_mode(0o755)).unwrap();
     });

@@ -45,6 +45,26 @@ struct Record {
     data_block: Option<u64>,
     nlink: u32,
     ino: u32,
+    /// Whether a 32-byte compact inode holds everything (see [`fits_compact`]).
+    compact: bool,
+}
+
+/// Whether an inode can be compact without losing anything: compact inodes have 16-bit owners
+/// and nlink, a 32-bit size and no mtime at all (nydusd shows 0, the kernel `s_build_time`, which
+/// is 0 here), so only inodes with mtime exactly 0 qualify. Devices stay extended: nydus keeps
+/// no device number in compact inodes.
+fn fits_compact(inode: &crate::tree::Inode, nlink: u32, size: u64) -> bool {
+    let m = &inode.meta;
+    m.mtime == 0
+        && m.mtime_nsec == 0
+        && m.uid <= 0xffff
+        && m.gid <= 0xffff
+        && nlink <= 0xffff
+        && size <= u64::from(u32::MAX)
+        && !matches!(
+            inode.data,
+            InodeData::CharDevice { .. } | InodeData::BlockDevice { .. }
+        )
 }
 
 /// Build the bootstrap bytes.
@@ -130,6 +150,7 @@ pub fn write(input: &BootstrapInput) -> Result<Vec<u8>> {
             nlink,
             ino: u32::try_from(records.len() + 1)
                 .map_err(|_| Error::bad_input("image", "more than 2^32 inodes"))?,
+            compact: false,
         });
     }
 
@@ -147,11 +168,16 @@ pub fn write(input: &BootstrapInput) -> Result<Vec<u8>> {
     let mut cursor = BLOCK; // The meta area's first block stays empty: nid 0 breaks readdir.
     for (i, record) in records.iter_mut().enumerate() {
         let inode = tree.inode_of(record.node);
-        let head = (RafsV6InodeExtended::SIZE + record.xattrs.len()) as u64;
         let d_size = match &dir_blocks[i] {
             Some(blocks) => dir_size(blocks),
             None => record.data.len() as u64,
         };
+        let size = match &inode.data {
+            InodeData::File(f) => f.size,
+            _ => d_size,
+        };
+        record.compact = fits_compact(inode, record.nlink, size);
+        let head = (inode_size(record) + record.xattrs.len()) as u64;
         let tail = d_size % BLOCK;
         if tail != 0 && head + tail <= BLOCK {
             record.inline_tail = tail as usize;
@@ -320,7 +346,7 @@ pub fn write(input: &BootstrapInput) -> Result<Vec<u8>> {
         let node = tree.node(record.node);
         let inode = tree.inode(node.inode);
         let at = meta_addr + record.offset;
-        let head = RafsV6InodeExtended::SIZE + record.xattrs.len();
+        let head = inode_size(record) + record.xattrs.len();
         let data: Vec<u8> = match &dir_blocks[i] {
             Some(blocks) => encode_dir(tree, blocks, record.node, &parent_of, &nid_of),
             None => record.data.clone(),
@@ -353,24 +379,44 @@ pub fn write(input: &BootstrapInput) -> Result<Vec<u8>> {
             InodeData::Fifo => (libc::S_IFIFO, 0, 0),
             InodeData::Socket => (libc::S_IFSOCK, 0, 0),
         };
-        let disk = RafsV6InodeExtended {
-            i_format: i_format(EROFS_INODE_LAYOUT_EXTENDED, layout),
-            i_xattr_icount: xattr_icount(record.xattrs.len())?,
-            i_mode: (type_bits | (inode.meta.mode & 0o7777)) as u16,
-            i_reserved: 0,
-            i_size: size,
-            i_u,
-            i_ino: record.ino,
-            i_uid: inode.meta.uid,
-            i_gid: inode.meta.gid,
-            // Two's complement: the kernel reads this field as a signed time.
-            i_mtime: inode.meta.mtime as u64,
-            i_mtime_nsec: inode.meta.mtime_nsec,
-            i_nlink: record.nlink,
-            i_reserved2: [0; 16],
-        };
-        put(at, &disk.to_bytes());
-        put(at + RafsV6InodeExtended::SIZE as u64, &record.xattrs);
+        let i_mode = (type_bits | (inode.meta.mode & 0o7777)) as u16;
+        let i_xattr_icount = xattr_icount(record.xattrs.len())?;
+        if record.compact {
+            // fits_compact() checked that every narrowing below is lossless.
+            let disk = RafsV6InodeCompact {
+                i_format: i_format(EROFS_INODE_LAYOUT_COMPACT, layout),
+                i_xattr_icount,
+                i_mode,
+                i_nlink: record.nlink as u16,
+                i_size: size as u32,
+                i_reserved: 0,
+                i_u,
+                i_ino: record.ino,
+                i_uid: inode.meta.uid as u16,
+                i_gid: inode.meta.gid as u16,
+                i_reserved2: [0; 4],
+            };
+            put(at, &disk.to_bytes());
+        } else {
+            let disk = RafsV6InodeExtended {
+                i_format: i_format(EROFS_INODE_LAYOUT_EXTENDED, layout),
+                i_xattr_icount,
+                i_mode,
+                i_reserved: 0,
+                i_size: size,
+                i_u,
+                i_ino: record.ino,
+                i_uid: inode.meta.uid,
+                i_gid: inode.meta.gid,
+                // Two's complement: the kernel reads this field as a signed time.
+                i_mtime: inode.meta.mtime as u64,
+                i_mtime_nsec: inode.meta.mtime_nsec,
+                i_nlink: record.nlink,
+                i_reserved2: [0; 16],
+            };
+            put(at, &disk.to_bytes());
+        }
+        put(at + inode_size(record) as u64, &record.xattrs);
         match &inode.data {
             InodeData::File(f) => {
                 let mut pos = (at + head as u64).next_multiple_of(8);
@@ -419,6 +465,15 @@ pub fn write(input: &BootstrapInput) -> Result<Vec<u8>> {
         );
     }
     Ok(out)
+}
+
+/// Bytes of a record's inode.
+fn inode_size(record: &Record) -> usize {
+    if record.compact {
+        RafsV6InodeCompact::SIZE
+    } else {
+        RafsV6InodeExtended::SIZE
+    }
 }
 
 fn block_number(n: u64) -> Result<u32> {
