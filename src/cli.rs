@@ -112,6 +112,10 @@ pub struct ConvertArgs {
     /// The digest identifying chunks, used to store repeated content once.
     #[arg(long, value_enum, default_value_t = DigesterArg::Blake3)]
     pub digester: DigesterArg,
+    /// Threads that digest and compress chunks (0: one per CPU). The output is the same for
+    /// any value.
+    #[arg(long, short = 'j', value_name = "N", default_value_t = 0)]
+    pub jobs: usize,
     /// Replace OUTPUT if it exists (only once the new image is complete).
     #[arg(long)]
     pub force: bool,
@@ -205,6 +209,7 @@ fn convert(args: &ConvertArgs) -> Result<()> {
                 DigesterArg::Blake3 => Digester::Blake3,
                 DigesterArg::Sha256 => Digester::Sha256,
             },
+            jobs: args.jobs,
         },
         force: args.force,
         tag: args.tag.clone(),

@@ -58,6 +58,9 @@ pub struct BlobOptions {
     pub chunk_size: u32,
     pub compressor: Compressor,
     pub digester: Digester,
+    /// Threads digesting and compressing chunks; 0 means one per CPU. The output does not
+    /// depend on it.
+    pub jobs: usize,
 }
 
 impl Default for BlobOptions {
@@ -66,6 +69,7 @@ impl Default for BlobOptions {
             chunk_size: 1 << 20,
             compressor: Compressor::Zstd,
             digester: Digester::Blake3,
+            jobs: 0,
         }
     }
 }
@@ -91,10 +95,15 @@ pub struct ChunkInfo {
     pub file_offset: u64,
 }
 
-/// Every chunk of the image, in the order they were stored, with a digest index for dedup.
+/// Every chunk of the image, with a digest index for dedup.
+///
+/// Each chunk of each file gets an entry, in the order files are read, the moment it is read:
+/// that is what lets the parallel blob writer hand back a file's chunk list before its chunks
+/// are digested. The entry is filled once the chunk is stored; a chunk found to repeat an earlier
+/// one becomes an alias, a copy of the entry that holds its bytes.
 #[derive(Debug, Default)]
 pub struct ChunkTable {
-    chunks: Vec<ChunkInfo>,
+    chunks: Vec<Option<ChunkInfo>>,
     by_content: HashMap<([u8; 32], u32), ChunkIndex>,
 }
 
@@ -104,31 +113,50 @@ impl ChunkTable {
         ChunkTable::default()
     }
 
-    /// The chunk with this digest and uncompressed size, if one was stored already.
+    /// The stored chunk with this digest and uncompressed size, if there is one.
     pub fn find(&self, digest: &[u8; 32], uncompressed_size: u32) -> Option<ChunkIndex> {
         self.by_content.get(&(*digest, uncompressed_size)).copied()
     }
 
-    /// Record a newly stored chunk and return its index.
-    pub fn push(&mut self, chunk: ChunkInfo) -> ChunkIndex {
+    /// Take the next index for a chunk whose description comes later, by [`fill`](Self::fill).
+    pub fn reserve(&mut self) -> ChunkIndex {
         let index = ChunkIndex::try_from(self.chunks.len()).expect("fewer than 2^32 chunks");
-        self.by_content
-            .insert((chunk.digest, chunk.uncompressed_size), index);
-        self.chunks.push(chunk);
+        self.chunks.push(None);
         index
     }
 
-    /// A chunk by index.
-    pub fn get(&self, index: ChunkIndex) -> &ChunkInfo {
-        &self.chunks[index as usize]
+    /// Describe a reserved chunk. With `stored`, it is the chunk that holds these bytes and later
+    /// chunks with the same content are found through it; otherwise it is an alias.
+    pub fn fill(&mut self, index: ChunkIndex, chunk: ChunkInfo, stored: bool) {
+        if stored {
+            self.by_content
+                .insert((chunk.digest, chunk.uncompressed_size), index);
+        }
+        self.chunks[index as usize] = Some(chunk);
     }
 
-    /// Number of chunks stored.
+    /// Record a newly stored chunk and return its index ([`reserve`](Self::reserve) and
+    /// [`fill`](Self::fill) in one).
+    pub fn push(&mut self, chunk: ChunkInfo) -> ChunkIndex {
+        let index = self.reserve();
+        self.fill(index, chunk, true);
+        index
+    }
+
+    /// A chunk by index. Panics if it was reserved and never filled: every chunk of a file is
+    /// filled before its blob's data ends, so that would be a bug.
+    pub fn get(&self, index: ChunkIndex) -> &ChunkInfo {
+        self.chunks[index as usize]
+            .as_ref()
+            .expect("chunk filled before it is read")
+    }
+
+    /// Number of entries (stored chunks and aliases).
     pub fn len(&self) -> usize {
         self.chunks.len()
     }
 
-    /// Whether no chunk was stored.
+    /// Whether the table has no entry.
     pub fn is_empty(&self) -> bool {
         self.chunks.is_empty()
     }

@@ -5,4 +5,5 @@ pub mod chunk;
 pub(crate) mod compress;
 pub(crate) mod le;
 pub mod ondisk;
+pub mod pipeline;
 pub mod writer;

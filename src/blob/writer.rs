@@ -27,7 +27,7 @@ use std::io::{self, Read, Write};
 
 use sha2::{Digest as _, Sha256};
 
-use super::chunk::{BlobInfo, BlobOptions, ChunkInfo, ChunkTable, Compressor, Digester};
+use super::chunk::{BlobInfo, BlobOptions, ChunkInfo, ChunkTable, Compressor};
 use super::compress::PieceCompressor;
 use super::ondisk::{
     BLOB_CHUNK_MAX_SIZE, BLOB_FEATURE_ALIGNED, BLOB_FEATURE_CAP_TAR_TOC,
@@ -37,6 +37,7 @@ use super::ondisk::{
     TOC_ENTRY_BLOB_META_HEADER, TOC_ENTRY_BLOB_RAW, TOC_ENTRY_BLOB_TOC, TOC_ENTRY_BOOTSTRAP,
     TOC_FLAG_COMPRESSION_NONE, TOC_FLAG_COMPRESSION_ZSTD, TocEntry,
 };
+use super::pipeline::{BATCH_BYTES, Batch, Item, Workers};
 use crate::blob::chunk::INLINED_BLOB_ID_PLACEHOLDER;
 use crate::error::{Error, ErrorKind, Result};
 use crate::layer::ChunkSink;
@@ -75,11 +76,12 @@ pub struct BlobWriter<'t, W: Write> {
     blob_index: u32,
     options: BlobOptions,
     table: &'t mut ChunkTable,
-    compressor: PieceCompressor,
-    /// One chunk of file content, reused for every chunk.
-    chunk: Vec<u8>,
-    /// Table index of this blob's first chunk; its chunks are `first_chunk..first_chunk + count`.
-    first_chunk: ChunkIndex,
+    /// Threads digesting and compressing chunks; results come back in reading order.
+    workers: Workers,
+    /// The batch of chunks being filled by the reading thread.
+    batch: Batch,
+    /// The chunks this blob stores, in ci-index order (aliases of repeated chunks excluded).
+    stored: Vec<ChunkIndex>,
     chunk_count: u32,
     /// End of the last chunk in the 4 KiB-aligned uncompressed space.
     uncompressed_size: u64,
@@ -113,16 +115,16 @@ impl<'t, W: Write> BlobWriter<'t, W> {
                 "blob writer: chunk size {cs:#x} is not a power of two from 4 KiB to 16 MiB"
             )));
         }
-        let first_chunk = ChunkIndex::try_from(table.len())
-            .map_err(|_| Error::internal("blob writer: chunk table is full"))?;
+        let mut workers = Workers::new(options.jobs, options.digester, options.compressor)?;
+        let batch = workers.empty_batch();
         Ok(BlobWriter {
             out: Counted { inner: out, pos: 0 },
             blob_index,
             options,
             table,
-            compressor: PieceCompressor::new(options.compressor)?,
-            chunk: Vec::new(),
-            first_chunk,
+            workers,
+            batch,
+            stored: Vec::new(),
             chunk_count: 0,
             uncompressed_size: 0,
             raw_hasher: Sha256::new(),
@@ -143,7 +145,7 @@ impl<'t, W: Write> BlobWriter<'t, W> {
         self.chunk_count
     }
 
-    /// Reads the `len` bytes of the file's chunk at `file_offset` into the chunk buffer.
+    /// Reads the `len` bytes of the file's chunk at `file_offset` onto the end of the batch.
     fn read_chunk(
         &mut self,
         data: &mut dyn Read,
@@ -151,10 +153,11 @@ impl<'t, W: Write> BlobWriter<'t, W> {
         file_offset: u64,
         size: u64,
     ) -> Result<()> {
-        self.chunk.resize(len, 0);
+        let start = self.batch.data.len();
+        self.batch.data.resize(start + len, 0);
         let mut filled = 0;
         while filled < len {
-            match data.read(&mut self.chunk[filled..]) {
+            match data.read(&mut self.batch.data[start + filled..]) {
                 Ok(0) => {
                     return Err(Error::bad_input(
                         "file content",
@@ -173,56 +176,91 @@ impl<'t, W: Write> BlobWriter<'t, W> {
         Ok(())
     }
 
-    /// Stores the chunk in the buffer unless the image has it already; returns its index.
-    fn store_chunk(&mut self, file_offset: u64) -> Result<ChunkIndex> {
-        let data = &self.chunk[..];
-        let size = data.len() as u32;
-        let digest: [u8; 32] = match self.options.digester {
-            Digester::Blake3 => *blake3::hash(data).as_bytes(),
-            Digester::Sha256 => Sha256::digest(data).into(),
-        };
-        if let Some(index) = self.table.find(&digest, size) {
-            return Ok(index);
+    /// Sends the batch being filled to the workers, then stores every batch that is back, in
+    /// order; waits while the workers have as many batches as they may.
+    fn submit_batch(&mut self) -> Result<()> {
+        if !self.batch.is_empty() {
+            let full = std::mem::replace(&mut self.batch, self.workers.empty_batch());
+            self.workers.submit(full)?;
         }
-        if self.chunk_count >= MAX_CHUNKS_PER_BLOB {
-            return Err(Error::bad_input(
-                "layer",
-                format!(
-                    "more than {MAX_CHUNKS_PER_BLOB} distinct chunks in one layer; \
-                     choose a larger chunk size"
-                ),
-            ));
+        while let Some(done) = self.workers.next_done(false)? {
+            self.store_batch(done)?;
         }
-        let (stored, compressed) = match self.compressor.compress(data)? {
-            Some(c) => (c, true),
-            None => (data, false),
-        };
-        let compressed_offset = self.out.pos;
-        let compressed_size = stored.len() as u32;
-        let uncompressed_offset = self.uncompressed_size;
-        // Checks now, before writing, that the ci entry can describe this chunk.
-        BlobChunkInfoV1Ondisk::new(
-            uncompressed_offset,
-            size,
-            compressed_offset,
-            compressed_size,
-        )?;
-        self.out.write(stored)?;
-        self.raw_hasher.update(stored);
-        self.uncompressed_size += u64::from(size).next_multiple_of(UNCOMPRESSED_ALIGNMENT);
-        let ci_index = self.chunk_count;
-        self.chunk_count += 1;
-        Ok(self.table.push(ChunkInfo {
-            digest,
-            blob_index: self.blob_index,
-            ci_index,
-            compressed_offset,
-            compressed_size,
-            uncompressed_offset,
-            uncompressed_size: size,
-            compressed,
-            file_offset,
-        }))
+        while self.workers.in_flight() >= self.workers.capacity() {
+            match self.workers.next_done(true)? {
+                Some(done) => self.store_batch(done)?,
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Submits what is left and stores every batch still out.
+    fn drain(&mut self) -> Result<()> {
+        self.submit_batch()?;
+        while let Some(done) = self.workers.next_done(true)? {
+            self.store_batch(done)?;
+        }
+        Ok(())
+    }
+
+    /// Stores the chunks of a digested and compressed batch, in order: each one the image does
+    /// not have yet is written and described; a repeat becomes an alias of the stored chunk.
+    fn store_batch(&mut self, batch: Batch) -> Result<()> {
+        for item in &batch.items {
+            let size = item.len as u32;
+            if let Some(existing) = self.table.find(&item.digest, size) {
+                let alias = self.table.get(existing).clone();
+                self.table.fill(item.index, alias, false);
+                continue;
+            }
+            if self.chunk_count >= MAX_CHUNKS_PER_BLOB {
+                return Err(Error::bad_input(
+                    "layer",
+                    format!(
+                        "more than {MAX_CHUNKS_PER_BLOB} distinct chunks in one layer; \
+                         choose a larger chunk size"
+                    ),
+                ));
+            }
+            let (stored, compressed) = match item.compressed {
+                Some((start, len)) => (&batch.compressed[start..start + len], true),
+                None => (&batch.data[item.start..item.start + item.len], false),
+            };
+            let compressed_offset = self.out.pos;
+            let compressed_size = stored.len() as u32;
+            let uncompressed_offset = self.uncompressed_size;
+            // Checks now, before writing, that the ci entry can describe this chunk.
+            BlobChunkInfoV1Ondisk::new(
+                uncompressed_offset,
+                size,
+                compressed_offset,
+                compressed_size,
+            )?;
+            self.out.write(stored)?;
+            self.raw_hasher.update(stored);
+            self.uncompressed_size += u64::from(size).next_multiple_of(UNCOMPRESSED_ALIGNMENT);
+            let ci_index = self.chunk_count;
+            self.chunk_count += 1;
+            self.table.fill(
+                item.index,
+                ChunkInfo {
+                    digest: item.digest,
+                    blob_index: self.blob_index,
+                    ci_index,
+                    compressed_offset,
+                    compressed_size,
+                    uncompressed_offset,
+                    uncompressed_size: size,
+                    compressed,
+                    file_offset: item.file_offset,
+                },
+                true,
+            );
+            self.stored.push(item.index);
+        }
+        self.workers.recycle(batch);
+        Ok(())
     }
 
     /// Ends the chunk data: writes `T(image.blob)`, the ci table (zstd, or raw if that is not
@@ -241,6 +279,7 @@ impl<'t, W: Write> BlobWriter<'t, W> {
         if let Some(info) = &self.info {
             return Ok(info.clone());
         }
+        self.drain()?;
         let mut info = BlobInfo {
             id: INLINED_BLOB_ID_PLACEHOLDER.to_string(),
             chunk_count: self.chunk_count,
@@ -349,8 +388,8 @@ impl<'t, W: Write> BlobWriter<'t, W> {
     fn write_chunk_digests(&mut self) -> Result<()> {
         let offset = self.out.pos;
         let mut hasher = Sha256::new();
-        for index in self.chunks() {
-            let digest = self.table.get(index).digest;
+        for i in 0..self.stored.len() {
+            let digest = self.table.get(self.stored[i]).digest;
             hasher.update(digest);
             self.out.write(&digest)?;
         }
@@ -369,8 +408,8 @@ impl<'t, W: Write> BlobWriter<'t, W> {
     }
 
     /// The table indexes of this blob's chunks, in ci-index order.
-    fn chunks(&self) -> std::ops::Range<ChunkIndex> {
-        self.first_chunk..self.first_chunk + self.chunk_count
+    fn chunks(&self) -> impl Iterator<Item = ChunkIndex> + use<'_, 't, W> {
+        self.stored.iter().copied()
     }
 
     /// Ends the blob: `bootstrap` (the layer's own RAFS bootstrap, built with the [`BlobInfo`]
@@ -435,8 +474,23 @@ impl<W: Write> ChunkSink for BlobWriter<'_, W> {
         let mut file_offset = 0;
         while file_offset < size {
             let len = chunk_size.min(size - file_offset);
+            let start = self.batch.data.len();
             self.read_chunk(data, len as usize, file_offset, size)?;
-            chunks.push(self.store_chunk(file_offset)?);
+            // The chunk's place in the table is taken now, in reading order; the workers'
+            // digest decides later whether it is stored or an alias of an earlier chunk.
+            let index = self.table.reserve();
+            self.batch.items.push(Item {
+                index,
+                file_offset,
+                start,
+                len: len as usize,
+                digest: [0; 32],
+                compressed: None,
+            });
+            chunks.push(index);
+            if self.batch.len() >= BATCH_BYTES {
+                self.submit_batch()?;
+            }
             file_offset += len;
         }
         Ok(FileData { size, chunks })

@@ -212,17 +212,21 @@ pub fn write(input: &BootstrapInput) -> Result<Vec<u8>> {
     }
     let meta_end = meta_addr + block * BLOCK;
 
-    // The chunk info table: every chunk a file uses, once, sorted by digest then blob.
+    // The chunk info table: every chunk a file uses, sorted by digest then blob.
     let mut used: Vec<ChunkIndex> = Vec::new();
     for record in &records {
         if let InodeData::File(f) = &tree.inode_of(record.node).data {
             used.extend_from_slice(&f.chunks);
         }
     }
-    used.sort_unstable();
-    used.dedup();
-    used.sort_by_key(|&c| {
+    // A repeated chunk has entries of its own in the chunk table (aliases of the stored one):
+    // keep one record per digest and blob, the stored chunk's, which has the lowest index.
+    used.sort_unstable_by_key(|&c| {
         let info = input.chunks.get(c);
+        (info.digest, info.blob_index, c)
+    });
+    used.dedup_by_key(|c| {
+        let info = input.chunks.get(*c);
         (info.digest, info.blob_index)
     });
     let chunk_table_offset = meta_end;
