@@ -1,165 +1,150 @@
 //! Reading one layer's tar stream into [`LayerEntry`]s, in tar order.
 //!
-//! The `tar` crate splits the stream into entries and resolves GNU long names, PAX `path`,
-//! `linkpath` and `size`, and old GNU sparse files. What it leaves to us (see
-//! `shared/tar-notes.md`) is done here: PAX `uid`, `gid` and `mtime` (with nanoseconds and before
-//! 1970), PAX global headers applied to every later entry, xattrs from `SCHILY.xattr.*` and
-//! `LIBARCHIVE.xattr.*`, and empty device fields read as 0. Regular file content goes to a
+//! [`tar`] splits the stream into entries and resolves their extension headers (PAX records
+//! parsed by their length prefix, GNU long names and link targets, sparse maps; PAX global
+//! headers are ignored, as container runtimes ignore them);
+//! this module gives each entry its meaning: PAX `uid`, `gid` and `mtime` (with nanoseconds and
+//! before 1970) over the header's fields, xattrs from `SCHILY.xattr.*` and `LIBARCHIVE.xattr.*`,
+//! empty device fields read as 0, contiguous files as regular files, and sparse files (old GNU
+//! `S`, PAX 0.0, 0.1 and 1.0) streamed with their holes as zeros. Regular file content goes to a
 //! [`ChunkSink`] as it streams past; nothing holds a whole file.
+
+mod sparse;
+mod tar;
 
 use std::collections::BTreeMap;
 use std::io::Read;
 
-use ::tar::{Archive, EntryType, Header};
-
+use self::sparse::SparseReader;
+use self::tar::{RawEntry, SparseMap, TarReader, flag};
 use super::ChunkSink;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::tree::{EntryKind, ImagePath, InodeData, LayerEntry, Metadata};
 
 /// PAX keys that hold extended attributes: SCHILY's carry raw bytes, libarchive's carry a
 /// percent-encoded name and a base64 value.
-const SCHILY_XATTR: &str = "SCHILY.xattr.";
-const LIBARCHIVE_XATTR: &str = "LIBARCHIVE.xattr.";
+const SCHILY_XATTR: &[u8] = b"SCHILY.xattr.";
+const LIBARCHIVE_XATTR: &[u8] = b"LIBARCHIVE.xattr.";
 
 /// Read every entry of an uncompressed layer tar, handing regular files' content to `sink`.
 ///
 /// Errors name the entry and the problem; the caller adds which layer it was.
 pub fn read_layer(reader: impl Read, sink: &mut dyn ChunkSink) -> Result<Vec<LayerEntry>> {
-    let mut archive = Archive::new(reader);
+    let mut tar = TarReader::new(reader);
     let mut out = Vec::new();
-    // Records of PAX global headers seen so far; later ones override earlier keys.
-    let mut global: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let entries = archive.entries().map_err(corrupt)?;
-    for entry in entries {
-        let mut entry = entry.map_err(corrupt)?;
-        let kind = entry.header().entry_type();
-        if kind == EntryType::XGlobalHeader {
-            if let Some(records) = entry.pax_extensions().map_err(corrupt)? {
-                for record in records {
-                    let record = record.map_err(corrupt)?;
-                    let key = record
-                        .key()
-                        .map_err(|e| Error::bad_input("PAX global header", e))?
-                        .to_string();
-                    global.insert(key, record.value_bytes().to_vec());
-                }
-            }
-            continue;
-        }
-        let raw_path = entry.path_bytes().into_owned();
-        let what = || format!("entry '{}'", raw_path.escape_ascii());
-        let path = ImagePath::parse(&raw_path).map_err(|e| Error::bad_input(what(), e))?;
-
-        let mut pax = global.clone();
-        if let Some(records) = entry
-            .pax_extensions()
-            .map_err(|e| Error::bad_input(what(), e))?
-        {
-            for record in records {
-                let record = record.map_err(|e| Error::bad_input(what(), e))?;
-                let key = record.key().map_err(|e| Error::bad_input(what(), e))?;
-                pax.insert(key.to_string(), record.value_bytes().to_vec());
-            }
-        }
-        if pax.keys().any(|k| k.starts_with("GNU.sparse.")) {
-            return Err(Error::bad_input(
-                what(),
-                "PAX-format GNU sparse files are not supported yet",
-            ));
-        }
-        let meta = metadata(entry.header(), &pax).map_err(|p| Error::bad_input(what(), p))?;
-        let link_target = || -> Vec<u8> {
-            entry
-                .link_name_bytes()
-                .map(|l| l.into_owned())
-                .unwrap_or_default()
-        };
-
-        let kind = match kind {
-            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                let size = entry.size();
-                let data = sink
-                    .file(&path, &mut entry, size)
-                    .map_err(|e| e.context(what()))?;
-                EntryKind::Inode(InodeData::File(data))
-            }
-            EntryType::Directory => EntryKind::Inode(InodeData::Dir),
-            EntryType::Symlink => EntryKind::Inode(InodeData::Symlink(link_target())),
-            EntryType::Link => {
-                let target = ImagePath::parse(&link_target())
-                    .map_err(|e| Error::bad_input(what(), format!("hardlink target: {e}")))?;
-                EntryKind::Hardlink(target)
-            }
-            EntryType::Char | EntryType::Block => {
-                // An empty device field (as some writers leave it) means 0.
-                let major = entry.header().device_major().ok().flatten().unwrap_or(0);
-                let minor = entry.header().device_minor().ok().flatten().unwrap_or(0);
-                EntryKind::Inode(if kind == EntryType::Char {
-                    InodeData::CharDevice { major, minor }
-                } else {
-                    InodeData::BlockDevice { major, minor }
-                })
-            }
-            EntryType::Fifo => EntryKind::Inode(InodeData::Fifo),
-            other => {
-                return Err(Error::bad_input(
-                    what(),
-                    format!(
-                        "unsupported tar entry type '{}'",
-                        other.as_byte().escape_ascii()
-                    ),
-                ));
-            }
-        };
-        out.push(LayerEntry { path, kind, meta });
+    while let Some(raw) = tar.next()? {
+        let what = format!("entry '{}'", raw.name.escape_ascii());
+        let entry = layer_entry(&mut tar, raw, sink).map_err(|e| e.context(&what))?;
+        out.push(entry);
     }
     Ok(out)
 }
 
-fn corrupt(err: std::io::Error) -> Error {
-    Error::bad_input("tar stream", format!("truncated or corrupt: {err}"))
+/// One entry's meaning; its data (for regular files) goes to `sink`.
+fn layer_entry<R: Read>(
+    tar: &mut TarReader<R>,
+    raw: RawEntry,
+    sink: &mut dyn ChunkSink,
+) -> Result<LayerEntry> {
+    let bad = |p: String| Error::new(ErrorKind::BadInput, p);
+    let path = ImagePath::parse(&raw.name).map_err(|e| bad(e.to_string()))?;
+    let meta = metadata(&raw).map_err(bad)?;
+    let kind = match raw.typeflag {
+        flag::REGULAR | flag::CONTIGUOUS | flag::GNU_SPARSE => {
+            let data = match &raw.sparse {
+                None => sink.file(&path, &mut tar.data(), raw.data_size)?,
+                Some(s) => {
+                    let mut stored = raw.data_size;
+                    let mut data = tar.data();
+                    let map = match &s.map {
+                        SparseMap::Known(map) => map.clone(),
+                        SparseMap::InData => {
+                            let (map, used) = sparse::read_map_1_0(&mut data)
+                                .map_err(|p| bad(format!("sparse map: {p}")))?;
+                            stored = stored.checked_sub(used).ok_or_else(|| {
+                                bad("the sparse map is larger than the entry".into())
+                            })?;
+                            map
+                        }
+                    };
+                    sparse::check_map(&map, s.real_size, stored)
+                        .map_err(|p| bad(format!("sparse map: {p}")))?;
+                    let mut file = SparseReader::new(&mut data, map, s.real_size);
+                    sink.file(&path, &mut file, s.real_size)?
+                }
+            };
+            EntryKind::Inode(InodeData::File(data))
+        }
+        flag::DIRECTORY | flag::GNU_DUMPDIR => EntryKind::Inode(InodeData::Dir),
+        flag::SYMLINK => EntryKind::Inode(InodeData::Symlink(raw.link_name.clone())),
+        flag::HARDLINK => {
+            let target = ImagePath::parse(&raw.link_name)
+                .map_err(|e| bad(format!("hardlink target: {e}")))?;
+            EntryKind::Hardlink(target)
+        }
+        flag::CHAR | flag::BLOCK => {
+            let device = |v: Result<u64, String>| -> Result<u32> {
+                let v = v.map_err(bad)?;
+                u32::try_from(v).map_err(|_| bad(format!("device number {v} is above 2^32")))
+            };
+            let major = device(raw.header.device_major())?;
+            let minor = device(raw.header.device_minor())?;
+            EntryKind::Inode(if raw.typeflag == flag::CHAR {
+                InodeData::CharDevice { major, minor }
+            } else {
+                InodeData::BlockDevice { major, minor }
+            })
+        }
+        flag::FIFO => EntryKind::Inode(InodeData::Fifo),
+        other => {
+            return Err(bad(format!(
+                "unsupported tar entry type '{}'",
+                [other].escape_ascii()
+            )));
+        }
+    };
+    Ok(LayerEntry { path, kind, meta })
 }
 
 /// The entry's metadata: header fields, overridden by PAX records.
-fn metadata(header: &Header, pax: &BTreeMap<String, Vec<u8>>) -> Result<Metadata, String> {
-    let number = |key: &str, from_header: std::io::Result<u64>| -> Result<u32, String> {
-        let value = match pax.get(key) {
-            Some(v) => parse_decimal(v).ok_or_else(|| format!("PAX {key} is not a number"))?,
-            None => from_header.map_err(|e| format!("bad {key} field: {e}"))?,
+fn metadata(raw: &RawEntry) -> Result<Metadata, String> {
+    let pax = &raw.pax;
+    let header = &raw.header;
+    let number = |key: &str, from_header: Result<u64, String>| -> Result<u32, String> {
+        let value = match pax.get(key.as_bytes()) {
+            Some(v) => tar::decimal(v).ok_or_else(|| format!("PAX {key} is not a number"))?,
+            None => from_header?,
         };
         u32::try_from(value).map_err(|_| format!("{key} {value} does not fit in 32 bits"))
     };
-    let (mtime, mtime_nsec) = match pax.get("mtime") {
+    let (mtime, mtime_nsec) = match pax.get(&b"mtime"[..]) {
         Some(v) => parse_time(v).ok_or("PAX mtime is not a time")?,
-        None => {
-            let secs = header
-                .mtime()
-                .map_err(|e| format!("bad mtime field: {e}"))?;
-            (i64::try_from(secs).map_err(|_| "mtime out of range")?, 0)
-        }
+        None => (header.mtime()?, 0),
     };
     let mut xattrs = BTreeMap::new();
     for (key, value) in pax {
         if let Some(name) = key.strip_prefix(SCHILY_XATTR) {
-            xattrs.insert(name.as_bytes().to_vec(), value.clone());
-        } else if let Some(name) = key.strip_prefix(LIBARCHIVE_XATTR) {
-            let name = percent_decode(name.as_bytes()).ok_or("bad LIBARCHIVE.xattr name")?;
+            xattrs.insert(name.to_vec(), value.clone());
+        }
+    }
+    // libarchive writes each xattr twice, as SCHILY and as LIBARCHIVE records; its own spelling
+    // (which can carry any name) wins.
+    for (key, value) in pax {
+        if let Some(name) = key.strip_prefix(LIBARCHIVE_XATTR) {
+            let name = percent_decode(name).ok_or("bad LIBARCHIVE.xattr name")?;
             let value = base64_decode(value).ok_or("bad LIBARCHIVE.xattr value (not base64)")?;
             xattrs.insert(name, value);
         }
     }
+    let mode = header.mode()?;
     Ok(Metadata {
-        mode: header.mode().map_err(|e| format!("bad mode field: {e}"))? & 0o7777,
+        mode: (mode & 0o7777) as u32,
         uid: number("uid", header.uid())?,
         gid: number("gid", header.gid())?,
         mtime,
         mtime_nsec,
         xattrs,
     })
-}
-
-fn parse_decimal(v: &[u8]) -> Option<u64> {
-    std::str::from_utf8(v).ok()?.trim().parse().ok()
 }
 
 /// A PAX time: `[-]SECONDS[.FRACTION]`, as seconds and non-negative nanoseconds.
@@ -236,6 +221,7 @@ fn base64_decode(s: &[u8]) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
     use crate::tree::FileData;
+    use ::tar::{EntryType, Header};
 
     /// Keeps each file's bytes, to check what the reader hands over.
     #[derive(Default)]
@@ -307,7 +293,7 @@ mod tests {
     }
 
     #[test]
-    fn global_headers_apply_to_later_entries_unless_overridden() {
+    fn global_headers_are_ignored_as_container_runtimes_ignore_them() {
         let mut b = ::tar::Builder::new(Vec::new());
         let records = b"15 uid=4242424\n";
         let mut g = Header::new_ustar();
@@ -330,8 +316,8 @@ mod tests {
         let uids: Vec<_> = entries.iter().map(|e| e.meta.uid).collect();
         assert_eq!(
             uids,
-            [4242424, 7],
-            "the global header is no entry of its own"
+            [1, 7],
+            "the global header is no entry of its own and changes nothing"
         );
     }
 

@@ -206,7 +206,7 @@ impl Tree {
                     .is_some_and(|n| n.starts_with(WHITEOUT_PREFIX))
             });
         for whiteout in &whiteouts {
-            self.apply_whiteout(&whiteout.path);
+            self.apply_whiteout(&whiteout.path)?;
         }
         for entry in entries {
             self.add(entry)?;
@@ -217,27 +217,56 @@ impl Tree {
     /// Add one layer's entries as they are, whiteouts included as ordinary entries: the tree of
     /// a single layer, as its own bootstrap records it (nydus `--whiteout-spec none`), so that
     /// merging the per-layer bootstraps applies the whiteouts later.
+    ///
+    /// A hardlink to a file of a lower layer fails here; use
+    /// [`add_verbatim_over`](Tree::add_verbatim_over) for layers above the first.
     pub fn add_verbatim(&mut self, entries: Vec<LayerEntry>) -> Result<()> {
-        for entry in entries {
+        self.add_verbatim_over(entries, &Tree::new())
+    }
+
+    /// [`add_verbatim`](Tree::add_verbatim) for a layer on top of `lower` (the merged tree of
+    /// the layers below): a hardlink to a file that only `lower` has becomes, in this layer's
+    /// tree, a file of its own with the lower file's metadata and chunks (later links to the
+    /// same lower file share it). A layer's own bootstrap cannot name an inode of another
+    /// bootstrap; the merged tree keeps the real hardlink.
+    pub fn add_verbatim_over(&mut self, entries: Vec<LayerEntry>, lower: &Tree) -> Result<()> {
+        let mut copies: BTreeMap<InodeId, InodeId> = BTreeMap::new();
+        for mut entry in entries {
+            if let EntryKind::Hardlink(target) = &entry.kind
+                && self.resolve_link_target(target)?.is_none()
+                && let Some(found) = lower.resolve_link_target(target)?
+            {
+                let lower_inode = lower.nodes[found].inode;
+                if let Some(&copy) = copies.get(&lower_inode) {
+                    self.link_inode(&entry.path, copy)?;
+                    continue;
+                }
+                let inode = lower.inodes[lower_inode].clone();
+                entry.meta = inode.meta;
+                entry.kind = EntryKind::Inode(inode.data);
+                self.add(entry.clone())?;
+                let node = self.resolve_link_target(&entry.path)?.expect("just added");
+                copies.insert(lower_inode, self.nodes[node].inode);
+                continue;
+            }
             self.add(entry)?;
         }
         Ok(())
     }
 
-    fn apply_whiteout(&mut self, path: &ImagePath) {
+    fn apply_whiteout(&mut self, path: &ImagePath) -> Result<()> {
         let name = path.file_name().expect("whiteouts have a name");
-        let Some(dir) = self.lookup(&path.parent()) else {
-            return; // Hides something that does not exist below: nothing to do.
+        let Some(dir) = self.resolve_dir(path, false)? else {
+            return Ok(()); // Hides something that does not exist below: nothing to do.
         };
         if name == OPAQUE_WHITEOUT {
-            if self.inode_of(dir).is_dir() {
-                self.nodes[dir].children.clear();
-            }
+            self.nodes[dir].children.clear();
         } else {
             self.nodes[dir]
                 .children
                 .remove(&name[WHITEOUT_PREFIX.len()..]);
         }
+        Ok(())
     }
 
     fn add(&mut self, entry: LayerEntry) -> Result<()> {
@@ -259,7 +288,7 @@ impl Tree {
         let existing = self.nodes[parent].children.get(&name).copied();
         let inode = match kind {
             EntryKind::Hardlink(target) => {
-                let found = self.lookup(&target).ok_or_else(|| {
+                let found = self.resolve_link_target(&target)?.ok_or_else(|| {
                     Error::bad_input(
                         format!("entry '{path}'"),
                         format!(
@@ -308,34 +337,132 @@ impl Tree {
 
     /// The directory that will hold `path`, creating missing directories as runtimes do.
     fn make_parents(&mut self, path: &ImagePath) -> Result<NodeId> {
-        let mut id = self.root();
-        let parent = path.parent();
-        for (depth, name) in parent.components().iter().enumerate() {
-            id = match self.nodes[id].children.get(name).copied() {
-                Some(child) if self.inode_of(child).is_dir() => child,
-                Some(_) => {
-                    let blocker = parent.components()[..=depth]
-                        .iter()
-                        .fold(ImagePath::root(), |p, c| p.join(c));
+        Ok(self.resolve_dir(path, true)?.expect("created"))
+    }
+
+    /// Another name for an inode, at `path`.
+    fn link_inode(&mut self, path: &ImagePath, inode: InodeId) -> Result<()> {
+        let name = path.file_name().expect("a link has a name").to_vec();
+        let parent = self.make_parents(path)?;
+        let node = self.nodes.len();
+        self.nodes.push(Node {
+            name: name.clone(),
+            inode,
+            children: BTreeMap::new(),
+        });
+        self.nodes[parent].children.insert(name, node);
+        Ok(())
+    }
+
+    /// The node a hardlink's target names: its parent directories resolved as for any entry,
+    /// the last component itself not followed (a hardlink to a symlink links the symlink, as
+    /// `link(2)` and umoci do).
+    fn resolve_link_target(&self, target: &ImagePath) -> Result<Option<NodeId>> {
+        let Some(name) = target.file_name() else {
+            return Ok(Some(self.root()));
+        };
+        let found = self.walk_dir(target, &mut |_, _| {})?;
+        Ok(found.and_then(|dir| self.nodes[dir].children.get(name).copied()))
+    }
+
+    /// The directory holding `path`'s last component, resolved as container runtimes resolve
+    /// an entry's parent (containerd's `fs.RootPath`, umoci's `SecureJoin`): a symlink among the
+    /// parents is followed, inside the image (an absolute target starts again at the root, `..`
+    /// stops at the root), so `link/file` under `link -> dir` lands in `dir/file`. Missing
+    /// directories are created (with `create`; otherwise the answer is `None`). A parent that
+    /// is neither a directory nor a symlink, and a symlink loop, are errors naming the entry.
+    fn resolve_dir(&mut self, path: &ImagePath, create: bool) -> Result<Option<NodeId>> {
+        if !create {
+            return self.walk_dir(path, &mut |_, _| {});
+        }
+        // Walk again after creating each missing directory the walk stopped at.
+        loop {
+            let mut missing = None;
+            let found = self.walk_dir(path, &mut |dir, name| {
+                missing = Some((dir, name.to_vec()));
+            })?;
+            if let Some(dir) = found {
+                return Ok(Some(dir));
+            }
+            let (dir, name) = missing.expect("a walk stops only at a missing directory");
+            let inode = self.push_inode(Metadata::implied_dir(), InodeData::Dir);
+            let child = self.nodes.len();
+            self.nodes.push(Node {
+                name: name.clone(),
+                inode,
+                children: BTreeMap::new(),
+            });
+            self.nodes[dir].children.insert(name, child);
+        }
+    }
+
+    /// The walk of [`resolve_dir`](Tree::resolve_dir), read-only: `missing(dir, name)` is told of
+    /// the first directory that does not exist, and the walk gives `None` there.
+    fn walk_dir(
+        &self,
+        path: &ImagePath,
+        missing: &mut dyn FnMut(NodeId, &[u8]),
+    ) -> Result<Option<NodeId>> {
+        /// Linux's limit on symlinks followed in one lookup (`MAXSYMLINKS`).
+        const MAX_FOLLOWS: usize = 40;
+        let parents = path.parent();
+        let mut todo: std::collections::VecDeque<Vec<u8>> =
+            parents.components().iter().cloned().collect();
+        let mut stack = vec![self.root()];
+        let mut follows = 0;
+        while let Some(name) = todo.pop_front() {
+            match &name[..] {
+                b"" | b"." => continue,
+                b".." => {
+                    if stack.len() > 1 {
+                        stack.pop();
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            let dir = *stack.last().expect("the root stays");
+            let Some(&child) = self.nodes[dir].children.get(&name) else {
+                missing(dir, &name);
+                return Ok(None);
+            };
+            match &self.inode_of(child).data {
+                InodeData::Dir => stack.push(child),
+                InodeData::Symlink(target) => {
+                    follows += 1;
+                    if follows > MAX_FOLLOWS {
+                        return Err(Error::bad_input(
+                            format!("entry '{path}'"),
+                            format!(
+                                "a symlink loop in its parent directories (more than {MAX_FOLLOWS} symlinks followed, at '{}')",
+                                self.stack_path(&stack, &name)
+                            ),
+                        ));
+                    }
+                    if target.starts_with(b"/") {
+                        stack.truncate(1);
+                    }
+                    for part in target.split(|&b| b == b'/').rev() {
+                        todo.push_front(part.to_vec());
+                    }
+                }
+                _ => {
                     return Err(Error::bad_input(
                         format!("entry '{path}'"),
-                        format!("'{blocker}' is not a directory"),
+                        format!("'{}' is not a directory", self.stack_path(&stack, &name)),
                     ));
                 }
-                None => {
-                    let inode = self.push_inode(Metadata::implied_dir(), InodeData::Dir);
-                    let child = self.nodes.len();
-                    self.nodes.push(Node {
-                        name: name.clone(),
-                        inode,
-                        children: BTreeMap::new(),
-                    });
-                    self.nodes[id].children.insert(name.clone(), child);
-                    child
-                }
-            };
+            }
         }
-        Ok(id)
+        Ok(Some(*stack.last().expect("the root stays")))
+    }
+
+    /// The path of the directory at the top of a walk's stack, joined with `name`.
+    fn stack_path(&self, stack: &[NodeId], name: &[u8]) -> ImagePath {
+        stack[1..]
+            .iter()
+            .fold(ImagePath::root(), |p, &id| p.join(&self.nodes[id].name))
+            .join(name)
     }
 }
 

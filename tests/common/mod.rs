@@ -8,6 +8,7 @@
 //! drop in reverse order, so mounts go first.
 #![allow(dead_code)]
 
+pub mod layers;
 pub mod mounts;
 pub mod reference;
 pub mod registry;

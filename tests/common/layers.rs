@@ -1,0 +1,368 @@
+//! Layer tars written byte by byte at test time, and OCI layouts assembled from them, for the
+//! tar-feature and layer-merge tests: every odd corner of the tar format (PAX records with any
+//! bytes, GNU long names, empty device fields, base-256 numbers) is spelled out here instead of
+//! being committed as a fixture.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+use super::run;
+
+/// Header flavour of one entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// POSIX ustar magic; PAX records when asked for.
+    Ustar,
+    /// Old GNU magic (`ustar  \0`), long names as `L`/`K` records, empty device fields.
+    Gnu,
+}
+
+/// One tar entry, with every header field settable.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub name: Vec<u8>,
+    pub typeflag: u8,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub mtime: i64,
+    pub data: Vec<u8>,
+    pub link: Vec<u8>,
+    /// Device numbers; `None` leaves both fields empty (NUL bytes), as GNU tar and Python do.
+    pub device: Option<(u32, u32)>,
+    /// PAX records for this entry (an `x` header before it).
+    pub pax: Vec<(Vec<u8>, Vec<u8>)>,
+    pub format: Format,
+}
+
+impl Entry {
+    fn new(name: &[u8], typeflag: u8, mode: u32) -> Entry {
+        Entry {
+            name: name.to_vec(),
+            typeflag,
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime: 1_600_000_000,
+            data: Vec::new(),
+            link: Vec::new(),
+            device: None,
+            pax: Vec::new(),
+            format: Format::Ustar,
+        }
+    }
+
+    pub fn file(name: impl AsRef<[u8]>, data: impl AsRef<[u8]>) -> Entry {
+        let mut e = Entry::new(name.as_ref(), b'0', 0o644);
+        e.data = data.as_ref().to_vec();
+        e
+    }
+
+    pub fn dir(name: impl AsRef<[u8]>) -> Entry {
+        Entry::new(name.as_ref(), b'5', 0o755)
+    }
+
+    pub fn symlink(name: impl AsRef<[u8]>, target: impl AsRef<[u8]>) -> Entry {
+        let mut e = Entry::new(name.as_ref(), b'2', 0o777);
+        e.link = target.as_ref().to_vec();
+        e
+    }
+
+    pub fn hardlink(name: impl AsRef<[u8]>, target: impl AsRef<[u8]>) -> Entry {
+        let mut e = Entry::new(name.as_ref(), b'1', 0o644);
+        e.link = target.as_ref().to_vec();
+        e
+    }
+
+    /// A character (`b'3'`), block (`b'4'`) device or FIFO (`b'6'`).
+    pub fn special(name: impl AsRef<[u8]>, typeflag: u8, device: Option<(u32, u32)>) -> Entry {
+        let mut e = Entry::new(name.as_ref(), typeflag, 0o600);
+        e.device = device;
+        e
+    }
+
+    pub fn mode(mut self, mode: u32) -> Entry {
+        self.mode = mode;
+        self
+    }
+
+    pub fn owner(mut self, uid: u64, gid: u64) -> Entry {
+        self.uid = uid;
+        self.gid = gid;
+        self
+    }
+
+    pub fn mtime(mut self, mtime: i64) -> Entry {
+        self.mtime = mtime;
+        self
+    }
+
+    pub fn typeflag(mut self, typeflag: u8) -> Entry {
+        self.typeflag = typeflag;
+        self
+    }
+
+    pub fn gnu(mut self) -> Entry {
+        self.format = Format::Gnu;
+        self
+    }
+
+    pub fn pax(mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Entry {
+        self.pax
+            .push((key.as_ref().to_vec(), value.as_ref().to_vec()));
+        self
+    }
+
+    /// An xattr as GNU tar and Go write it.
+    pub fn xattr(self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Entry {
+        let mut key = b"SCHILY.xattr.".to_vec();
+        key.extend_from_slice(name.as_ref());
+        self.pax(key, value)
+    }
+}
+
+/// One PAX record, its length prefix counting itself.
+pub fn pax_record(key: &[u8], value: &[u8]) -> Vec<u8> {
+    let body = key.len() + value.len() + 3; // ' ', '=', '\n'
+    let mut len = body + 1;
+    while (len.to_string().len() + body) != len {
+        len += 1;
+    }
+    let mut out = format!("{len} ").into_bytes();
+    out.extend_from_slice(key);
+    out.push(b'=');
+    out.extend_from_slice(value);
+    out.push(b'\n');
+    out
+}
+
+/// Writes a tar stream entry by entry.
+#[derive(Default)]
+pub struct Tar {
+    pub bytes: Vec<u8>,
+}
+
+impl Tar {
+    pub fn new() -> Tar {
+        Tar::default()
+    }
+
+    /// A PAX global header (`g`) with these records.
+    pub fn global(&mut self, records: &[(&[u8], &[u8])]) -> &mut Tar {
+        let data: Vec<u8> = records.iter().flat_map(|(k, v)| pax_record(k, v)).collect();
+        let h = header(
+            b"pax_global_header",
+            b'g',
+            0o644,
+            0,
+            0,
+            0,
+            data.len() as u64,
+            b"",
+            None,
+            Format::Ustar,
+        );
+        self.block(&h).data(&data)
+    }
+
+    pub fn add(&mut self, e: Entry) -> &mut Tar {
+        if !e.pax.is_empty() {
+            let data: Vec<u8> = e.pax.iter().flat_map(|(k, v)| pax_record(k, v)).collect();
+            let h = header(
+                b"PaxHeaders/x",
+                b'x',
+                0o644,
+                0,
+                0,
+                0,
+                data.len() as u64,
+                b"",
+                None,
+                Format::Ustar,
+            );
+            self.block(&h).data(&data);
+        }
+        let mut name = e.name.clone();
+        let mut link = e.link.clone();
+        if e.format == Format::Gnu {
+            for (flag, value) in [(b'K', &mut link), (b'L', &mut name)] {
+                if value.len() > 100 {
+                    let mut data = value.clone();
+                    data.push(0);
+                    let h = header(
+                        b"././@LongLink",
+                        flag,
+                        0o644,
+                        0,
+                        0,
+                        0,
+                        data.len() as u64,
+                        b"",
+                        None,
+                        Format::Gnu,
+                    );
+                    self.block(&h).data(&data);
+                    value.truncate(100);
+                }
+            }
+        }
+        // Names the header cannot hold are left to the PAX records (cut here).
+        name.truncate(100);
+        link.truncate(100);
+        let h = header(
+            &name,
+            e.typeflag,
+            e.mode,
+            e.uid,
+            e.gid,
+            e.mtime,
+            e.data.len() as u64,
+            &link,
+            e.device,
+            e.format,
+        );
+        self.block(&h).data(&e.data)
+    }
+
+    /// Raw bytes, for hand-made records.
+    pub fn block(&mut self, bytes: &[u8]) -> &mut Tar {
+        self.bytes.extend_from_slice(bytes);
+        self
+    }
+
+    /// Data padded to the block size.
+    pub fn data(&mut self, data: &[u8]) -> &mut Tar {
+        self.bytes.extend_from_slice(data);
+        let pad = data.len().next_multiple_of(512) - data.len();
+        self.bytes.extend(std::iter::repeat_n(0u8, pad));
+        self
+    }
+
+    /// The stream with its end-of-archive blocks.
+    pub fn finish(&mut self) -> Vec<u8> {
+        let mut out = std::mem::take(&mut self.bytes);
+        out.extend_from_slice(&[0u8; 1024]);
+        out
+    }
+}
+
+/// A numeric field: octal when it fits, else GNU base-256 (negative numbers too).
+fn numeric(field: &mut [u8], value: i64) {
+    let width = field.len();
+    let octal = format!("{:0w$o}", value, w = width - 1);
+    if value >= 0 && octal.len() < width {
+        field[..width - 1].copy_from_slice(octal.as_bytes());
+        field[width - 1] = 0;
+        return;
+    }
+    let bytes = value.to_be_bytes();
+    let fill = if value < 0 { 0xff } else { 0 };
+    for b in field.iter_mut() {
+        *b = fill;
+    }
+    field[width - 8..].copy_from_slice(&bytes);
+    field[0] |= 0x80;
+}
+
+#[allow(clippy::too_many_arguments)]
+fn header(
+    name: &[u8],
+    typeflag: u8,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    mtime: i64,
+    size: u64,
+    link: &[u8],
+    device: Option<(u32, u32)>,
+    format: Format,
+) -> [u8; 512] {
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name);
+    numeric(&mut h[100..108], i64::from(mode));
+    numeric(&mut h[108..116], uid as i64);
+    numeric(&mut h[116..124], gid as i64);
+    numeric(&mut h[124..136], size as i64);
+    numeric(&mut h[136..148], mtime);
+    h[156] = typeflag;
+    h[157..157 + link.len()].copy_from_slice(link);
+    match format {
+        Format::Ustar => h[257..265].copy_from_slice(b"ustar\x0000"),
+        Format::Gnu => h[257..265].copy_from_slice(b"ustar  \0"),
+    }
+    if let Some((major, minor)) = device {
+        numeric(&mut h[329..337], i64::from(major));
+        numeric(&mut h[337..345], i64::from(minor));
+    }
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    h
+}
+
+/// Write an OCI image layout at `dir` whose image, tagged `latest`, has these uncompressed
+/// layer tars, bottom first.
+pub fn oci_layout(dir: &Path, layers: &[Vec<u8>]) -> PathBuf {
+    let blobs = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| -> (String, u64) {
+        let hex = super::hex(&Sha256::digest(bytes));
+        fs::write(blobs.join(&hex), bytes).unwrap();
+        (format!("sha256:{hex}"), bytes.len() as u64)
+    };
+    let mut descriptors = Vec::new();
+    let mut diff_ids = Vec::new();
+    for layer in layers {
+        let (digest, size) = put(layer);
+        diff_ids.push(digest.clone());
+        descriptors.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar",
+            "digest": digest,
+            "size": size,
+        }));
+    }
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {},
+        "rootfs": { "type": "layers", "diff_ids": diff_ids },
+    });
+    let (config_digest, config_size) = put(&serde_json::to_vec(&config).unwrap());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config_digest,
+            "size": config_size,
+        },
+        "layers": descriptors,
+    });
+    let (manifest_digest, manifest_size) = put(&serde_json::to_vec(&manifest).unwrap());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_digest,
+            "size": manifest_size,
+            "annotations": { "org.opencontainers.image.ref.name": "latest" },
+        }],
+    });
+    fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    dir.to_path_buf()
+}
+
+/// Extract one layer tar with bsdtar (libarchive), as root keeping owners, modes and xattrs:
+/// the expected side for what umoci 0.4.7 refuses (GNU sparse files).
+pub fn bsdtar_unpack(tar: &Path, dir: &Path) {
+    fs::create_dir_all(dir).unwrap();
+    run(Command::new("bsdtar")
+        .args(["-x", "-p", "--xattrs", "--numeric-owner", "-f"])
+        .arg(tar)
+        .arg("-C")
+        .arg(dir));
+}

@@ -1,0 +1,352 @@
+//! Issue 6: every tar feature and every layer-merge case, judged by the real readers. Each test
+//! writes its layer tars byte by byte (`common::layers`), assembles an OCI layout, converts it
+//! with our binary, and compares what nydusd (content included) and the kernel (metadata and
+//! hardlinks) show with what umoci unpacks from the same layout. GNU sparse files, which umoci
+//! 0.4.7 refuses, are judged against bsdtar (libarchive) instead.
+//!
+//! Many cases share one image so the suite stays fast; the harness diff names the path, and
+//! every path below names its case.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::layers::{self, Entry, Tar};
+use common::tree::{self, ListOptions, Listing};
+use common::{mounts, reference, run, unpack};
+
+/// Convert the layout at `input` into `scratch/out`; the merged bootstrap and blob directory.
+fn convert(input: &Path, scratch: &Path) -> (PathBuf, PathBuf) {
+    let out = scratch.join("out");
+    run(Command::new(env!("CARGO_BIN_EXE_nydus-offline"))
+        .arg("convert")
+        .arg(input)
+        .arg(&out));
+    let bootstrap = scratch.join("out.boot");
+    reference::merged_bootstrap(&out, "latest", &bootstrap);
+    let blob_dir = out.join("blobs/sha256");
+    reference::check(&bootstrap, &blob_dir);
+    (bootstrap, blob_dir)
+}
+
+/// Judge our conversion of `layers` against the tree at `expected` (listed here), through
+/// nydusd and the kernel. `implied` are directories no layer lists: the unpacker stamps them
+/// with the time it ran, so their mtimes are not compared.
+fn judge_against(
+    scratch: &Path,
+    input: &Path,
+    expected: &Path,
+    implied: &[&str],
+    adjust: &dyn Fn(&mut Listing),
+) {
+    let (bootstrap, blob_dir) = convert(input, scratch);
+    let forget = |mut l: Listing| {
+        for path in implied {
+            if let Some(e) = l.entries.get_mut(path.as_bytes()) {
+                e.mtime = None;
+            }
+        }
+        l
+    };
+    let mut expected_nydusd = forget(tree::list(expected, ListOptions::NYDUSD));
+    let mut expected_kernel = forget(tree::list(expected, ListOptions::KERNEL));
+    adjust(&mut expected_nydusd);
+    adjust(&mut expected_kernel);
+    if std::env::var_os("SHOW_EXPECTED").is_some() {
+        eprintln!("{}", expected_kernel.lines().join("\n"));
+    }
+    {
+        let mnt = mounts::nydusd_localfs(&bootstrap, &blob_dir, scratch, "nydusd");
+        let actual = forget(tree::list(&mnt.dir, ListOptions::NYDUSD));
+        tree::assert_same(&expected_nydusd, &actual, "nydusd (localfs) of our output");
+    }
+    {
+        let mnt = mounts::erofs(&bootstrap, scratch, "kernel");
+        let actual = forget(tree::list(&mnt.dir, ListOptions::KERNEL));
+        tree::assert_same(
+            &expected_kernel,
+            &actual,
+            "kernel EROFS mount of our output",
+        );
+    }
+}
+
+/// Build the image, unpack it with umoci, and judge our conversion against that.
+fn judge(scratch: &Path, layers: &[Vec<u8>], implied: &[&str]) {
+    judge_pair(scratch, layers, layers, implied, &|_| {})
+}
+
+/// Convert `ours`, and judge it against umoci's unpacking of `expected` (the same layers, less
+/// what umoci cannot read or reads unlike container runtimes), its listing corrected by
+/// `adjust` where the runtimes show something umoci does not.
+fn judge_pair(
+    scratch: &Path,
+    ours: &[Vec<u8>],
+    expected: &[Vec<u8>],
+    implied: &[&str],
+    adjust: &dyn Fn(&mut Listing),
+) {
+    let input = layers::oci_layout(&scratch.join("in"), ours);
+    let reference = layers::oci_layout(&scratch.join("reference"), expected);
+    let rootfs = unpack::umoci(
+        &format!("oci:{}:latest", reference.display()),
+        scratch,
+        "expected",
+        false,
+    );
+    judge_against(scratch, &input, &rootfs, implied, adjust);
+}
+
+/// Deterministic bytes that do not compress.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+const MIB: usize = 1 << 20;
+
+#[test]
+fn tar_features_match_umoci() {
+    let scratch = common::scratch();
+    let long_dir = format!("pax/{}", "d".repeat(150));
+    let long_target = format!("../{}", "t".repeat(300));
+    let mut l1 = Tar::new();
+    l1.add(Entry::dir("./pax"))
+        // PAX path, longer than the header's 100 bytes, and a file inside it.
+        .add(Entry::dir(&long_dir).pax("path", &long_dir))
+        .add(
+            Entry::file(format!("{long_dir}/f"), "in a long dir")
+                .pax("path", format!("{long_dir}/f")),
+        )
+        // PAX linkpath.
+        .add(Entry::symlink("pax/long-link", "x").pax("linkpath", &long_target))
+        // PAX owners above 65535, and owners too big for the octal header (base-256).
+        .add(
+            Entry::file("pax/owners", "o")
+                .pax("uid", "70000")
+                .pax("gid", "80000"),
+        )
+        .add(Entry::file("pax/owners-base256", "o").owner(3_000_000, 4_000_000_000))
+        // PAX mtimes: nanoseconds, before 1970, far in the future; base-256 negative header time.
+        .add(Entry::file("pax/mtime-ns", "t").pax("mtime", "1700000000.123456789"))
+        .add(Entry::file("pax/mtime-1969", "t").pax("mtime", "-86400.25"))
+        // Go's time.UnixNano, which umoci and containerd both set times through, ends in 2262:
+        // 2200 is as far as any runtime can show.
+        .add(Entry::file("pax/mtime-2200", "t").pax("mtime", "7258118400.999999999"))
+        .add(Entry::file("pax/mtime-1906", "t").pax("mtime", "-2000000000"))
+        .add(Entry::file("pax/mtime-header-negative", "t").mtime(-1_000_000))
+        // PAX size overriding the header's (which says 0).
+        .add({
+            let mut e = Entry::file("pax/size", "sized by PAX").pax("size", "12");
+            e.pax.push((b"comment".to_vec(), b"ignored".to_vec()));
+            e
+        })
+        // GNU long names and long link targets.
+        .add(Entry::dir("gnu"))
+        .add(Entry::file(format!("gnu/{}", "n".repeat(200)), "gnu long name").gnu())
+        .add(Entry::symlink("gnu/long-target", "y".repeat(250)).gnu())
+        .add(Entry::file("gnu/plain", "gnu header").gnu())
+        // xattrs: user, trusted, security.capability with newlines and NULs, empty values.
+        .add(Entry::dir("xattrs").xattr("user.on-dir", "d"))
+        .add(
+            Entry::file("xattrs/file", "x")
+                .xattr("user.plain", "v")
+                .xattr("trusted.t", "trusted value")
+                .xattr(
+                    "security.capability",
+                    b"\x01\x00\x00\x02\x00\x20\n\x00\x00\x00\x00\x00\n\x00\x00\x00\x00\x00\x00\x00",
+                )
+                .xattr("user.newlines", "a\nb\n5 uid=1\n"),
+        )
+        // Devices and FIFOs, GNU and POSIX, with empty or zero device fields.
+        .add(Entry::dir("dev"))
+        .add(Entry::special("dev/char-gnu", b'3', Some((1, 3))).gnu())
+        .add(Entry::special("dev/char-posix", b'3', Some((5, 1))))
+        .add(Entry::special("dev/char-big", b'3', Some((511, 70000))))
+        .add(Entry::special("dev/block-posix", b'4', Some((8, 0))))
+        .add(Entry::special("dev/block-gnu-zero", b'4', Some((0, 0))).gnu())
+        .add(Entry::special("dev/char-empty-fields", b'3', None))
+        .add(Entry::special("dev/fifo-gnu-empty", b'6', None).gnu())
+        .add(Entry::special("dev/fifo-posix-empty", b'6', None))
+        .add(Entry::special("dev/fifo-posix-zero", b'6', Some((0, 0))))
+        // setuid, setgid, sticky.
+        .add(Entry::file("modes-setuid", "s").mode(0o4755))
+        .add(Entry::dir("modes-setgid-dir").mode(0o2755))
+        .add(Entry::dir("modes-sticky-dir").mode(0o1777))
+        .add(Entry::file("modes-all", "s").mode(0o7777))
+        // Sizes around the 1 MiB chunk.
+        .add(Entry::dir("sizes"))
+        .add(Entry::file("sizes/empty", ""))
+        .add(Entry::file("sizes/one-chunk", noise(MIB, 1)))
+        .add(Entry::file("sizes/one-chunk-plus-one", noise(MIB + 1, 2)))
+        // Names: 255 bytes, not UTF-8, Unicode.
+        .add(Entry::dir("names"))
+        .add(
+            Entry::file(format!("names/{}", "x".repeat(255)), "255")
+                .pax("path", format!("names/{}", "x".repeat(255))),
+        )
+        .add(Entry::file(b"names/bytes-\xff\xfe\x80", "not utf-8"))
+        .add(Entry::file("names/ünïcødé-日本語-🙂", "unicode"))
+        // Spellings of paths.
+        .add(Entry::dir("./spell"))
+        .add(Entry::file("./spell/dot-slash", "1"))
+        .add(Entry::file("spell/bare", "2"))
+        .add(Entry::dir("spell/trailing/"))
+        .add(Entry::file("spell//double", "3"))
+        // Parents without entries of their own.
+        .add(Entry::file("implied/a/b/file", "deep"))
+        // A path twice in one layer: the last one wins.
+        .add(Entry::file("dup", "first"))
+        .add(Entry::file("dup", "second, longer").mode(0o600))
+        // Thousands of entries, names sorting before '.'.
+        .add(Entry::dir("many"));
+    for i in 0..3000 {
+        let prefix = ["-", "!", "#", "+", ",", "a", "Z", "~"][i % 8];
+        l1.add(Entry::file(format!("many/{prefix}{i:05}"), ""));
+    }
+    l1.add(Entry::file("many/-", "dash"))
+        .add(Entry::file("many/!", "bang"));
+    // Layer 2: PAX global headers. POSIX applies their records to every later entry, but no
+    // container runtime does: Go's archive/tar returns them as entries of their own, containerd
+    // and Docker skip them ("PAX Global Extended Headers found and ignored") and libarchive
+    // ignores them too, while umoci 0.4.7 refuses them ("unknown typeflag"). We follow the
+    // runtimes, so the expected tree is umoci's of the same layer without its global headers.
+    //
+    // An xattr with an empty value: containerd sets it (it reads hdr.PAXRecords), umoci drops it
+    // (Go's hdr.Xattrs skips empty records as "keep the header's value"). We follow containerd:
+    // umoci's layer lacks the record and the expected tree gets the empty xattr added.
+    let layer2 = |ours: bool| {
+        let mut l2 = Tar::new();
+        if ours {
+            l2.global(&[
+                (b"uid", b"4242"),
+                (b"gid", b"4343"),
+                (b"mtime", b"1234567890.5"),
+            ]);
+        }
+        l2.add(Entry::dir("global"))
+            .add(Entry::file("global/plain", "g"))
+            .add(Entry::file("global/local-pax", "g").pax("uid", "7"));
+        if ours {
+            l2.global(&[(b"comment", b"a global header in the middle")]);
+        }
+        l2.add(Entry::file("global/after-second", "g").owner(12, 13));
+        let mut empty = Entry::file("xattrs/empty-value", "x").xattr("user.other", "o");
+        if ours {
+            empty = empty.xattr("user.empty", "");
+        }
+        l2.add(empty);
+        l2.finish()
+    };
+    // Layer 3: empty.
+    let l3 = Tar::new().finish();
+    let l1 = l1.finish();
+    judge_pair(
+        scratch.path(),
+        &[l1.clone(), layer2(true), l3.clone()],
+        &[l1, layer2(false), l3],
+        &["/implied", "/implied/a", "/implied/a/b"],
+        &|expected| {
+            let e = expected
+                .entries
+                .get_mut(&b"/xattrs/empty-value"[..])
+                .unwrap();
+            e.xattrs.insert(0, (b"user.empty".to_vec(), Vec::new()));
+        },
+    );
+}
+
+#[test]
+fn layer_merge_matches_umoci() {
+    let scratch = common::scratch();
+    let mut l1 = Tar::new();
+    l1.add(Entry::dir("wh"))
+        .add(Entry::file("wh/file", "gone"))
+        .add(Entry::dir("wh/dir"))
+        .add(Entry::file("wh/dir/inner", "gone"))
+        .add(Entry::symlink("wh/symlink", "file"))
+        .add(Entry::file("wh/kept", "kept"))
+        // Opaque directories: one filled again in the upper layer, one listed again (new mode)
+        // and marked opaque in the same layer.
+        .add(Entry::dir("opq"))
+        .add(Entry::file("opq/old", "hidden"))
+        .add(Entry::dir("opq/old-dir"))
+        .add(Entry::file("opq/old-dir/x", "hidden"))
+        .add(Entry::dir("opq2"))
+        .add(Entry::file("opq2/old", "hidden"))
+        // Replaced: a directory by a file, a file by a directory.
+        .add(Entry::dir("dir2file"))
+        .add(Entry::file("dir2file/child", "gone"))
+        .add(Entry::file("file2dir", "gone"))
+        // Hardlinks within the layer, to a symlink, and groups an upper layer breaks.
+        .add(Entry::dir("hl"))
+        .add(
+            Entry::file("hl/src", "shared content")
+                .mode(0o640)
+                .owner(5, 6),
+        )
+        .add(Entry::hardlink("hl/same-layer", "hl/src"))
+        .add(Entry::symlink("hl/sym", "src"))
+        .add(Entry::hardlink("hl/link-to-sym", "hl/sym"))
+        .add(Entry::file("hl/pair-a", "pair"))
+        .add(Entry::hardlink("hl/pair-deleted", "hl/pair-a"))
+        .add(Entry::hardlink("hl/pair-overwritten", "hl/pair-a"))
+        // Changed only in metadata by the upper layer.
+        .add(Entry::dir("meta"))
+        .add(Entry::file("meta/mode", "same").mode(0o644))
+        .add(Entry::file("meta/owner", "same"))
+        .add(Entry::file("meta/xattr", "same").xattr("user.a", "1"))
+        .add(Entry::dir("meta/dir").mode(0o755))
+        // A symlink to a directory: entries below it in later layers land in the target.
+        .add(Entry::dir("real"))
+        .add(Entry::symlink("via", "real"))
+        .add(Entry::symlink("via-abs", "/real"))
+        .add(Entry::symlink("via-dotdot", "../../real"));
+    let mut l2 = Tar::new();
+    l2.add(Entry::file("wh/.wh.file", ""))
+        .add(Entry::file("wh/.wh.dir", ""))
+        .add(Entry::file("wh/.wh.symlink", ""))
+        .add(Entry::file("wh/.wh.never-existed", ""))
+        .add(Entry::file(".wh.nothing-here", ""))
+        .add(Entry::file("opq/.wh..wh..opq", ""))
+        .add(Entry::file("opq/new", "new"))
+        .add(Entry::dir("opq2").mode(0o700))
+        .add(Entry::file("opq2/.wh..wh..opq", ""))
+        .add(Entry::file("opq2/fresh", "fresh"))
+        .add(Entry::file("dir2file", "now a file"))
+        .add(Entry::dir("file2dir"))
+        .add(Entry::file("file2dir/child", "now a dir"))
+        // A hardlink to a file of the lower layer, and one to a lower symlink.
+        .add(Entry::hardlink("hl/to-lower", "hl/src"))
+        .add(Entry::hardlink("hl/to-lower-sym", "hl/sym"))
+        .add(Entry::file("hl/.wh.pair-deleted", ""))
+        .add(Entry::file("hl/pair-overwritten", "new content"))
+        .add(Entry::file("meta/mode", "same").mode(0o600))
+        .add(Entry::file("meta/owner", "same").owner(1234, 5678))
+        .add(
+            Entry::file("meta/xattr", "same")
+                .xattr("user.a", "2")
+                .xattr("user.b", "3"),
+        )
+        .add(Entry::dir("meta/dir").mode(0o711).owner(9, 9))
+        .add(Entry::file("via/through-relative", "r"))
+        .add(Entry::file("via-abs/through-absolute", "a"))
+        .add(Entry::file("via-dotdot/through-dotdot", "d"))
+        .add(Entry::file("via/.wh.nothing", ""));
+    // Layer 3 deletes the hardlink source of layer 2's link, which keeps the content.
+    let mut l3 = Tar::new();
+    l3.add(Entry::file("hl/.wh.src", ""));
+    judge(
+        scratch.path(),
+        &[l1.finish(), l2.finish(), l3.finish()],
+        &[],
+    );
+}
