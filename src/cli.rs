@@ -15,7 +15,7 @@ use crate::source::{Platform, PlatformChoice, Selection};
 
 /// Convert container images to Nydus images, offline.
 #[derive(Debug, Parser)]
-#[command(name = "nydus-offline", version, about, long_about = None)]
+#[command(name = "nydus-offline", version, about, long_about = None, after_help = EXIT_CODES_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -26,9 +26,14 @@ pub struct Cli {
 pub enum Command {
     /// Convert an image (OCI layout, oci-archive or docker save tarball) into a Nydus image.
     #[command(after_help = "Examples:\n  \
-        nydus-offline convert ./oci-in ./oci-out\n  \
-        nydus-offline convert app.tar ./oci-out          # docker save tarball\n  \
-        skopeo copy oci:./oci-out docker://registry.example/app:nydus")]
+        nydus-offline convert ./oci-in ./oci-out                  # an OCI image layout\n  \
+        nydus-offline convert app.tar ./oci-out                   # a docker save tarball\n  \
+        nydus-offline convert app.oci.tar ./oci-out               # an oci-archive\n  \
+        nydus-offline convert --platform linux/arm64 ./multi ./oci-out   # one platform of several\n  \
+        nydus-offline convert --all-platforms ./multi ./oci-out   # every platform, one index\n  \
+        nydus-offline check ./oci-out --source ./oci-in           # verify before shipping\n\n\
+        Pushing is skopeo's job (--all keeps every platform of an index):\n  \
+        skopeo copy --all oci:./oci-out:latest docker://registry.example/app:nydus")]
     Convert(ConvertArgs),
     /// List what an input holds: images, tags, platforms and layers, with sizes.
     #[command(after_help = "Examples:\n  \
@@ -38,6 +43,66 @@ pub enum Command {
         Every listed layer is decompressed to measure it, which also verifies its digests;\n\
         --quick skips that.")]
     Inspect(InspectArgs),
+    /// Verify a converted Nydus image: every digest, blob and bootstrap, and with --source
+    /// every file against the image it was converted from.
+    #[command(after_help = "Examples:\n  \
+        nydus-offline check ./oci-out\n  \
+        nydus-offline check ./oci-out --source ./oci-in\n  \
+        nydus-offline check ./oci-out --source app.tar && \\\n      \
+        skopeo copy --all oci:./oci-out:latest docker://registry.example/app:nydus\n\n\
+        Every chunk of every blob is decompressed and compared with its digest; with --source\n\
+        the source's layers are read (and their digests verified) to compare each path's\n\
+        type, mode, owner, mtime, size, xattrs, link target, device, hardlinks and content.\n\
+        Each problem is printed on its own line on stdout; the exit code is 5 if there is any.")]
+    Check(CheckArgs),
+    /// Print a shell completion script for bash, zsh, fish, elvish or powershell.
+    #[command(after_help = "Examples:\n  \
+        nydus-offline completions bash > /etc/bash_completion.d/nydus-offline\n  \
+        nydus-offline completions zsh > \"${fpath[1]}/_nydus-offline\"\n  \
+        nydus-offline completions fish > ~/.config/fish/completions/nydus-offline.fish")]
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) of nydus-offline or of one of its subcommands.
+    #[command(after_help = "Examples:\n  \
+        nydus-offline man > nydus-offline.1 && man ./nydus-offline.1\n  \
+        nydus-offline man check > nydus-offline-check.1")]
+    Man(ManArgs),
+}
+
+/// The exit codes, shown under the top-level help; README.md has the same table.
+const EXIT_CODES_HELP: &str = "Exit codes:\n  \
+    0    success\n  \
+    2    usage error (bad option or argument)\n  \
+    3    bad input image (malformed, unsupported, or failing digest verification)\n  \
+    4    I/O or output error (unreadable input, full disk, ...)\n  \
+    5    check found problems in the image it checked\n  \
+    70   internal error (a bug in nydus-offline)\n  \
+    130  interrupted (SIGINT or SIGTERM)";
+
+/// Options of `check`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// The converted image: the OCI image layout directory `convert` wrote.
+    pub output: PathBuf,
+    /// The image it was converted from (OCI layout, oci-archive or docker save tarball): compare
+    /// every path and every file's content with it.
+    #[arg(long, value_name = "INPUT")]
+    pub source: Option<PathBuf>,
+}
+
+/// Options of `completions`.
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell to write completions for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// Options of `man`.
+#[derive(Debug, clap::Args)]
+pub struct ManArgs {
+    /// The subcommand whose page to print; the main page when omitted.
+    #[arg(value_name = "SUBCOMMAND")]
+    pub subcommand: Option<String>,
 }
 
 /// Which image and platforms to take from an input.
@@ -191,7 +256,100 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Convert(args) => convert(&args),
         Command::Inspect(args) => inspect(&args),
+        Command::Check(args) => check(&args),
+        Command::Completions(args) => completions(&args),
+        Command::Man(args) => man(&args),
     }
+}
+
+/// `check`: every problem on its own line on stdout, then a summary; any problem makes the
+/// result an [`ErrorKind::CheckFailed`](crate::ErrorKind::CheckFailed) error.
+fn check(args: &CheckArgs) -> Result<()> {
+    let options = crate::check::CheckOptions {
+        source: args.source.clone(),
+    };
+    let report = crate::check::check(&args.output, &options)?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let stdout_error = |e| Error::io(std::path::Path::new("<stdout>"), e);
+    for problem in &report.problems {
+        writeln!(out, "problem: {problem}").map_err(stdout_error)?;
+    }
+    let compared = match &args.source {
+        Some(source) => format!(
+            ", {} paths compared with {}",
+            report.compared,
+            source.display()
+        ),
+        None => String::new(),
+    };
+    writeln!(
+        out,
+        "{}: {} Nydus manifests, {} blobs, {} chunks verified, {} bootstraps{compared}",
+        args.output.display(),
+        report.manifests,
+        report.blobs,
+        report.chunks,
+        report.bootstraps
+    )
+    .and_then(|()| out.flush())
+    .map_err(stdout_error)?;
+    if report.is_ok() {
+        Ok(())
+    } else {
+        Err(Error::new(
+            crate::ErrorKind::CheckFailed,
+            format!(
+                "{}: check found {} problem{}",
+                args.output.display(),
+                report.problems.len(),
+                if report.problems.len() == 1 { "" } else { "s" }
+            ),
+        ))
+    }
+}
+
+/// `completions`: the script clap_complete generates from these very definitions.
+fn completions(args: &CompletionsArgs) -> Result<()> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let mut out = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "nydus-offline", &mut out);
+    write_stdout(&out)
+}
+
+/// `man`: the roff page clap_mangen renders from these very definitions.
+fn man(args: &ManArgs) -> Result<()> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let page = match &args.subcommand {
+        None => cmd,
+        Some(name) => {
+            let sub = cmd.find_subcommand(name).cloned().ok_or_else(|| {
+                let names: Vec<&str> = cmd.get_subcommands().map(|c| c.get_name()).collect();
+                Error::usage(format!(
+                    "no subcommand '{name}'; there are: {}",
+                    names.join(", ")
+                ))
+            })?;
+            // clap names are `&'static str` without its "string" feature; one leak per run.
+            let full: &'static str =
+                Box::leak(format!("nydus-offline-{}", sub.get_name()).into_boxed_str());
+            sub.name(full)
+        }
+    };
+    let mut out = Vec::new();
+    clap_mangen::Man::new(page)
+        .render(&mut out)
+        .map_err(|e| Error::internal(format!("rendering the man page: {e}")))?;
+    write_stdout(&out)
+}
+
+/// Write bytes to stdout.
+fn write_stdout(bytes: &[u8]) -> Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(|e| Error::io(std::path::Path::new("<stdout>"), e))
 }
 
 /// `convert`: the options become [`ConvertOptions`]; the summary goes to stdout.

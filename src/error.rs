@@ -21,6 +21,8 @@ pub enum ErrorKind {
     Interrupted,
     /// A bug in this program: an invariant did not hold.
     Internal,
+    /// `check` ran to the end and found problems in the image it checked.
+    CheckFailed,
 }
 
 impl ErrorKind {
@@ -30,6 +32,7 @@ impl ErrorKind {
             ErrorKind::Usage => 2,
             ErrorKind::BadInput => 3,
             ErrorKind::Io => 4,
+            ErrorKind::CheckFailed => 5,
             ErrorKind::Internal => 70,
             ErrorKind::Interrupted => 130,
         }
@@ -119,6 +122,7 @@ mod tests {
             ErrorKind::Io,
             ErrorKind::Interrupted,
             ErrorKind::Internal,
+            ErrorKind::CheckFailed,
         ];
         let mut codes: Vec<i32> = kinds.iter().map(|k| k.exit_code()).collect();
         codes.sort();

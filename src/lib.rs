@@ -17,10 +17,14 @@
 //! output/   the new OCI image: blob layers, bootstrap layer, config, manifest, index
 //! ```
 //!
+//! `check` reads a converted image back (layout, blobs, bootstraps) and compares it with its
+//! source; it shares the input side with `convert` and writes nothing.
+//!
 //! `cli` parses the command line and calls one function of this library per subcommand; `main.rs`
 //! only maps the outcome to an exit code.
 
 pub mod blob;
+pub mod check;
 pub mod cli;
 pub mod convert;
 pub mod error;

@@ -1,0 +1,606 @@
+//! One Nydus data blob, read from its end as nydus-snapshotter reads it: the TOC and the reverse
+//! tar header after every section, every TOC entry's content against its digest and size, the
+//! ci header against the merged bootstrap's blob table entry, the ci table's ordering rules, and
+//! every chunk decompressed and compared with its digest in `blob.digest`
+//! (`shared/nydus-format/blob.md`).
+//!
+//! What survives is kept for the bootstrap and tree checks: the ci table, each chunk's digest and
+//! the sha256 of its decompressed bytes, and the inlined bootstrap.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use sha2::{Digest as _, Sha256};
+
+use super::Findings;
+use super::layout::BlobLayer;
+use crate::blob::ondisk::*;
+use crate::error::{Error, Result};
+use crate::rafs::v6::ondisk::RafsV6Blob;
+
+/// A blob's TOC and its tar header must fit the last 4096 bytes, where readers look for them.
+const TOC_LIMIT: u64 = 4096;
+/// Largest TOC section we read whole (ci table, digests, bootstrap): readers refuse more.
+const SECTION_LIMIT: u64 = 1 << 30;
+
+/// One chunk of a blob, as verified.
+#[derive(Clone, Debug)]
+pub(crate) struct Chunk {
+    /// Its digest as `blob.digest` records it (the computed one when there is no such section).
+    pub digest: [u8; 32],
+    /// sha256 of its decompressed bytes; `None` when they could not be read or did not match
+    /// the digest.
+    pub sha256: Option<[u8; 32]>,
+}
+
+/// What a blob holds, once checked.
+#[derive(Debug)]
+pub(crate) struct BlobData {
+    /// Its id: the hex of its layer digest.
+    pub id: String,
+    /// The decoded ci table, in ci-index order (empty for a blob without chunks, or when it is
+    /// unreadable).
+    pub ci: Vec<BlobChunkInfoV1Ondisk>,
+    /// Each chunk, in ci-index order, parallel to `ci`.
+    pub chunks: Vec<Chunk>,
+    /// The bootstrap inlined in the blob (TOC entry `image.boot`), decompressed and verified.
+    pub inlined_bootstrap: Option<Vec<u8>>,
+}
+
+/// The checked blobs of one image, by id.
+#[derive(Debug, Default)]
+pub(crate) struct BlobSet {
+    by_id: HashMap<String, BlobData>,
+}
+
+impl BlobSet {
+    /// Add a checked blob.
+    pub fn insert(&mut self, blob: BlobData) {
+        self.by_id.insert(blob.id.clone(), blob);
+    }
+
+    /// A checked blob by id.
+    pub fn get(&self, id: &str) -> Option<&BlobData> {
+        self.by_id.get(id)
+    }
+}
+
+/// A blob file opened for positional reads.
+struct BlobFile<'a> {
+    path: &'a Path,
+    file: File,
+    len: u64,
+}
+
+impl BlobFile<'_> {
+    /// `len` bytes at `offset`; the caller has checked the range.
+    fn read(&self, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; len as usize];
+        self.file
+            .read_exact_at(&mut buf, offset)
+            .map_err(|e| Error::io(self.path, e))?;
+        Ok(buf)
+    }
+
+    /// Whether `offset..offset + len` lies inside the file (and is small enough to read whole).
+    fn holds(&self, offset: u64, len: u64) -> bool {
+        offset.checked_add(len).is_some_and(|end| end <= self.len) && len <= SECTION_LIMIT
+    }
+}
+
+/// Decompress `data` with nydus compressor id `algo` into exactly `size` bytes.
+pub(crate) fn decompress(
+    algo: u32,
+    data: &[u8],
+    size: usize,
+) -> std::result::Result<Vec<u8>, String> {
+    let out = match algo {
+        COMPRESSOR_NONE => data.to_vec(),
+        COMPRESSOR_LZ4_BLOCK => {
+            let n = i32::try_from(size).map_err(|_| "too large for lz4".to_string())?;
+            lz4::block::decompress(data, Some(n)).map_err(|e| format!("lz4: {e}"))?
+        }
+        COMPRESSOR_GZIP => {
+            let mut out = Vec::with_capacity(size);
+            flate2::read::GzDecoder::new(data)
+                .take(size as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| format!("gzip: {e}"))?;
+            out
+        }
+        COMPRESSOR_ZSTD => zstd::bulk::decompress(data, size).map_err(|e| format!("zstd: {e}"))?,
+        other => return Err(format!("unknown compressor {other}")),
+    };
+    if out.len() != size {
+        return Err(format!("{} bytes decompressed, {size} expected", out.len()));
+    }
+    Ok(out)
+}
+
+/// The compressor id a TOC entry's flags name.
+fn toc_compressor(flags: u32) -> Option<u32> {
+    match flags {
+        TOC_FLAG_COMPRESSION_NONE => Some(COMPRESSOR_NONE),
+        TOC_FLAG_COMPRESSION_ZSTD => Some(COMPRESSOR_ZSTD),
+        TOC_FLAG_COMPRESSION_LZ4_BLOCK => Some(COMPRESSOR_LZ4_BLOCK),
+        _ => None,
+    }
+}
+
+/// The digest nydus keeps for a chunk: blake3 or sha256 of its uncompressed bytes.
+fn chunk_digest(digester: u32, data: &[u8]) -> [u8; 32] {
+    if digester == DIGESTER_SHA256 {
+        Sha256::digest(data).into()
+    } else {
+        *blake3::hash(data).as_bytes()
+    }
+}
+
+/// Check the blob of `layer`. `entry` is its blob table entry in the merged bootstrap (`None`
+/// for a blob without chunks, which must not be in the table). `None` when the file cannot be
+/// opened at all (already reported by the layout check).
+pub(crate) fn check(
+    layer: &BlobLayer,
+    entry: Option<&RafsV6Blob>,
+    f: &mut Findings,
+) -> Result<Option<BlobData>> {
+    let what = format!("blob {}", layer.hex);
+    let Ok(file) = File::open(&layer.path) else {
+        return Ok(None);
+    };
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io(&layer.path, e))?
+        .len();
+    let blob = BlobFile {
+        path: &layer.path,
+        file,
+        len,
+    };
+    let mut data = BlobData {
+        id: layer.hex.clone(),
+        ci: Vec::new(),
+        chunks: Vec::new(),
+        inlined_bootstrap: None,
+    };
+    let sections = read_toc(&blob, &what, entry, f)?;
+    let section = |name: &str| sections.iter().find(|(n, _)| n == name).map(|(_, s)| s);
+    data.inlined_bootstrap = section(TOC_ENTRY_BOOTSTRAP).cloned().flatten();
+    if section(TOC_ENTRY_BOOTSTRAP).is_none() {
+        f.problem(&what, format!("has no {TOC_ENTRY_BOOTSTRAP} in its TOC (the snapshotter needs the inlined bootstrap)"));
+    }
+    let Some(entry) = entry else {
+        if section(TOC_ENTRY_BLOB_RAW).is_some() {
+            f.problem(
+                &what,
+                "holds chunk data, but the merged bootstrap's blob table does not list it",
+            );
+        }
+        return Ok(Some(data));
+    };
+    let ci_bytes = check_ci(&blob, &what, entry, f)?;
+    if let (Some(ci), Some(Some(toc_ci))) = (&ci_bytes, section(TOC_ENTRY_BLOB_META))
+        && ci != toc_ci
+    {
+        f.problem(
+            &what,
+            "the ci table the blob table points at differs from TOC entry blob.meta",
+        );
+    }
+    let Some(ci_bytes) = ci_bytes else {
+        return Ok(Some(data));
+    };
+    data.ci = ci_bytes
+        .chunks_exact(BlobChunkInfoV1Ondisk::SIZE)
+        .filter_map(|e| f.take(BlobChunkInfoV1Ondisk::decode(e)).ok().flatten())
+        .collect();
+    if data.ci.len() != entry.chunk_count as usize {
+        return Ok(Some(data));
+    }
+    let tar_header = if entry.features & BLOB_FEATURE_HAS_TAR_HEADER != 0 {
+        BlobTarHeader::SIZE as u64
+    } else {
+        0
+    };
+    let data_end = entry.ci_offset.saturating_sub(tar_header);
+    check_ci_rules(&data.ci, &what, data_end, entry.uncompressed_size, f);
+    let recorded: Option<Vec<[u8; 32]>> = if entry.features & BLOB_FEATURE_INLINED_CHUNK_DIGEST != 0
+    {
+        match section(TOC_ENTRY_BLOB_DIGEST) {
+            Some(Some(bytes)) if bytes.len() == 32 * data.ci.len() => Some(
+                bytes
+                    .chunks_exact(32)
+                    .map(|d| d.try_into().expect("32 bytes"))
+                    .collect(),
+            ),
+            Some(Some(bytes)) => {
+                f.problem(
+                    &what,
+                    format!(
+                        "blob.digest holds {} bytes for {} chunks",
+                        bytes.len(),
+                        data.ci.len()
+                    ),
+                );
+                None
+            }
+            Some(None) => None,
+            None => {
+                f.problem(
+                    &what,
+                    "has feature INLINED_CHUNK_DIGEST but no blob.digest section",
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+    for (k, ci) in data.ci.iter().enumerate() {
+        let (offset, csize, usize_) = (
+            ci.compressed_offset(),
+            u64::from(ci.compressed_size()),
+            ci.uncompressed_size() as usize,
+        );
+        let chunk_what = format!("{what}: chunk {k}");
+        let mut chunk = Chunk {
+            digest: recorded.as_ref().map(|d| d[k]).unwrap_or([0; 32]),
+            sha256: None,
+        };
+        if offset + csize > data_end || !blob.holds(offset, csize) {
+            // Reported by the ci rules.
+            data.chunks.push(chunk);
+            continue;
+        }
+        let stored = blob.read(offset, csize)?;
+        let algo = if ci.is_compressed() {
+            entry.compression_algo
+        } else {
+            COMPRESSOR_NONE
+        };
+        match decompress(algo, &stored, usize_) {
+            Ok(bytes) => {
+                let digest = chunk_digest(entry.digest_algo, &bytes);
+                if recorded.is_none() {
+                    chunk.digest = digest;
+                }
+                if digest == chunk.digest {
+                    chunk.sha256 = Some(Sha256::digest(&bytes).into());
+                } else {
+                    f.problem(
+                        &chunk_what,
+                        format!(
+                            "decompressed bytes have digest {}, blob.digest records {}",
+                            hex(&digest),
+                            hex(&chunk.digest)
+                        ),
+                    );
+                }
+            }
+            Err(e) => f.problem(&chunk_what, format!("cannot be decompressed: {e}")),
+        }
+        data.chunks.push(chunk);
+    }
+    Ok(Some(data))
+}
+
+/// Read the TOC from the blob's end, check every entry and its tar header, and return each
+/// entry's name with its verified, decompressed content (`None` when it failed verification;
+/// `image.blob` is verified but not returned).
+fn read_toc(
+    blob: &BlobFile,
+    what: &str,
+    entry: Option<&RafsV6Blob>,
+    f: &mut Findings,
+) -> Result<Vec<(String, Option<Vec<u8>>)>> {
+    let header_size = BlobTarHeader::SIZE as u64;
+    if blob.len < header_size {
+        f.problem(what, format!("is {} bytes, too short for a TOC", blob.len));
+        return Ok(Vec::new());
+    }
+    let toc_header_at = blob.len - header_size;
+    let header_bytes = blob.read(toc_header_at, header_size)?;
+    let Some(header) = f.take(BlobTarHeader::decode(&header_bytes).map_err(|e| e.context(what)))?
+    else {
+        return Ok(Vec::new());
+    };
+    if header.section_name().ok() != Some(TOC_ENTRY_BLOB_TOC) {
+        f.problem(
+            what,
+            format!("the last tar header is not {TOC_ENTRY_BLOB_TOC}"),
+        );
+        return Ok(Vec::new());
+    }
+    let toc_size = header.section_size().unwrap_or(u64::MAX);
+    if !toc_size.is_multiple_of(TocEntry::SIZE as u64)
+        || toc_size > toc_header_at
+        || toc_size + header_size > TOC_LIMIT
+    {
+        f.problem(
+            what,
+            format!(
+                "TOC size {toc_size} is not a multiple of 128 bytes that fits the last 4096 bytes"
+            ),
+        );
+        return Ok(Vec::new());
+    }
+    let toc_at = toc_header_at - toc_size;
+    let toc_bytes = blob.read(toc_at, toc_size)?;
+    if let Some(e) = entry {
+        if e.blob_toc_size != 0 && u64::from(e.blob_toc_size) != toc_size + header_size {
+            f.problem(
+                what,
+                format!(
+                    "blob table says the TOC is {} bytes, it is {}",
+                    e.blob_toc_size,
+                    toc_size + header_size
+                ),
+            );
+        }
+        if e.blob_toc_digest != [0; 32] {
+            let mut h = Sha256::new();
+            h.update(&toc_bytes);
+            h.update(&header_bytes);
+            let actual: [u8; 32] = h.finalize().into();
+            if actual != e.blob_toc_digest {
+                f.problem(
+                    what,
+                    "TOC digest differs from the blob table's blob_toc_digest",
+                );
+            }
+        }
+    }
+    let mut out: Vec<(String, Option<Vec<u8>>)> = Vec::new();
+    for raw in toc_bytes.chunks_exact(TocEntry::SIZE) {
+        let Some(toc) = f.take(TocEntry::decode(raw).map_err(|e| e.context(what)))? else {
+            continue;
+        };
+        let name = toc.name().unwrap_or_default().to_string();
+        let ewhat = format!("{what}: TOC entry {name}");
+        if out.iter().any(|(n, _)| n == &name) {
+            f.problem(&ewhat, "appears twice");
+            continue;
+        }
+        let content = check_toc_entry(blob, &ewhat, &name, &toc, toc_at, f)?;
+        out.push((name, content));
+    }
+    Ok(out)
+}
+
+/// One TOC entry: its range, its tar header, its content against digest and size.
+fn check_toc_entry(
+    blob: &BlobFile,
+    what: &str,
+    name: &str,
+    toc: &TocEntry,
+    toc_at: u64,
+    f: &mut Findings,
+) -> Result<Option<Vec<u8>>> {
+    let (offset, csize, usize_) = (
+        toc.compressed_offset,
+        toc.compressed_size,
+        toc.uncompressed_size,
+    );
+    let Some(end) = offset.checked_add(csize).filter(|&e| e <= toc_at) else {
+        f.problem(
+            what,
+            format!("range {offset}+{csize} runs past the TOC at {toc_at}"),
+        );
+        return Ok(None);
+    };
+    let Some(algo) = toc_compressor(toc.flags) else {
+        f.problem(what, format!("flags {:#x} name no compressor", toc.flags));
+        return Ok(None);
+    };
+    // The reverse tar header after the section (blob.meta's covers the ci header too; the
+    // ci header has none of its own).
+    let (header_at, section) = match name {
+        TOC_ENTRY_BLOB_META_HEADER => (None, 0),
+        TOC_ENTRY_BLOB_META => (
+            Some(end + BlobCompressionContextHeader::SIZE as u64),
+            csize + BlobCompressionContextHeader::SIZE as u64,
+        ),
+        _ => (Some(end), csize),
+    };
+    if let Some(at) = header_at {
+        if !blob.holds(at, BlobTarHeader::SIZE as u64) || at + BlobTarHeader::SIZE as u64 > toc_at {
+            f.problem(what, "its tar header lies past the TOC");
+        } else {
+            let bytes = blob.read(at, BlobTarHeader::SIZE as u64)?;
+            match BlobTarHeader::decode(&bytes) {
+                Ok(h) if h.section_name().ok() == Some(name) && h.section_size().ok() == Some(section) => {}
+                Ok(h) => f.problem(
+                    what,
+                    format!(
+                        "tar header after it names {:?} of {:?} bytes, expected {name:?} of {section}",
+                        h.section_name().unwrap_or("?"),
+                        h.section_size().ok()
+                    ),
+                ),
+                Err(e) => f.problem(what, format!("no valid tar header after it: {e}")),
+            }
+        }
+    }
+    if name == TOC_ENTRY_BLOB_RAW {
+        // nydus-image hashes the chunk data and then its tar header; stream it, it may be big.
+        let mut h = Sha256::new();
+        let mut pos = 0;
+        while pos < csize + BlobTarHeader::SIZE as u64 {
+            let n = (1 << 20).min(csize + BlobTarHeader::SIZE as u64 - pos);
+            if !blob.holds(pos, n) {
+                break;
+            }
+            h.update(blob.read(pos, n)?);
+            pos += n;
+        }
+        let actual: [u8; 32] = h.finalize().into();
+        if actual != toc.uncompressed_digest {
+            f.problem(
+                what,
+                "chunk data (with its tar header) does not match the TOC digest",
+            );
+        }
+        return Ok(None);
+    }
+    if !matches!(
+        name,
+        TOC_ENTRY_BLOB_META
+            | TOC_ENTRY_BLOB_META_HEADER
+            | TOC_ENTRY_BLOB_DIGEST
+            | TOC_ENTRY_BOOTSTRAP
+    ) {
+        f.problem(what, "is not an entry nydus 2.2.0 writes");
+        return Ok(None);
+    }
+    if usize_ > SECTION_LIMIT || !blob.holds(offset, csize) {
+        f.problem(
+            what,
+            format!("is {usize_} bytes, more than a reader accepts"),
+        );
+        return Ok(None);
+    }
+    let stored = blob.read(offset, csize)?;
+    let content = match decompress(algo, &stored, usize_ as usize) {
+        Ok(c) => c,
+        Err(e) => {
+            f.problem(what, format!("cannot be decompressed: {e}"));
+            return Ok(None);
+        }
+    };
+    let actual: [u8; 32] = Sha256::digest(&content).into();
+    if actual != toc.uncompressed_digest {
+        f.problem(
+            what,
+            format!(
+                "content has sha256 {}, the TOC records {}",
+                hex(&actual),
+                hex(&toc.uncompressed_digest)
+            ),
+        );
+        return Ok(None);
+    }
+    Ok(Some(content))
+}
+
+/// The ci header against the blob table entry, and the ci table decompressed.
+fn check_ci(
+    blob: &BlobFile,
+    what: &str,
+    entry: &RafsV6Blob,
+    f: &mut Findings,
+) -> Result<Option<Vec<u8>>> {
+    let header_at = entry.ci_offset.saturating_add(entry.ci_compressed_size);
+    let hsize = BlobCompressionContextHeader::SIZE as u64;
+    if !blob.holds(header_at, hsize) || !blob.holds(entry.ci_offset, entry.ci_compressed_size) {
+        f.problem(what, format!("the ci table and header the blob table points at ({} + {} + 4096) lie past the end", entry.ci_offset, entry.ci_compressed_size));
+        return Ok(None);
+    }
+    let header_bytes = blob.read(header_at, hsize)?;
+    let hwhat = format!("{what}: ci header");
+    if let Some(h) =
+        f.take(BlobCompressionContextHeader::decode(&header_bytes).map_err(|e| e.context(&hwhat)))?
+    {
+        let mut mismatch = |field: &str, header: u64, table: u64| {
+            if header != table {
+                f.problem(
+                    &hwhat,
+                    format!("{field} is {header:#x}, the blob table says {table:#x}"),
+                );
+            }
+        };
+        // The merged table drops INLINED_FS_META, as nydus-image merge does; nydusd 2.2.0
+        // tolerates exactly that difference.
+        mismatch(
+            "features",
+            u64::from(h.s_features & !BLOB_FEATURE_INLINED_FS_META),
+            u64::from(entry.features & !BLOB_FEATURE_INLINED_FS_META),
+        );
+        mismatch(
+            "ci_compressor",
+            u64::from(h.s_ci_compressor),
+            u64::from(entry.ci_compressor),
+        );
+        mismatch(
+            "ci_entries",
+            u64::from(h.s_ci_entries),
+            u64::from(entry.chunk_count),
+        );
+        mismatch("ci_offset", h.s_ci_offset, entry.ci_offset);
+        mismatch(
+            "ci_compressed_size",
+            h.s_ci_compressed_size,
+            entry.ci_compressed_size,
+        );
+        mismatch(
+            "ci_uncompressed_size",
+            h.s_ci_uncompressed_size,
+            entry.ci_uncompressed_size,
+        );
+        if h.s_ci_zran_offset != 0
+            || h.s_ci_zran_size != 0
+            || h.s_ci_zran_count != 0
+            || h.s_reserved.iter().any(|&b| b != 0)
+        {
+            f.problem(&hwhat, "zran or reserved fields are not zero");
+        }
+    }
+    let expected = u64::from(entry.chunk_count) * BlobChunkInfoV1Ondisk::SIZE as u64;
+    if entry.ci_uncompressed_size != expected || expected > SECTION_LIMIT {
+        // Reported with the blob table.
+        return Ok(None);
+    }
+    let stored = blob.read(entry.ci_offset, entry.ci_compressed_size)?;
+    match decompress(entry.ci_compressor, &stored, expected as usize) {
+        Ok(table) => Ok(Some(table)),
+        Err(e) => {
+            f.problem(what, format!("ci table cannot be decompressed: {e}"));
+            Ok(None)
+        }
+    }
+}
+
+/// The ordering rules nydusd relies on: chunks back to back in 4 KiB-aligned uncompressed
+/// space, ascending compressed offsets, everything inside the chunk data and the blob's
+/// uncompressed size.
+fn check_ci_rules(
+    ci: &[BlobChunkInfoV1Ondisk],
+    what: &str,
+    data_end: u64,
+    uncompressed_size: u64,
+    f: &mut Findings,
+) {
+    let mut next_uncompressed = 0;
+    let mut compressed_end = 0;
+    for (k, c) in ci.iter().enumerate() {
+        let cwhat = format!("{what}: ci entry {k}");
+        if c.uncompressed_offset() != next_uncompressed {
+            f.problem(&cwhat, format!("uncompressed offset {:#x}, expected {next_uncompressed:#x} (right after the previous chunk)", c.uncompressed_offset()));
+        }
+        if c.compressed_offset() < compressed_end {
+            f.problem(
+                &cwhat,
+                format!(
+                    "compressed offset {:#x} overlaps the previous chunk",
+                    c.compressed_offset()
+                ),
+            );
+        }
+        compressed_end = c.compressed_offset() + u64::from(c.compressed_size());
+        if compressed_end > data_end {
+            f.problem(&cwhat, format!("compressed data ends at {compressed_end:#x}, past the chunk data ({data_end:#x})"));
+        }
+        next_uncompressed =
+            c.uncompressed_offset() + u64::from(c.uncompressed_size()).next_multiple_of(4096);
+    }
+    if next_uncompressed != uncompressed_size {
+        f.problem(what, format!("chunks end at {next_uncompressed:#x} in uncompressed space, the blob table says {uncompressed_size:#x}"));
+    }
+}
+
+/// Lower-case hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

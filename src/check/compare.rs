@@ -1,0 +1,470 @@
+//! `check --source`: the converted trees against the source image's, path by path.
+//!
+//! The source is read with the converter's own input side ([`crate::source`] with its digest
+//! verification, [`crate::layer::entries`], [`crate::tree`]), never unpacked to disk; file
+//! content is cut into the output's chunk size and each piece hashed with sha256. The output
+//! side is what the bootstraps say, with each file's content taken from the chunks of our blobs
+//! (decompressed and hashed with sha256 by the blob check). Both become one [`Canon`] record
+//! per path, and every field that differs is a problem.
+//!
+//! The merged bootstrap is compared with all layers applied (whiteouts, opaque directories,
+//! hardlinks), and each blob's inlined bootstrap with its layer's entries as they are
+//! (whiteouts kept, as nydus's per-layer bootstraps keep them).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::io::Read;
+use std::path::Path;
+
+use sha2::{Digest as _, Sha256};
+
+use super::bootstrap::{Bootstrap, Kind, Listing};
+use super::layout::NydusManifest;
+use super::{CheckedImage, Findings};
+use crate::blob::ondisk::BLOB_CHUNK_MAX_SIZE;
+use crate::error::{Error, Result};
+use crate::layer::{ChunkSink, entries};
+use crate::source::digest::from_io;
+use crate::source::{self, ImageEntry, ImageSource, ManifestEntry};
+use crate::tree::{ChunkIndex, FileData, ImagePath, InodeData, Tree};
+
+/// Most differences listed per tree; the rest are counted.
+const MAX_DIFFERENCES: usize = 100;
+
+/// The image OUT was converted from.
+pub(crate) struct Source {
+    inner: Box<dyn ImageSource>,
+}
+
+impl Source {
+    /// Open the source input (any form `convert` reads). A source that cannot be read is an
+    /// error of its own kind, not a problem of OUT.
+    pub fn open(path: &Path) -> Result<Source> {
+        Ok(Source {
+            inner: source::open(path).map_err(|e| e.context("--source"))?,
+        })
+    }
+
+    /// The manifest of the source that `image` was converted from: by the manifest digest the
+    /// output records, else the only one with the same platform, else the only one.
+    fn find(&self, image: &NydusManifest) -> Option<(&ImageEntry, &ManifestEntry)> {
+        let all: Vec<(&ImageEntry, &ManifestEntry)> = self
+            .inner
+            .images()
+            .iter()
+            .flat_map(|i| i.manifests.iter().map(move |m| (i, m)))
+            .filter(|(_, m)| m.present)
+            .collect();
+        if let Some(digest) = &image.source_digest
+            && let Some(found) = all.iter().find(|(_, m)| &m.digest.to_string() == digest)
+        {
+            return Some(*found);
+        }
+        let same_platform: Vec<_> = all
+            .iter()
+            .filter(|(_, m)| {
+                matches!((&m.platform, &image.platform), (Some(a), Some(b)) if a.normalized() == b.normalized())
+            })
+            .collect();
+        match (same_platform.as_slice(), all.as_slice()) {
+            ([one], _) => Some(**one),
+            ([], [one]) => Some(*one),
+            _ => None,
+        }
+    }
+
+    /// Compare the trees of one checked Nydus manifest with the source's; returns the number of
+    /// paths compared.
+    pub fn compare(
+        &self,
+        image: &NydusManifest,
+        checked: &CheckedImage,
+        f: &mut Findings,
+    ) -> Result<usize> {
+        let Some((entry, manifest)) = self.find(image) else {
+            f.problem(
+                &image.label,
+                "no image of --source matches it (by its nydus-source-digest annotation or its platform)",
+            );
+            return Ok(0);
+        };
+        let source = self.inner.load(entry, manifest)?;
+        if source.layers.len() != image.blobs.len() {
+            f.problem(
+                &image.label,
+                format!(
+                    "has {} blob layers, the source image {} has {} layers",
+                    image.blobs.len(),
+                    source.manifest.digest,
+                    source.layers.len()
+                ),
+            );
+        }
+        let (boot, listing) = &checked.merged;
+        let mut sink = HashSink {
+            chunk_size: u64::from(boot.ext.s_chunk_size.clamp(4096, BLOB_CHUNK_MAX_SIZE)),
+            pieces: Vec::new(),
+        };
+        let mut merged = Tree::new();
+        let mut compared = 0;
+        for (i, layer) in source.layers.iter().enumerate() {
+            let mut reader = self.inner.open_layer(layer)?;
+            let layer_entries = entries::read_layer(&mut reader, &mut sink)
+                .map_err(|e| e.context(format!("--source {}", layer.label())))?;
+            reader.finish()?;
+            if let (Some(Some((lboot, llisting))), Some(blob)) =
+                (checked.layers.get(i), image.blobs.get(i))
+            {
+                let mut tree = Tree::new();
+                if f.take(tree.add_verbatim(layer_entries.clone()))?.is_some() {
+                    let what = format!(
+                        "{}: bootstrap inlined in blob {} against {}",
+                        image.label,
+                        blob.hex,
+                        layer.label()
+                    );
+                    let actual = canon_listing(llisting, lboot, checked, Some(&blob.hex));
+                    compared += diff(&what, &canon_tree(&tree, &sink), &actual, f);
+                }
+            }
+            f.take(merged.apply(layer_entries))?;
+        }
+        let what = format!(
+            "{}: merged tree against source {}",
+            image.label, source.manifest.digest
+        );
+        let actual = canon_listing(listing, boot, checked, None);
+        compared += diff(&what, &canon_tree(&merged, &sink), &actual, f);
+        Ok(compared)
+    }
+}
+
+/// Cuts source files into the output's chunk size and keeps the sha256 of each piece; a file's
+/// "chunks" are indexes into `pieces`.
+struct HashSink {
+    chunk_size: u64,
+    pieces: Vec<[u8; 32]>,
+}
+
+impl ChunkSink for HashSink {
+    fn file(&mut self, path: &ImagePath, data: &mut dyn Read, size: u64) -> Result<FileData> {
+        let mut chunks = Vec::new();
+        let mut buf = vec![0u8; self.chunk_size.min(size) as usize];
+        let mut offset = 0;
+        while offset < size {
+            let len = self.chunk_size.min(size - offset) as usize;
+            data.read_exact(&mut buf[..len]).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    Error::bad_input(format!("--source: {path}"), "file content is truncated")
+                } else {
+                    from_io(e, format!("--source: reading {path}"))
+                }
+            })?;
+            let index = ChunkIndex::try_from(self.pieces.len())
+                .map_err(|_| Error::internal("more than 2^32 chunks in the source"))?;
+            self.pieces.push(Sha256::digest(&buf[..len]).into());
+            chunks.push(index);
+            offset += len as u64;
+        }
+        Ok(FileData { size, chunks })
+    }
+}
+
+/// One path as both sides are compared: everything a reader shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Canon {
+    kind: &'static str,
+    /// Permission bits with setuid, setgid and sticky.
+    perm: u32,
+    uid: u32,
+    gid: u32,
+    mtime: (u64, u32),
+    /// Not for directories: their size is the bootstrap's own dirent packing.
+    size: Option<u64>,
+    nlink: u32,
+    rdev: Option<(u32, u32)>,
+    symlink: Vec<u8>,
+    xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// sha256 of each chunk-sized piece; `None` where the output's chunk was unreadable.
+    content: Vec<Option<[u8; 32]>>,
+    /// The first path (in byte order) of its hardlink group, when it has several names.
+    link: Option<Vec<u8>>,
+}
+
+impl Canon {
+    /// Fields that differ between `self` (source) and `other` (output), as "field: A → B".
+    fn differences(&self, other: &Canon) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut field = |name: &str, a: String, b: String| {
+            if a != b {
+                out.push(format!("{name} is {a} in the source, {b} in the output"));
+            }
+        };
+        field("type", self.kind.into(), other.kind.into());
+        field(
+            "mode",
+            format!("{:04o}", self.perm),
+            format!("{:04o}", other.perm),
+        );
+        field("uid", self.uid.to_string(), other.uid.to_string());
+        field("gid", self.gid.to_string(), other.gid.to_string());
+        field(
+            "mtime",
+            format!("{}.{:09}", self.mtime.0, self.mtime.1),
+            format!("{}.{:09}", other.mtime.0, other.mtime.1),
+        );
+        field(
+            "size",
+            format!("{:?}", self.size),
+            format!("{:?}", other.size),
+        );
+        field("nlink", self.nlink.to_string(), other.nlink.to_string());
+        field(
+            "device",
+            format!("{:?}", self.rdev),
+            format!("{:?}", other.rdev),
+        );
+        field(
+            "symlink target",
+            format!("'{}'", self.symlink.escape_ascii()),
+            format!("'{}'", other.symlink.escape_ascii()),
+        );
+        field(
+            "xattrs",
+            render_xattrs(&self.xattrs),
+            render_xattrs(&other.xattrs),
+        );
+        field(
+            "hardlink group",
+            self.link
+                .as_ref()
+                .map_or("none".into(), |l| format!("'{}'", l.escape_ascii())),
+            other
+                .link
+                .as_ref()
+                .map_or("none".into(), |l| format!("'{}'", l.escape_ascii())),
+        );
+        if self.content != other.content {
+            let k = self
+                .content
+                .iter()
+                .zip(&other.content)
+                .position(|(a, b)| a != b)
+                .unwrap_or(self.content.len().min(other.content.len()));
+            let why = match other.content.get(k) {
+                Some(None) => "unreadable from its blob",
+                _ => "different bytes",
+            };
+            out.push(format!("content differs from chunk {k} on ({why})"));
+        }
+        out
+    }
+}
+
+fn render_xattrs(x: &BTreeMap<Vec<u8>, Vec<u8>>) -> String {
+    let mut s = String::from("{");
+    for (k, v) in x {
+        let _ = write!(s, "{}={} ", k.escape_ascii(), v.escape_ascii());
+    }
+    s.push('}');
+    s
+}
+
+/// The source side: every path of `tree`.
+fn canon_tree(tree: &Tree, sink: &HashSink) -> BTreeMap<Vec<u8>, Canon> {
+    let counts = tree.link_counts();
+    let mut out = BTreeMap::new();
+    let mut first_path: HashMap<usize, Vec<u8>> = HashMap::new();
+    let mut stack = vec![(b"/".to_vec(), tree.root())];
+    let mut inode_of_path = Vec::new();
+    while let Some((path, node)) = stack.pop() {
+        let n = tree.node(node);
+        let inode = tree.inode(n.inode);
+        let mut subdirs = 0;
+        for (name, &child) in &n.children {
+            let mut p = if path == b"/" {
+                Vec::new()
+            } else {
+                path.clone()
+            };
+            p.push(b'/');
+            p.extend_from_slice(name);
+            if tree.inode_of(child).is_dir() {
+                subdirs += 1;
+            }
+            stack.push((p, child));
+        }
+        let (kind, size, nlink, rdev, symlink, content) = match &inode.data {
+            InodeData::Dir => ("directory", None, 2 + subdirs, None, Vec::new(), Vec::new()),
+            InodeData::File(d) => (
+                "file",
+                Some(d.size),
+                counts[n.inode],
+                None,
+                Vec::new(),
+                d.chunks
+                    .iter()
+                    .map(|&c| sink.pieces.get(c as usize).copied())
+                    .collect(),
+            ),
+            InodeData::Symlink(t) => (
+                "symlink",
+                Some(t.len() as u64),
+                counts[n.inode],
+                None,
+                t.clone(),
+                Vec::new(),
+            ),
+            InodeData::CharDevice { major, minor } => (
+                "char device",
+                Some(0),
+                counts[n.inode],
+                Some((*major, *minor)),
+                Vec::new(),
+                Vec::new(),
+            ),
+            InodeData::BlockDevice { major, minor } => (
+                "block device",
+                Some(0),
+                counts[n.inode],
+                Some((*major, *minor)),
+                Vec::new(),
+                Vec::new(),
+            ),
+            InodeData::Fifo => (
+                "fifo",
+                Some(0),
+                counts[n.inode],
+                None,
+                Vec::new(),
+                Vec::new(),
+            ),
+            InodeData::Socket => (
+                "socket",
+                Some(0),
+                counts[n.inode],
+                None,
+                Vec::new(),
+                Vec::new(),
+            ),
+        };
+        if !inode.is_dir() {
+            let first = first_path.entry(n.inode).or_insert_with(|| path.clone());
+            if path < *first {
+                *first = path.clone();
+            }
+            inode_of_path.push((path.clone(), n.inode));
+        }
+        let m = &inode.meta;
+        out.insert(
+            path,
+            Canon {
+                kind,
+                perm: m.mode & 0o7777,
+                uid: m.uid,
+                gid: m.gid,
+                mtime: (m.mtime as u64, m.mtime_nsec),
+                size,
+                nlink,
+                rdev,
+                symlink,
+                xattrs: m.xattrs.clone(),
+                content,
+                link: None,
+            },
+        );
+    }
+    for (path, inode) in inode_of_path {
+        if counts[inode] > 1 {
+            out.get_mut(&path).expect("listed").link = first_path.get(&inode).cloned();
+        }
+    }
+    out
+}
+
+/// The output side: every path of a bootstrap's tree, content read from the blobs.
+fn canon_listing(
+    listing: &Listing,
+    boot: &Bootstrap,
+    checked: &CheckedImage,
+    own: Option<&str>,
+) -> BTreeMap<Vec<u8>, Canon> {
+    let mut names: HashMap<u64, Vec<&Vec<u8>>> = HashMap::new();
+    for (path, e) in &listing.entries {
+        if e.kind != Kind::Dir {
+            names.entry(e.nid).or_default().push(path);
+        }
+    }
+    listing
+        .entries
+        .iter()
+        .map(|(path, e)| {
+            let kind = match e.kind {
+                Kind::Dir => "directory",
+                Kind::File => "file",
+                Kind::Symlink => "symlink",
+                Kind::CharDevice => "char device",
+                Kind::BlockDevice => "block device",
+                Kind::Fifo => "fifo",
+                Kind::Socket => "socket",
+            };
+            let group = names.get(&e.nid).filter(|g| g.len() > 1);
+            let canon = Canon {
+                kind,
+                perm: e.mode & 0o7777,
+                uid: e.uid,
+                gid: e.gid,
+                mtime: (e.mtime, e.mtime_nsec),
+                size: (e.kind != Kind::Dir).then_some(e.size),
+                nlink: e.nlink,
+                rdev: matches!(e.kind, Kind::CharDevice | Kind::BlockDevice).then_some(e.rdev),
+                symlink: e.symlink.clone(),
+                xattrs: e.xattrs.clone(),
+                content: if e.kind == Kind::File {
+                    boot.content(e, &checked.blobs, own)
+                } else {
+                    Vec::new()
+                },
+                link: group.and_then(|g| g.iter().min().map(|p| (*p).clone())),
+            };
+            (path.clone(), canon)
+        })
+        .collect()
+}
+
+/// Record every difference between `expected` (source) and `actual` (output); returns the
+/// number of paths compared.
+fn diff(
+    what: &str,
+    expected: &BTreeMap<Vec<u8>, Canon>,
+    actual: &BTreeMap<Vec<u8>, Canon>,
+    f: &mut Findings,
+) -> usize {
+    let paths: BTreeSet<&Vec<u8>> = expected.keys().chain(actual.keys()).collect();
+    let mut found = 0usize;
+    let mut report = |path: &[u8], problem: String, f: &mut Findings| {
+        found += 1;
+        if found <= MAX_DIFFERENCES {
+            f.problem(format!("{what}: {}", path.escape_ascii()), problem);
+        }
+    };
+    for path in &paths {
+        match (expected.get(*path), actual.get(*path)) {
+            (Some(_), None) => report(path, "in the source, missing from the output".into(), f),
+            (None, Some(_)) => report(path, "in the output, not in the source".into(), f),
+            (Some(e), Some(a)) => {
+                for d in e.differences(a) {
+                    report(path, d, f);
+                }
+            }
+            (None, None) => unreachable!("a path of one side"),
+        }
+    }
+    if found > MAX_DIFFERENCES {
+        f.problem(
+            what,
+            format!("{} more differences not listed", found - MAX_DIFFERENCES),
+        );
+    }
+    paths.len()
+}

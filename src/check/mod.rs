@@ -1,0 +1,211 @@
+//! `check`: verify a converted Nydus image offline, before it ships.
+//!
+//! What is checked, in the order a reader meets it:
+//!
+//! ```text
+//! layout.rs     oci-layout, index.json, every file under blobs/ against its name, every
+//!               descriptor's size and digest, config diff_ids, the bootstrap layer's tar
+//!   │
+//! blob.rs       each Nydus data blob: TOC and its tar headers, every TOC entry's digest,
+//!   │           ci header against the blob table, ci table rules, every chunk decompressed
+//!   │           and compared with its digest in blob.digest
+//!   │
+//! bootstrap.rs  each bootstrap (the merged one and every blob's inlined one): super block rules
+//!   │           as nydus 2.2.0 validates them, blob table and device slots, every inode, xattr,
+//!   │           dirent, symlink, and chunk index resolved through the blob's ci table and the
+//!   │           bootstrap's chunk info table
+//!   │
+//! compare.rs    with --source: the merged tree (metadata and every file's content, read from
+//!               the blobs) against the source image's tree, and each layer's own bootstrap
+//!               against that layer's entries
+//! ```
+//!
+//! Nothing stops at the first problem: every problem found is collected into a [`Report`], and
+//! a check goes on with whatever the damage leaves readable. Only failures of the machine (an
+//! unreadable file) end it early, as an [`ErrorKind::Io`](crate::ErrorKind::Io) error.
+
+mod blob;
+mod bootstrap;
+mod compare;
+mod layout;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// What `check` is told.
+#[derive(Clone, Debug, Default)]
+pub struct CheckOptions {
+    /// The image OUT was converted from; when given, the trees are compared.
+    pub source: Option<PathBuf>,
+}
+
+/// What a check found and what it looked at.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// One line per problem: "where: what is wrong". Empty when the output is good.
+    pub problems: Vec<String>,
+    /// Number of Nydus manifests checked.
+    pub manifests: usize,
+    /// Number of data blobs checked.
+    pub blobs: usize,
+    /// Number of chunks decompressed and verified.
+    pub chunks: u64,
+    /// Number of bootstraps decoded and validated (merged and inlined).
+    pub bootstraps: usize,
+    /// Number of paths compared with the source (0 without `--source`).
+    pub compared: usize,
+}
+
+impl Report {
+    /// Whether nothing was found wrong.
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Collects problems; the checkers push into it and go on.
+#[derive(Debug, Default)]
+pub(crate) struct Findings {
+    problems: Vec<String>,
+}
+
+impl Findings {
+    /// Record one problem with `what` (file, structure, path) and the problem.
+    pub(crate) fn problem(&mut self, what: impl fmt::Display, problem: impl fmt::Display) {
+        self.problems.push(format!("{what}: {problem}"));
+    }
+
+    /// Keep a value, or record a damaged-input error as a problem and give `None`. Errors of
+    /// other kinds (the machine failed, a bug) are returned: they say nothing about OUT.
+    pub(crate) fn take<T>(&mut self, result: Result<T>) -> Result<Option<T>> {
+        match result {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.kind() == ErrorKind::BadInput => {
+                self.problems.push(e.to_string());
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Number of problems so far.
+    pub(crate) fn count(&self) -> usize {
+        self.problems.len()
+    }
+}
+
+/// Check the Nydus image in the OCI layout `out`.
+///
+/// Fails with [`ErrorKind::BadInput`] only when `out` is not a directory at all (nothing to
+/// check) or the source given with `--source` cannot be read; with [`ErrorKind::Io`] when a
+/// file cannot be read. Everything wrong *inside* `out` is a problem in the returned report.
+pub fn check(out: &Path, options: &CheckOptions) -> Result<Report> {
+    match std::fs::metadata(out) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(Error::bad_input(
+                out.display(),
+                "is not a directory; check reads the OCI image layout convert wrote",
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::bad_input(out.display(), "does not exist"));
+        }
+        Err(e) => return Err(Error::io(out, e)),
+    }
+    let mut findings = Findings::default();
+    let mut report = Report::default();
+    let images = layout::read(out, &mut findings)?;
+    let source = match &options.source {
+        Some(path) => Some(compare::Source::open(path)?),
+        None => None,
+    };
+    for image in &images {
+        report.manifests += 1;
+        let checked = check_image(image, &mut findings, &mut report)?;
+        if let (Some(source), Some(checked)) = (&source, checked) {
+            report.compared += source.compare(image, &checked, &mut findings)?;
+        }
+    }
+    if images.is_empty() && findings.count() == 0 {
+        findings.problem(out.display(), "holds no Nydus image");
+    }
+    report.problems = findings.problems;
+    Ok(report)
+}
+
+/// Blobs and bootstraps of one Nydus manifest, checked, for the comparison with the source.
+pub(crate) struct CheckedImage {
+    /// The merged bootstrap and its tree.
+    pub merged: (bootstrap::Bootstrap, bootstrap::Listing),
+    /// Per manifest blob layer, bottom first: its inlined bootstrap and tree, if readable.
+    pub layers: Vec<Option<(bootstrap::Bootstrap, bootstrap::Listing)>>,
+    /// Every blob's verified chunks, by blob id.
+    pub blobs: blob::BlobSet,
+}
+
+/// Check the blobs and bootstraps of one Nydus manifest. `None` when its merged bootstrap is
+/// unreadable (the problems say why), so there is no tree to compare.
+fn check_image(
+    image: &layout::NydusManifest,
+    findings: &mut Findings,
+    report: &mut Report,
+) -> Result<Option<CheckedImage>> {
+    let merged = match &image.bootstrap {
+        Some(bytes) => bootstrap::Bootstrap::parse(
+            format!("{}: merged bootstrap", image.label),
+            bytes.clone(),
+            findings,
+        ),
+        None => None,
+    };
+    // The blob table entry of each blob, by id, from the merged bootstrap.
+    let mut blobs = blob::BlobSet::default();
+    for layer in &image.blobs {
+        let entry = merged.as_ref().and_then(|m| {
+            m.blobs
+                .iter()
+                .find(|b| b.blob_id().ok() == Some(&layer.hex))
+        });
+        if let Some(data) = blob::check(layer, entry, findings)? {
+            report.chunks += data.chunks.len() as u64;
+            blobs.insert(data);
+        }
+        report.blobs += 1;
+    }
+    let Some(merged) = merged else {
+        return Ok(None);
+    };
+    report.bootstraps += 1;
+    merged.check_blob_table(&image.blobs, None, findings);
+    let merged_listing = merged.walk(findings);
+    merged.check_chunks(&merged_listing, &blobs, None, findings);
+
+    let mut layers = Vec::new();
+    for layer in &image.blobs {
+        let inlined = blobs
+            .get(&layer.hex)
+            .and_then(|b| b.inlined_bootstrap.clone());
+        let Some(bytes) = inlined else {
+            layers.push(None);
+            continue;
+        };
+        let what = format!("{}: bootstrap inlined in blob {}", image.label, layer.hex);
+        let Some(boot) = bootstrap::Bootstrap::parse(what, bytes, findings) else {
+            layers.push(None);
+            continue;
+        };
+        report.bootstraps += 1;
+        boot.check_blob_table(&image.blobs, Some((&layer.hex, &merged)), findings);
+        let listing = boot.walk(findings);
+        boot.check_chunks(&listing, &blobs, Some(&layer.hex), findings);
+        layers.push(Some((boot, listing)));
+    }
+    Ok(Some(CheckedImage {
+        merged: (merged, merged_listing),
+        layers,
+        blobs,
+    }))
+}
