@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use crate::blob::chunk::{BlobOptions, Compressor, Digester};
 use crate::convert::ConvertOptions;
 use crate::error::{Error, Result};
+use crate::output::layout::OutputFormat;
 use crate::source::{Platform, PlatformChoice, Selection};
 
 /// Convert container images to Nydus images, offline.
@@ -111,11 +112,12 @@ pub struct SelectArgs {
     /// The image to take, by tag, name or digest; needed when the input holds several.
     #[arg(long, value_name = "REF")]
     pub image: Option<String>,
-    /// The platform to take, as os/arch[/variant]. Default: the only one, or this machine's
-    /// when the image has several.
-    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = parse_platform,
-          conflicts_with = "all_platforms")]
-    pub platform: Option<Platform>,
+    /// The platform to take, as os/arch[/variant]; several separated by commas (or the option
+    /// repeated) take each of them. Default: the only one, or this machine's when the image has
+    /// several.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT],...", value_parser = parse_platform,
+          value_delimiter = ',', conflicts_with = "all_platforms")]
+    pub platform: Vec<Platform>,
     /// Take every platform of the image.
     #[arg(long)]
     pub all_platforms: bool,
@@ -125,10 +127,11 @@ impl SelectArgs {
     /// The selection these options make; `default` applies when neither `--platform` nor
     /// `--all-platforms` is given.
     pub fn selection(&self, default: PlatformChoice) -> Selection {
-        let platform = match (&self.platform, self.all_platforms) {
-            (Some(p), _) => PlatformChoice::Only(p.clone()),
-            (None, true) => PlatformChoice::All,
-            (None, false) => default,
+        let platform = match (self.platform.as_slice(), self.all_platforms) {
+            ([one], _) => PlatformChoice::Only(one.clone()),
+            ([], true) => PlatformChoice::All,
+            ([], false) => default,
+            (many, _) => PlatformChoice::List(many.to_vec()),
         };
         Selection {
             image: self.image.clone(),
@@ -162,8 +165,9 @@ pub struct InspectArgs {
 pub struct ConvertArgs {
     /// The input image: an OCI image layout directory, an oci-archive or a docker save tarball.
     pub input: PathBuf,
-    /// Where to write the Nydus image as an OCI image layout directory. It must not exist yet
-    /// (see --force); it appears only once the whole image is written.
+    /// Where to write the Nydus image: an OCI image layout directory (an existing layout gets
+    /// the image added), or with --output-format oci-archive one tar file. Anything else that
+    /// exists is refused unless --force. The output appears only once it is complete.
     pub output: PathBuf,
     #[command(flatten)]
     pub select: SelectArgs,
@@ -187,6 +191,28 @@ pub struct ConvertArgs {
     /// Tag of the image in the output's index.json. Default: the input image's tag.
     #[arg(long, value_name = "NAME")]
     pub tag: Option<String>,
+    /// Write an OCI image layout directory, or an oci-archive (one tar file of the layout).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = OutputFormatArg::OciDir)]
+    pub output_format: OutputFormatArg,
+    /// Also copy the original manifests and blobs, and list them before the Nydus manifests in
+    /// one index, as nydusify --merge-platform does.
+    #[arg(long)]
+    pub merge_platform: bool,
+    /// Name the original manifest as the `subject` of each Nydus manifest, as nydusify
+    /// --with-referrer does.
+    #[arg(long)]
+    pub with_referrer: bool,
+}
+
+/// `--output-format` values, in skopeo's transport spelling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormatArg {
+    /// An OCI image layout directory.
+    #[value(name = "oci")]
+    OciDir,
+    /// One tar file holding the layout.
+    #[value(name = "oci-archive")]
+    OciArchive,
 }
 
 /// `--compressor` values, in nydus-image's spelling.
@@ -240,9 +266,24 @@ pub fn parse_chunk_size(s: &str) -> std::result::Result<u32, String> {
 }
 
 /// Parse the command line, run the subcommand, and return the process exit code.
+///
+/// A panic is a bug like any broken invariant: it is reported and exits with the internal-error
+/// code (70), not Rust's 101, so that scripts can rely on the documented codes.
+/// `NYDUS_OFFLINE_INJECT_PANIC=1` panics on purpose, for the test of that code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    match run(cli) {
+    let outcome = std::panic::catch_unwind(|| {
+        if std::env::var_os("NYDUS_OFFLINE_INJECT_PANIC").is_some() {
+            panic!("NYDUS_OFFLINE_INJECT_PANIC is set");
+        }
+        run(cli)
+    })
+    .unwrap_or_else(|_| {
+        Err(Error::internal(
+            "internal error (a bug in nydus-offline; the panic message is above): please report it",
+        ))
+    });
+    match outcome {
         Ok(()) => 0,
         Err(err) => {
             eprintln!("nydus-offline: error: {err}");
@@ -285,7 +326,7 @@ fn check(args: &CheckArgs) -> Result<()> {
     };
     writeln!(
         out,
-        "{}: {} Nydus manifests, {} blobs, {} chunks verified, {} bootstraps{compared}",
+        "{}: {} Nydus manifests, {} blobs, {} chunks checked, {} bootstraps{compared}",
         args.output.display(),
         report.manifests,
         report.blobs,
@@ -371,15 +412,31 @@ fn convert(args: &ConvertArgs) -> Result<()> {
         },
         force: args.force,
         tag: args.tag.clone(),
+        format: match args.output_format {
+            OutputFormatArg::OciDir => OutputFormat::Layout,
+            OutputFormatArg::OciArchive => OutputFormat::Archive,
+        },
+        merge_platform: args.merge_platform,
+        with_referrer: args.with_referrer,
     };
+    crate::output::interrupt::install()?;
     let summary = crate::convert::convert(&args.input, &args.output, &options)?;
+    for p in &summary.platforms {
+        let shared = if p.shared_layers > 0 {
+            format!(" ({} shared with an earlier platform)", p.shared_layers)
+        } else {
+            String::new()
+        };
+        println!(
+            "{}: {} layers{shared}, {} chunks, manifest {}",
+            p.platform, p.layers, p.chunks, p.manifest_digest
+        );
+    }
     println!(
-        "{}: {} layers, {} chunks, tag {}, manifest {}",
+        "{}: tag {}, {}",
         args.output.display(),
-        summary.layers,
-        summary.chunks,
         summary.tag,
-        summary.manifest_digest
+        summary.digest
     );
     Ok(())
 }

@@ -1,149 +1,426 @@
-//! `convert`: one image through the whole pipeline.
+//! `convert`: the selected images (one per platform) through the whole pipeline, into one output.
 //!
 //! For each layer, bottom first: its tar streams through [`layer::entries`] into a
 //! [`BlobWriter`], which chunks, deduplicates (against this layer and every lower one) and
 //! compresses file data into the layer's Nydus blob; the layer's own bootstrap (its tree with
 //! whiteouts kept, as nydus builds per-layer bootstraps) is inlined at the blob's tail, and the
 //! layer's entries are applied to the merged tree. Then the merged bootstrap, the bootstrap layer,
-//! config, manifest and index are written, and the layout is moved into place.
+//! config and manifest are written. Once every platform is done, the index naming them, and the
+//! output is put in place ([`LayoutWriter::commit`]).
+//!
+//! ## Layers shared between platforms
+//!
+//! A layer's blob depends on more than the layer: chunks that lower layers already hold are not
+//! stored again, and blob indexes count the lower blobs. So a layer's blob is a function of its
+//! *chain*, the layer and every layer below it. Platforms are converted in the image's order;
+//! each starts from the longest chain prefix an earlier platform already converted (the usual
+//! shared base layers) and converts only the layers above it: the shared blobs are the same
+//! blobs, written once, and the chunk table, merged tree and blob table are rebuilt from what
+//! was recorded for them. A layer that two platforms share over *different* lower layers gets a
+//! blob per chain: dedup against its own lower layers is what keeps each platform's image small,
+//! and nydusd reads each platform's blobs only.
+//!
+//! ## Interruption
+//!
+//! With [`interrupt::install`] called (the CLI does), SIGINT and SIGTERM stop the run at the next
+//! write or layer: the output writer removes its temporary files and the error is
+//! [`ErrorKind::Interrupted`](crate::ErrorKind::Interrupted).
 
 use std::path::Path;
+
+use serde_json::Value;
 
 use crate::blob::chunk::{BlobInfo, BlobOptions, ChunkTable};
 use crate::blob::writer::{BlobWriter, merged_blob_info};
 use crate::error::{Error, Result};
 use crate::layer::entries;
-use crate::output::image as oci;
-use crate::output::layout::LayoutWriter;
+use crate::output::image::{self as oci, Descriptor, Marker};
+use crate::output::interrupt;
+use crate::output::layout::{LayoutWriter, OutputFormat, StoredBlob};
 use crate::rafs::v6::writer::{self as v6, BootstrapInput};
-use crate::source::{self, Image, ImageSource, Selection};
-use crate::tree::Tree;
+use crate::source::digest::Verifier;
+use crate::source::{self, Image, ImageSource, Platform, Selection};
+use crate::tree::{ChunkIndex, LayerEntry, Tree};
+
+/// RAFS version of the bootstraps written.
+const FS_VERSION: u32 = 6;
 
 /// Everything `convert` can be told.
 #[derive(Clone, Debug, Default)]
 pub struct ConvertOptions {
     pub selection: Selection,
     pub blob: BlobOptions,
-    /// Replace an existing output.
+    /// Replace an existing output that is not an OCI layout (an OCI layout gets the image added).
     pub force: bool,
     /// The tag of the output image; default: the input image's first name, else `latest`.
     pub tag: Option<String>,
+    /// A layout directory or an oci-archive.
+    pub format: OutputFormat,
+    /// Also copy the source manifests and their blobs, and list them before the Nydus manifests
+    /// in one index (nydusify `--merge-platform`).
+    pub merge_platform: bool,
+    /// Name the source manifest as each Nydus manifest's `subject` (nydusify `--with-referrer`).
+    pub with_referrer: bool,
 }
 
 /// What was written.
 #[derive(Clone, Debug)]
 pub struct ConvertSummary {
-    pub manifest_digest: String,
-    pub layers: usize,
-    pub chunks: usize,
+    /// The digest `index.json` names under the tag: the image index when there is one, else the
+    /// manifest.
+    pub digest: String,
     pub tag: String,
+    /// One entry per platform, in the index's order.
+    pub platforms: Vec<PlatformSummary>,
 }
 
-/// Convert the image `options` selects from `input` into a Nydus image at `output`.
+/// One converted platform.
+#[derive(Clone, Debug)]
+pub struct PlatformSummary {
+    pub platform: Platform,
+    pub manifest_digest: String,
+    pub layers: usize,
+    /// Chunks stored in this platform's blobs (shared blobs included).
+    pub chunks: usize,
+    /// How many of its layers reused the blobs of an earlier platform.
+    pub shared_layers: usize,
+}
+
+/// Convert the images `options` selects from `input` into a Nydus image at `output`.
+///
+/// The output appears whole or not at all: on any error, and on interruption, nothing at
+/// `output` changes and no temporary file remains.
 pub fn convert(input: &Path, output: &Path, options: &ConvertOptions) -> Result<ConvertSummary> {
+    let result = convert_all(input, output, options);
+    // Whatever failed after a signal arrived failed because of it.
+    result.map_err(|e| {
+        if interrupt::requested() {
+            interrupt::error()
+        } else {
+            e
+        }
+    })
+}
+
+fn convert_all(input: &Path, output: &Path, options: &ConvertOptions) -> Result<ConvertSummary> {
     let source = source::open(input)?;
     let images = source::select(&*source, &options.selection)?;
-    let image = match images.as_slice() {
-        [one] => one,
-        many => {
-            let platforms: Vec<String> = many.iter().map(|i| i.platform.to_string()).collect();
-            return Err(Error::usage(format!(
-                "{} platforms selected ({}); converting one at a time is supported for now: pick one with --platform",
-                many.len(),
-                platforms.join(", ")
-            )));
-        }
-    };
-    let mut layout = LayoutWriter::create(output, options.force)?;
-    let converted = convert_image(&*source, image, &mut layout, options)?;
+    if options.with_referrer
+        && !options.merge_platform
+        && let Some(made_up) = images.iter().find(|i| i.manifest.synthesized)
+    {
+        return Err(Error::usage(format!(
+            "--with-referrer: {} is a legacy docker save tarball without a manifest for {}; \
+             the subject would name nothing (add --merge-platform to include the manifest \
+             made up from it)",
+            input.display(),
+            made_up.platform
+        )));
+    }
+    interrupt::check()?;
+    let mut layout = LayoutWriter::create(output, options.format, options.force)?;
+    let mut chains = Chains::default();
+    let mut nydus = Vec::new();
+    let mut platforms = Vec::new();
+    for image in &images {
+        let converted = chains
+            .convert(&*source, image, &mut layout, options)
+            .map_err(|e| {
+                if images.len() > 1 {
+                    e.context(format!("platform {}", image.platform))
+                } else {
+                    e
+                }
+            })?;
+        platforms.push(PlatformSummary {
+            platform: image.platform.clone(),
+            manifest_digest: converted.manifest.digest.clone(),
+            layers: image.layers.len(),
+            chunks: converted.chunks,
+            shared_layers: converted.shared_layers,
+        });
+        nydus.push(converted.manifest);
+    }
+
     let tag = options
         .tag
         .clone()
-        .or_else(|| image.names.first().cloned())
+        .or_else(|| images.first().and_then(|i| i.names.first().cloned()))
         .unwrap_or_else(|| "latest".to_string());
-    let index = oci::index(
-        &converted.manifest,
-        &image.platform.os,
-        &image.platform.architecture,
-        image.platform.variant.as_deref(),
-        &tag,
-    )?;
-    layout.commit(&index)?;
+    let nydus_marker = if options.merge_platform {
+        Marker::NydusMerged
+    } else {
+        Marker::Nydus
+    };
+    let mut descriptors = Vec::new();
+    if options.merge_platform {
+        for image in &images {
+            copy_original(&*source, image, &mut layout)?;
+            descriptors.push(oci::manifest_descriptor(
+                source_descriptor(image),
+                &image.platform,
+                Marker::Original,
+            ));
+        }
+    }
+    for (image, manifest) in images.iter().zip(&nydus) {
+        descriptors.push(oci::manifest_descriptor(
+            Descriptor {
+                media_type: oci::MEDIA_TYPE_MANIFEST,
+                digest: &manifest.digest,
+                size: manifest.size,
+            },
+            &image.platform,
+            nydus_marker,
+        ));
+    }
+    // One Nydus manifest alone is named directly, as the snapshotter's converter collapses a
+    // one-entry index; anything more is an image index.
+    let (top, digest) = match descriptors.as_slice() {
+        [one] => (one.clone(), nydus[0].digest.clone()),
+        _ => {
+            let index = layout.put(&oci::image_index(descriptors)?)?;
+            (oci::index_descriptor(&index), index.digest)
+        }
+    };
+    interrupt::check()?;
+    layout.commit(vec![oci::tagged(top, &tag)])?;
     Ok(ConvertSummary {
-        manifest_digest: converted.manifest.digest,
-        layers: image.layers.len(),
-        chunks: converted.chunks,
+        digest,
         tag,
+        platforms,
     })
 }
 
-struct Converted {
-    manifest: crate::output::layout::StoredBlob,
-    chunks: usize,
+/// The source manifest's descriptor.
+fn source_descriptor(image: &Image) -> Descriptor<'_> {
+    Descriptor {
+        media_type: &image.manifest.media_type,
+        digest: image.manifest.digest.as_ref(),
+        size: image.manifest.raw.len() as u64,
+    }
 }
 
-fn convert_image(
-    source: &dyn ImageSource,
-    image: &Image,
-    layout: &mut LayoutWriter,
-    options: &ConvertOptions,
-) -> Result<Converted> {
-    let mut table = ChunkTable::new();
-    let mut merged = Tree::new();
-    // The merged bootstrap's blob table: blobs that hold at least one chunk, in layer order.
-    let mut blobs: Vec<BlobInfo> = Vec::new();
-    let mut layers = Vec::new();
-    let mut diff_ids = Vec::new();
+/// Copy the source manifest, config and layer blobs of `image` into the output as they are
+/// (`--merge-platform`), each verified against the digest the manifest gives.
+fn copy_original(source: &dyn ImageSource, image: &Image, layout: &mut LayoutWriter) -> Result<()> {
+    let check = |what: String, stored: &StoredBlob, expected: &str| -> Result<()> {
+        if stored.digest == expected {
+            Ok(())
+        } else {
+            Err(Error::bad_input(
+                what,
+                format!(
+                    "copied with digest {}, but the manifest says {expected} (--merge-platform \
+                     copies sha256 blobs only)",
+                    stored.digest
+                ),
+            ))
+        }
+    };
+    let manifest = layout.put(&image.manifest.raw)?;
+    check(
+        "the source manifest".into(),
+        &manifest,
+        image.manifest.digest.as_ref(),
+    )?;
+    let config = layout.put(&image.config.raw)?;
+    check(
+        "the source config".into(),
+        &config,
+        image.config.digest.as_ref(),
+    )?;
     for layer in &image.layers {
-        let what = format!("layer {} ({})", layer.index + 1, layer.digest);
-        let mut reader = source.open_layer(layer)?;
-        let blob_index = u32::try_from(blobs.len()).expect("fewer than 2^32 blobs");
-        let mut writer = BlobWriter::new(layout.blob()?, blob_index, options.blob, &mut table)?;
-        let layer_entries =
-            entries::read_layer(&mut reader, &mut writer).map_err(|e| e.context(&what))?;
-        // Verifies the rest of the stream and every digest of the layer.
-        reader.finish()?;
-        let info = writer.finish_data()?;
+        let Some(member) = source.store().open(&layer.blob)? else {
+            return Err(Error::bad_input(
+                &layer.location,
+                format!("{} is missing", layer.label()),
+            ));
+        };
+        let mut verified = Verifier::new(
+            member.reader,
+            layer.location.clone(),
+            "the manifest",
+            &layer.digest,
+            Some(layer.size),
+        )?;
+        let stored = layout.copy(&mut verified)?;
+        check(layer.label(), &stored, layer.digest.as_ref())?;
+    }
+    Ok(())
+}
 
-        let mut layer_tree = Tree::new();
-        layer_tree
-            .add_verbatim(layer_entries.clone())
+/// One converted layer, as a later platform needs it to continue from it.
+struct LayerRecord {
+    /// The source layer's digest and diff id.
+    digest: String,
+    diff_id: String,
+    /// Its entries, to rebuild the merged tree.
+    entries: Vec<LayerEntry>,
+    /// Its blob as the layer's own bootstrap describes it (`chunk_count` 0: no data).
+    info: BlobInfo,
+    stored: StoredBlob,
+    /// Length of the chunk table once this layer was done.
+    table_len: usize,
+}
+
+/// One platform's converted layers and its final chunk table.
+struct Chain {
+    layers: Vec<LayerRecord>,
+    table: ChunkTable,
+}
+
+/// The chains converted so far, for later platforms to share.
+#[derive(Default)]
+struct Chains {
+    done: Vec<Chain>,
+}
+
+/// One converted platform.
+struct Converted {
+    manifest: StoredBlob,
+    chunks: usize,
+    shared_layers: usize,
+}
+
+impl Chains {
+    /// Convert `image`, reusing the longest converted prefix of its layer chain.
+    fn convert(
+        &mut self,
+        source: &dyn ImageSource,
+        image: &Image,
+        layout: &mut LayoutWriter,
+        options: &ConvertOptions,
+    ) -> Result<Converted> {
+        let (shared, from) = self.longest_prefix(image);
+        let mut table = ChunkTable::new();
+        let mut merged = Tree::new();
+        let mut records: Vec<LayerRecord> = Vec::new();
+        if let Some(chain) = from {
+            let chain = &self.done[chain];
+            let len = chain.layers[shared - 1].table_len;
+            for i in 0..len {
+                table.push(chain.table.get(i as ChunkIndex).clone());
+            }
+            for layer in &chain.layers[..shared] {
+                merged
+                    .apply(layer.entries.clone())
+                    .map_err(|e| e.context(&layer.digest))?;
+                records.push(LayerRecord {
+                    digest: layer.digest.clone(),
+                    diff_id: layer.diff_id.clone(),
+                    entries: layer.entries.clone(),
+                    info: layer.info.clone(),
+                    stored: layer.stored.clone(),
+                    table_len: layer.table_len,
+                });
+            }
+        }
+        // The merged bootstrap's blob table: blobs that hold at least one chunk, in layer order.
+        let mut blobs: Vec<BlobInfo> = records
+            .iter()
+            .filter(|r| r.info.chunk_count > 0)
+            .map(|r| merged_blob_info(&r.info, r.stored.hex()))
+            .collect();
+
+        for layer in &image.layers[shared..] {
+            interrupt::check()?;
+            let what = layer.label();
+            let mut reader = source.open_layer(layer)?;
+            let blob_index = u32::try_from(blobs.len()).expect("fewer than 2^32 blobs");
+            let mut writer = BlobWriter::new(layout.blob()?, blob_index, options.blob, &mut table)?;
+            let layer_entries =
+                entries::read_layer(&mut reader, &mut writer).map_err(|e| e.context(&what))?;
+            // Verifies the rest of the stream and every digest of the layer.
+            reader.finish()?;
+            let info = writer.finish_data()?;
+
+            let mut layer_tree = Tree::new();
+            layer_tree
+                .add_verbatim(layer_entries.clone())
+                .map_err(|e| e.context(&what))?;
+            let mut layer_blobs = blobs.clone();
+            if info.chunk_count > 0 {
+                layer_blobs.push(info.clone());
+            }
+            let layer_bootstrap = v6::write(&BootstrapInput {
+                tree: &layer_tree,
+                chunks: writer.table(),
+                blobs: &layer_blobs,
+                options: options.blob,
+            })
             .map_err(|e| e.context(&what))?;
-        let mut layer_blobs = blobs.clone();
-        if info.chunk_count > 0 {
-            layer_blobs.push(info.clone());
-        }
-        let layer_bootstrap = v6::write(&BootstrapInput {
-            tree: &layer_tree,
-            chunks: writer.table(),
-            blobs: &layer_blobs,
-            options: options.blob,
-        })
-        .map_err(|e| e.context(&what))?;
-        let stored = writer.finish(&layer_bootstrap)?.finish()?;
+            let stored = writer.finish(&layer_bootstrap)?.finish()?;
 
-        merged.apply(layer_entries).map_err(|e| e.context(&what))?;
-        if info.chunk_count > 0 {
-            blobs.push(merged_blob_info(&info, stored.hex()));
+            merged
+                .apply(layer_entries.clone())
+                .map_err(|e| e.context(&what))?;
+            if info.chunk_count > 0 {
+                blobs.push(merged_blob_info(&info, stored.hex()));
+            }
+            records.push(LayerRecord {
+                digest: layer.digest.to_string(),
+                diff_id: layer.diff_id.to_string(),
+                entries: layer_entries,
+                info,
+                stored,
+                table_len: table.len(),
+            });
         }
-        layers.push(oci::blob_layer(&stored));
-        diff_ids.push(stored.digest.clone());
+
+        let mut layers: Vec<Value> = records.iter().map(|r| oci::blob_layer(&r.stored)).collect();
+        let mut diff_ids: Vec<String> = records.iter().map(|r| r.stored.digest.clone()).collect();
+        let bootstrap = v6::write(&BootstrapInput {
+            tree: &merged,
+            chunks: &table,
+            blobs: &blobs,
+            options: options.blob,
+        })?;
+        let (boot_layer, boot_diff_id) = oci::bootstrap_layer(layout, &bootstrap, FS_VERSION)?;
+        layers.push(boot_layer);
+        diff_ids.push(boot_diff_id);
+        let config = layout.put(&oci::config(&image.config.raw, &diff_ids)?)?;
+        let manifest = oci::manifest(
+            &config,
+            layers,
+            &oci::Source {
+                manifest: source_descriptor(image),
+                real: !image.manifest.synthesized,
+                reference: image.names.first().map(String::as_str),
+            },
+            FS_VERSION,
+            options.with_referrer,
+        )?;
+        let manifest = layout.put(&manifest)?;
+        let chunks = table.len();
+        self.done.push(Chain {
+            layers: records,
+            table,
+        });
+        Ok(Converted {
+            manifest,
+            chunks,
+            shared_layers: shared,
+        })
     }
 
-    let bootstrap = v6::write(&BootstrapInput {
-        tree: &merged,
-        chunks: &table,
-        blobs: &blobs,
-        options: options.blob,
-    })?;
-    let (boot_layer, boot_diff_id) = oci::bootstrap_layer(layout, &bootstrap, 6)?;
-    layers.push(boot_layer);
-    diff_ids.push(boot_diff_id);
-    let config = layout.put(&oci::config(&image.config.raw, &diff_ids)?)?;
-    let manifest = oci::manifest(&config, layers, image.manifest.digest.as_ref())?;
-    let manifest = layout.put(&manifest)?;
-    Ok(Converted {
-        manifest,
-        chunks: table.len(),
-    })
+    /// The longest prefix of `image`'s layer chain a converted chain starts with: its length
+    /// and which chain (the first of the longest), or `(0, None)`.
+    fn longest_prefix(&self, image: &Image) -> (usize, Option<usize>) {
+        let mut best = (0, None);
+        for (i, chain) in self.done.iter().enumerate() {
+            let common = chain
+                .layers
+                .iter()
+                .zip(&image.layers)
+                .take_while(|(r, l)| {
+                    r.digest == l.digest.as_ref() && r.diff_id == l.diff_id.as_ref()
+                })
+                .count();
+            if common > best.0 {
+                best = (common, Some(i));
+            }
+        }
+        best
+    }
 }

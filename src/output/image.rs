@@ -1,7 +1,8 @@
 //! The Nydus image's OCI objects, laid out as nydus-snapshotter's converter lays them out
 //! (`shared/nydus-format/oci-packaging.md`): one blob layer per source layer, then a gzip
 //! bootstrap layer holding `image/image.boot`; the source config with `rootfs.diff_ids` and
-//! `history` rewritten; a manifest with the annotations the snapshotter reads.
+//! `history` rewritten; a manifest with the annotations the snapshotter reads; the descriptors
+//! and image index that name manifests, with Nydus manifests marked as nydusify marks them.
 //!
 //! JSON is written with sorted keys and no whitespace, so the same input gives the same bytes.
 
@@ -13,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::layout::{LayoutWriter, StoredBlob};
 use crate::error::{Error, Result};
+use crate::source::Platform;
 
 /// Media type of a Nydus data blob layer.
 pub const MEDIA_TYPE_NYDUS_BLOB: &str = "application/vnd.oci.image.layer.nydus.blob.v1";
@@ -30,12 +32,16 @@ pub const ANNOTATION_NYDUS_BOOTSTRAP: &str = "containerd.io/snapshot/nydus-boots
 pub const ANNOTATION_NYDUS_FS_VERSION: &str = "containerd.io/snapshot/nydus-fs-version";
 /// Digest of the manifest this image was converted from.
 pub const ANNOTATION_NYDUS_SOURCE_DIGEST: &str = "containerd.io/snapshot/nydus-source-digest";
+/// The name of the image this image was converted from.
+pub const ANNOTATION_NYDUS_SOURCE_REFERENCE: &str = "containerd.io/snapshot/nydus-source-reference";
 /// What built the image.
 pub const ANNOTATION_NYDUS_BUILDER_VERSION: &str = "containerd.io/snapshot/nydus-builder-version";
 /// The tag of an image in an OCI layout's index.
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// `platform.os.features` entry that marks a Nydus manifest in an index.
 pub const OS_FEATURE_NYDUS: &str = "nydus.remoteimage.v1";
+/// `artifactType` that marks a Nydus manifest in an index (newer nydusify).
+pub const ARTIFACT_TYPE_NYDUS_MANIFEST: &str = "application/vnd.nydus.image.manifest.v1+json";
 
 /// Where the bootstrap sits inside the bootstrap layer.
 pub const BOOTSTRAP_PATH_IN_LAYER: &str = "image/image.boot";
@@ -140,9 +146,73 @@ pub fn config(source_raw: &[u8], diff_ids: &[String]) -> Result<Vec<u8>> {
     to_bytes(&config)
 }
 
-/// The Nydus manifest.
-pub fn manifest(config: &StoredBlob, layers: Vec<Value>, source_digest: &str) -> Result<Vec<u8>> {
-    to_bytes(&json!({
+/// Where a Nydus image came from, for its manifest's annotations and `subject`.
+#[derive(Clone, Debug)]
+pub struct Source<'a> {
+    /// The source manifest's descriptor: media type, digest, size.
+    pub manifest: Descriptor<'a>,
+    /// False when the source manifest was made up from a legacy `docker save` tarball: its
+    /// digest then names nothing outside this run, and is not recorded.
+    pub real: bool,
+    /// The source image's name or tag, when it has one.
+    pub reference: Option<&'a str>,
+}
+
+/// The three fields that identify a blob.
+#[derive(Clone, Copy, Debug)]
+pub struct Descriptor<'a> {
+    pub media_type: &'a str,
+    pub digest: &'a str,
+    pub size: u64,
+}
+
+impl Descriptor<'_> {
+    fn to_json(self) -> Value {
+        json!({ "mediaType": self.media_type, "digest": self.digest, "size": self.size })
+    }
+}
+
+/// What this program calls itself in `nydus-builder-version`.
+pub const BUILDER_VERSION: &str = concat!("nydus-offline ", env!("CARGO_PKG_VERSION"));
+
+/// The Nydus manifest: always an OCI manifest with an OCI config, whatever the source was.
+///
+/// Why not keep a Docker source's media types, as the snapshotter's converter does without
+/// `docker2oci`: the output is an OCI image layout; the Nydus blob media type is an OCI one
+/// either way; `subject` (`--with-referrer`) exists only in OCI manifests; and a legacy
+/// `docker save` source has no manifest of its own to follow. Docker's config JSON is a valid
+/// OCI config, so it is kept byte for byte apart from the rewritten fields.
+///
+/// Annotations: `nydus-source-digest` (the source manifest, unless it was made up),
+/// `nydus-source-reference` (the source image's name, when it has one), `nydus-fs-version` and
+/// `nydus-builder-version` (this program and its version), as acceld/nydusify write them. With
+/// `referrer`, `subject` names the source manifest.
+pub fn manifest(
+    config: &StoredBlob,
+    layers: Vec<Value>,
+    source: &Source,
+    fs_version: u32,
+    referrer: bool,
+) -> Result<Vec<u8>> {
+    let mut annotations = Map::new();
+    if source.real {
+        annotations.insert(
+            ANNOTATION_NYDUS_SOURCE_DIGEST.into(),
+            json!(source.manifest.digest),
+        );
+    }
+    if let Some(reference) = source.reference {
+        annotations.insert(ANNOTATION_NYDUS_SOURCE_REFERENCE.into(), json!(reference));
+    }
+    annotations.insert(
+        ANNOTATION_NYDUS_FS_VERSION.into(),
+        json!(fs_version.to_string()),
+    );
+    annotations.insert(
+        ANNOTATION_NYDUS_BUILDER_VERSION.into(),
+        json!(BUILDER_VERSION),
+    );
+    let mut manifest = json!({
         "schemaVersion": 2,
         "mediaType": MEDIA_TYPE_MANIFEST,
         "config": {
@@ -151,40 +221,62 @@ pub fn manifest(config: &StoredBlob, layers: Vec<Value>, source_digest: &str) ->
             "size": config.size,
         },
         "layers": layers,
-        "annotations": {
-            ANNOTATION_NYDUS_SOURCE_DIGEST: source_digest,
-            ANNOTATION_NYDUS_BUILDER_VERSION: concat!("nydus-offline ", env!("CARGO_PKG_VERSION")),
-        },
-    }))
+        "annotations": annotations,
+    });
+    if referrer {
+        manifest["subject"] = source.manifest.to_json();
+    }
+    to_bytes(&manifest)
 }
 
-/// `index.json` naming one Nydus manifest, with its platform marked as Nydus and its tag.
-pub fn index(
-    manifest: &StoredBlob,
-    os: &str,
-    architecture: &str,
-    variant: Option<&str>,
-    tag: &str,
-) -> Result<Vec<u8>> {
-    let mut platform = json!({
-        "os": os,
-        "architecture": architecture,
-        "os.features": [OS_FEATURE_NYDUS],
-    });
-    if let Some(v) = variant {
-        platform["variant"] = json!(v);
+/// How a manifest is marked in an index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Marker {
+    /// A source image manifest, copied as it was (`--merge-platform`).
+    Original,
+    /// A Nydus manifest: `platform.os.features: ["nydus.remoteimage.v1"]`, what nydusify 2.2
+    /// and the snapshotter look for.
+    Nydus,
+    /// A Nydus manifest beside the originals in a merged index: also `artifactType`, the marker
+    /// of newer nydusify versions; the snapshotter's detector accepts either.
+    NydusMerged,
+}
+
+/// The index descriptor of a manifest for `platform`.
+pub fn manifest_descriptor(manifest: Descriptor, platform: &Platform, marker: Marker) -> Value {
+    let mut p = json!({ "os": platform.os, "architecture": platform.architecture });
+    if let Some(v) = &platform.variant {
+        p["variant"] = json!(v);
     }
+    let mut descriptor = manifest.to_json();
+    if marker != Marker::Original {
+        p["os.features"] = json!([OS_FEATURE_NYDUS]);
+    }
+    if marker == Marker::NydusMerged {
+        descriptor["artifactType"] = json!(ARTIFACT_TYPE_NYDUS_MANIFEST);
+    }
+    descriptor["platform"] = p;
+    descriptor
+}
+
+/// An image index (the multi-platform image itself, stored as a blob) listing `manifests`.
+pub fn image_index(manifests: Vec<Value>) -> Result<Vec<u8>> {
     to_bytes(&json!({
         "schemaVersion": 2,
         "mediaType": MEDIA_TYPE_INDEX,
-        "manifests": [{
-            "mediaType": MEDIA_TYPE_MANIFEST,
-            "digest": manifest.digest,
-            "size": manifest.size,
-            "platform": platform,
-            "annotations": { ANNOTATION_REF_NAME: tag },
-        }],
+        "manifests": manifests,
     }))
+}
+
+/// The descriptor of an image index, for `index.json`.
+pub fn index_descriptor(index: &StoredBlob) -> Value {
+    json!({ "mediaType": MEDIA_TYPE_INDEX, "digest": index.digest, "size": index.size })
+}
+
+/// `descriptor` with the tag `org.opencontainers.image.ref.name`, for `index.json`.
+pub fn tagged(mut descriptor: Value, tag: &str) -> Value {
+    descriptor["annotations"] = json!({ ANNOTATION_REF_NAME: tag });
+    descriptor
 }
 
 fn to_bytes(value: &Value) -> Result<Vec<u8>> {

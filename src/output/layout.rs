@@ -1,20 +1,51 @@
-//! Writing an OCI image layout so that it appears whole or not at all.
+//! Writing an OCI image layout so that it appears whole or not at all, as a directory or as one
+//! tar file (`oci-archive`).
 //!
-//! Everything goes into a temporary sibling of the destination (same filesystem, so the final
-//! rename is atomic); blobs are hashed while they are written and land under their digest; the
-//! directory is renamed into place only by [`LayoutWriter::commit`]. Dropping an uncommitted
-//! writer (an error, a panic) removes the temporary directory.
+//! Everything is first written into a *staging* directory, a hidden sibling of the destination
+//! (`.<OUT>.nydus-offline-tmp.<pid>`, on the same filesystem so that renames are atomic). Blobs
+//! are hashed while they are written and filed under their digest. Nothing at the destination
+//! changes before [`LayoutWriter::commit`], which depends on what the destination was:
+//!
+//! ```text
+//! OUT absent (or --force over    staging dir ──rename──▶ OUT            (old OUT moved aside
+//!   something else)                                                      first, removed after)
+//! OUT an OCI layout (add to it)  new blobs ──rename──▶ OUT/blobs/…, then index.json replaced
+//!                                by rename: readers see the old index or the new, never half
+//! oci-archive                    staging dir ──tar──▶ .OUT…tmp.<pid>.tar ──rename──▶ OUT
+//! ```
+//!
+//! Adding to a layout keeps every image it held; an entry with the same tag
+//! (`org.opencontainers.image.ref.name`) as a new one is replaced by it. Blobs the layout holds
+//! already are not copied again. If adding fails half way, the blobs moved in so far are removed
+//! again; were the process killed outright in that instant, what could remain are blobs no index
+//! names, which no reader sees.
+//!
+//! Dropping an uncommitted writer (an error, a panic, an interruption by a signal) removes the
+//! staging directory and the temporary archive.
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, IoContext, Result};
+use super::image::{ANNOTATION_REF_NAME, MEDIA_TYPE_INDEX};
+use super::interrupt;
+use crate::error::{Error, ErrorKind, Result};
 
 /// The content of the `oci-layout` file this program writes.
 pub const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+
+/// What the output is written as.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// An OCI image layout directory.
+    #[default]
+    Layout,
+    /// One tar file holding an OCI image layout (what `skopeo copy oci-archive:` reads).
+    Archive,
+}
 
 /// A blob as it was stored: `sha256:<hex>` and its size in bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,117 +61,251 @@ impl StoredBlob {
     }
 }
 
-/// An OCI image layout being written into a temporary directory.
+/// What [`LayoutWriter::commit`] does with the staging directory.
+enum Target {
+    /// It becomes the destination; `replace`: something is there already and goes.
+    New { replace: bool },
+    /// The destination is an OCI layout with this `index.json`: blobs are added, the index
+    /// replaced.
+    AddTo { index: Value },
+    /// It is packed into a tar file that becomes the destination.
+    Archive { replace: bool },
+}
+
+/// An OCI image layout being written into a staging directory.
 pub struct LayoutWriter {
     destination: PathBuf,
-    tmp: PathBuf,
+    staging: PathBuf,
     blobs: PathBuf,
+    /// The temporary archive (oci-archive only), beside the staging directory.
+    archive_tmp: PathBuf,
+    /// Where a replaced destination is moved before it is removed.
+    old: PathBuf,
+    target: Target,
     next_tmp: u64,
     committed: bool,
 }
 
 impl LayoutWriter {
-    /// Start writing a layout that will become `destination`. An existing `destination` is an
-    /// error unless `replace` is set, in which case it is replaced at commit time.
-    pub fn create(destination: &Path, replace: bool) -> Result<LayoutWriter> {
-        if destination.exists() && !replace {
-            return Err(Error::new(
-                crate::ErrorKind::Io,
-                format!(
-                    "{}: already exists (choose another output, or --force to replace it)",
-                    destination.display()
-                ),
-            ));
-        }
+    /// Start writing the output at `destination` in `format`.
+    ///
+    /// For a layout, an existing `destination` that is an OCI image layout gets the new image
+    /// added; anything else that exists is an error unless `force` is set, in which case it is
+    /// replaced at commit time. For an archive, any existing `destination` is an error unless
+    /// `force`.
+    pub fn create(destination: &Path, format: OutputFormat, force: bool) -> Result<LayoutWriter> {
         let name = destination.file_name().ok_or_else(|| {
             Error::usage(format!(
                 "{}: not a usable output path",
                 destination.display()
             ))
         })?;
+        let exists = fs::symlink_metadata(destination).is_ok();
+        let target = match format {
+            OutputFormat::Layout if exists && is_layout(destination) => Target::AddTo {
+                index: read_index(destination)?,
+            },
+            _ if exists && !force => {
+                let what = match format {
+                    OutputFormat::Layout => "already exists and is not an OCI image layout",
+                    OutputFormat::Archive => "already exists",
+                };
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    format!(
+                        "{}: {what} (choose another output, or --force to replace it)",
+                        destination.display()
+                    ),
+                ));
+            }
+            OutputFormat::Layout => Target::New { replace: exists },
+            OutputFormat::Archive => Target::Archive { replace: exists },
+        };
         let parent = match destination.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        fs::create_dir_all(&parent).with_path(&parent)?;
-        let tmp = parent.join(format!(
-            ".{}.nydus-offline-tmp.{}",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
-        if tmp.exists() {
-            // Left by an earlier run of this same pid number that was killed: ours to reuse.
-            fs::remove_dir_all(&tmp).with_path(&tmp)?;
-        }
-        let blobs = tmp.join("blobs").join("sha256");
-        fs::create_dir_all(&blobs).with_path(&blobs)?;
-        Ok(LayoutWriter {
+        fs::create_dir_all(&parent).map_err(|e| out_error(&parent, e))?;
+        let base = format!(".{}.nydus-offline", name.to_string_lossy());
+        let pid = std::process::id();
+        let staging = parent.join(format!("{base}-tmp.{pid}"));
+        let writer = LayoutWriter {
             destination: destination.to_path_buf(),
-            tmp,
-            blobs,
+            blobs: staging.join("blobs").join("sha256"),
+            archive_tmp: parent.join(format!("{base}-tmp.{pid}.tar")),
+            old: parent.join(format!("{base}-old.{pid}")),
+            staging,
+            target,
             next_tmp: 0,
             committed: false,
-        })
+        };
+        // Left by an earlier run with this same pid that was killed outright: ours to reuse.
+        writer.remove_temporaries();
+        fs::create_dir_all(&writer.blobs).map_err(|e| out_error(destination, e))?;
+        Ok(writer)
     }
 
-    /// The temporary directory being filled (for tests and messages).
+    /// The staging directory being filled (for tests and messages).
     pub fn tmp_dir(&self) -> &Path {
-        &self.tmp
+        &self.staging
     }
 
     /// Start a blob of unknown digest; [`BlobFile::finish`] files it under its sha256.
     pub fn blob(&mut self) -> Result<BlobFile> {
+        interrupt::check()?;
         self.next_tmp += 1;
         let path = self.blobs.join(format!(".incoming-{}", self.next_tmp));
-        let file = File::create(&path).with_path(&path)?;
+        let file = File::create(&path).map_err(|e| out_error(&self.destination, e))?;
         Ok(BlobFile {
             out: BufWriter::with_capacity(1 << 20, file),
             hasher: Sha256::new(),
             size: 0,
             path,
             blobs: self.blobs.clone(),
+            destination: self.destination.clone(),
         })
     }
 
     /// Store `bytes` as a blob (configs, manifests, small layers).
     pub fn put(&mut self, bytes: &[u8]) -> Result<StoredBlob> {
         let mut blob = self.blob()?;
-        blob.write_all(bytes).with_path(&blob.path)?;
+        blob.write_all(bytes)
+            .map_err(|e| out_error(&self.destination, e))?;
         blob.finish()
     }
 
-    /// Write `oci-layout` and `index.json`, flush everything to disk, and move the layout into
-    /// place. Until this returns, `destination` is untouched.
-    pub fn commit(mut self, index_json: &[u8]) -> Result<()> {
-        write_synced(&self.tmp.join("oci-layout"), OCI_LAYOUT)?;
-        write_synced(&self.tmp.join("index.json"), index_json)?;
-        sync_dir(&self.blobs)?;
-        sync_dir(&self.tmp)?;
-        if self.destination.exists() {
-            // Replacing (--force): move the old one aside first so a failure keeps one of them.
-            let old = self.tmp.with_extension("old");
-            fs::rename(&self.destination, &old).with_path(&self.destination)?;
-            fs::rename(&self.tmp, &self.destination).with_path(&self.destination)?;
-            let _ = fs::remove_dir_all(&old);
-        } else {
-            fs::rename(&self.tmp, &self.destination).with_path(&self.destination)?;
+    /// Copy a blob from `reader` as it is; the caller verifies it (the returned digest).
+    pub fn copy(&mut self, reader: &mut dyn Read) -> Result<StoredBlob> {
+        let mut blob = self.blob()?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(crate::source::digest::from_io(e, "reading the input")),
+            };
+            blob.write_all(&buf[..n])
+                .map_err(|e| out_error(&self.destination, e))?;
         }
-        if let Some(parent) = self
-            .destination
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-        {
-            sync_dir(parent)?;
+        blob.finish()
+    }
+
+    /// Name `entries` (descriptors carrying `org.opencontainers.image.ref.name`) in the output's
+    /// `index.json`, flush everything to disk, and put the output in place. Until this returns,
+    /// the destination is untouched (or, when adding to a layout, only holds new blobs that
+    /// nothing names yet).
+    ///
+    /// Adding to a layout, its other entries stay, in their order, except those with a tag one of
+    /// `entries` has; the new entries follow.
+    pub fn commit(mut self, entries: Vec<Value>) -> Result<()> {
+        interrupt::check()?;
+        let index = match &self.target {
+            Target::AddTo { index } => added_index(index, entries),
+            _ => json!({
+                "schemaVersion": 2,
+                "mediaType": MEDIA_TYPE_INDEX,
+                "manifests": entries,
+            }),
+        };
+        let index = serde_json::to_vec(&index)
+            .map_err(|e| Error::internal(format!("encoding index.json: {e}")))?;
+        let dest = self.destination.clone();
+        let synced = |path: &Path, bytes: &[u8]| write_synced(path, bytes, &dest);
+        synced(&self.staging.join("index.json"), &index)?;
+        match self.target {
+            Target::New { replace } => {
+                synced(&self.staging.join("oci-layout"), OCI_LAYOUT)?;
+                self.sync_staging()?;
+                self.move_into_place(&self.staging, replace)?;
+            }
+            Target::Archive { replace } => {
+                synced(&self.staging.join("oci-layout"), OCI_LAYOUT)?;
+                super::archive::write(&self.staging, &self.archive_tmp, &self.destination)?;
+                self.move_into_place(&self.archive_tmp, replace)?;
+            }
+            Target::AddTo { .. } => self.add_to_layout()?,
         }
         self.committed = true;
+        self.remove_temporaries();
         Ok(())
+    }
+
+    fn sync_staging(&self) -> Result<()> {
+        sync_dir(&self.blobs, &self.destination)?;
+        sync_dir(
+            self.blobs.parent().expect("blobs/sha256"),
+            &self.destination,
+        )?;
+        sync_dir(&self.staging, &self.destination)
+    }
+
+    /// Rename `from` (the staging directory or the temporary archive) to the destination. When
+    /// replacing, the old destination is moved aside first so that a failure keeps one of them.
+    fn move_into_place(&self, from: &Path, replace: bool) -> Result<()> {
+        let dest = &self.destination;
+        if replace {
+            fs::rename(dest, &self.old).map_err(|e| out_error(dest, e))?;
+            if let Err(e) = fs::rename(from, dest) {
+                let _ = fs::rename(&self.old, dest);
+                return Err(out_error(dest, e));
+            }
+            remove_any(&self.old);
+        } else {
+            fs::rename(from, dest).map_err(|e| out_error(dest, e))?;
+        }
+        if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent, dest)?;
+        }
+        Ok(())
+    }
+
+    /// Move the blobs the layout lacks into it, then replace its `index.json` (already written
+    /// into the staging directory) by rename. On failure, the blobs moved in are removed again.
+    fn add_to_layout(&self) -> Result<()> {
+        let dest = &self.destination;
+        let dest_blobs = dest.join("blobs").join("sha256");
+        fs::create_dir_all(&dest_blobs).map_err(|e| out_error(dest, e))?;
+        let mut names: Vec<String> = fs::read_dir(&self.blobs)
+            .and_then(|dir| {
+                dir.map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+                    .collect()
+            })
+            .map_err(|e| out_error(dest, e))?;
+        names.sort();
+        let mut moved: Vec<PathBuf> = Vec::new();
+        let result = (|| {
+            for name in &names {
+                let to = dest_blobs.join(name);
+                if to.exists() {
+                    continue;
+                }
+                move_file(&self.blobs.join(name), &to, dest)?;
+                moved.push(to);
+            }
+            sync_dir(&dest_blobs, dest)?;
+            let index = dest.join("index.json");
+            fs::rename(self.staging.join("index.json"), &index).map_err(|e| out_error(dest, e))?;
+            sync_dir(dest, dest)
+        })();
+        if result.is_err() {
+            for path in moved {
+                let _ = fs::remove_file(path);
+            }
+        }
+        result
+    }
+
+    fn remove_temporaries(&self) {
+        remove_any(&self.staging);
+        remove_any(&self.archive_tmp);
     }
 }
 
 impl Drop for LayoutWriter {
     fn drop(&mut self) {
         if !self.committed {
-            let _ = fs::remove_dir_all(&self.tmp);
+            self.remove_temporaries();
         }
     }
 }
@@ -152,6 +317,8 @@ pub struct BlobFile {
     size: u64,
     path: PathBuf,
     blobs: PathBuf,
+    /// The output, for messages.
+    destination: PathBuf,
 }
 
 impl BlobFile {
@@ -162,8 +329,12 @@ impl BlobFile {
 
     /// Flush, sync and file the blob under its digest.
     pub fn finish(mut self) -> Result<StoredBlob> {
-        self.out.flush().with_path(&self.path)?;
-        self.out.get_ref().sync_all().with_path(&self.path)?;
+        let dest = self.destination.clone();
+        self.out.flush().map_err(|e| out_error(&dest, e))?;
+        self.out
+            .get_ref()
+            .sync_all()
+            .map_err(|e| out_error(&dest, e))?;
         let hex: String = self
             .hasher
             .finalize()
@@ -171,7 +342,7 @@ impl BlobFile {
             .map(|b| format!("{b:02x}"))
             .collect();
         let final_path = self.blobs.join(&hex);
-        fs::rename(&self.path, &final_path).with_path(&final_path)?;
+        fs::rename(&self.path, &final_path).map_err(|e| out_error(&dest, e))?;
         Ok(StoredBlob {
             digest: format!("sha256:{hex}"),
             size: self.size,
@@ -180,38 +351,160 @@ impl BlobFile {
 }
 
 impl Write for BlobFile {
+    /// Writes, unless a signal asked us to stop ([`interrupt::check_io`]). Errors name the
+    /// output, so that "no space left on device" says where.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.out.write(buf)?;
+        interrupt::check_io()?;
+        let n = self.out.write(buf).map_err(|e| self.name_output(e))?;
         self.hasher.update(&buf[..n]);
         self.size += n as u64;
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+        self.out.flush().map_err(|e| self.name_output(e))
     }
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut file = File::create(path).with_path(path)?;
-    file.write_all(bytes).with_path(path)?;
-    file.sync_all().with_path(path)
+impl BlobFile {
+    fn name_output(&self, e: io::Error) -> io::Error {
+        io::Error::new(e.kind(), format!("{}: {e}", self.destination.display()))
+    }
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).with_path(dir)
+/// Whether `dir` is an OCI image layout: a directory with `oci-layout` and `index.json`.
+pub fn is_layout(dir: &Path) -> bool {
+    dir.is_dir() && dir.join("oci-layout").is_file() && dir.join("index.json").is_file()
+}
+
+fn read_index(layout: &Path) -> Result<Value> {
+    let path = layout.join("index.json");
+    let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let index: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::new(
+            ErrorKind::Io,
+            format!(
+                "{}: not JSON ({e}); cannot add an image to this layout",
+                path.display()
+            ),
+        )
+    })?;
+    if !index.get("manifests").is_some_and(Value::is_array) {
+        return Err(Error::new(
+            ErrorKind::Io,
+            format!(
+                "{}: not an OCI image index (no \"manifests\" list); cannot add an image to \
+                 this layout",
+                path.display()
+            ),
+        ));
+    }
+    Ok(index)
+}
+
+/// `existing` with `entries` added: entries of `existing` tagged like one of `entries` go.
+fn added_index(existing: &Value, entries: Vec<Value>) -> Value {
+    let tag = |v: &Value| {
+        v.get("annotations")
+            .and_then(|a| a.get(ANNOTATION_REF_NAME))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let new_tags: Vec<String> = entries.iter().filter_map(tag).collect();
+    let mut index = existing.clone();
+    let mut manifests: Vec<Value> = existing["manifests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| tag(m).is_none_or(|t| !new_tags.contains(&t)))
+        .cloned()
+        .collect();
+    manifests.extend(entries);
+    index["manifests"] = Value::Array(manifests);
+    index
+}
+
+/// An output failure: names the output and the cause ("No space left on device").
+pub(crate) fn out_error(destination: &Path, err: io::Error) -> Error {
+    if interrupt::requested() {
+        return interrupt::error();
+    }
+    Error::new(
+        ErrorKind::Io,
+        format!("writing {}: {err}", destination.display()),
+    )
+}
+
+/// Rename `from` to `to`; across filesystems (a layout that is a mount point), copy into a
+/// temporary name beside `to` and rename that.
+fn move_file(from: &Path, to: &Path, destination: &Path) -> Result<()> {
+    match fs::rename(from, to) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            let tmp = to.with_file_name(format!(
+                ".incoming-{}.{}",
+                std::process::id(),
+                to.file_name().unwrap_or_default().to_string_lossy()
+            ));
+            let copied = fs::copy(from, &tmp)
+                .and_then(|_| File::open(&tmp)?.sync_all())
+                .and_then(|()| fs::rename(&tmp, to));
+            if let Err(e) = copied {
+                let _ = fs::remove_file(&tmp);
+                return Err(out_error(destination, e));
+            }
+            Ok(())
+        }
+        Err(e) => Err(out_error(destination, e)),
+    }
+}
+
+fn remove_any(path: &Path) {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => {
+            let _ = fs::remove_dir_all(path);
+        }
+        Ok(_) => {
+            let _ = fs::remove_file(path);
+        }
+        Err(_) => {}
+    }
+}
+
+fn write_synced(path: &Path, bytes: &[u8], destination: &Path) -> Result<()> {
+    let write = || -> io::Result<()> {
+        let mut file = File::create(path)?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    };
+    write().map_err(|e| out_error(destination, e))
+}
+
+pub(crate) fn sync_dir(dir: &Path, destination: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| out_error(destination, e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn layout(out: &Path, force: bool) -> Result<LayoutWriter> {
+        LayoutWriter::create(out, OutputFormat::Layout, force)
+    }
+
+    fn tagged(digest: &str, tag: &str) -> Value {
+        json!({"mediaType": "m", "digest": digest, "size": 1,
+               "annotations": {ANNOTATION_REF_NAME: tag}})
+    }
+
     #[test]
     fn nothing_appears_until_commit_and_nothing_remains_on_drop() {
         let scratch = tempfile::tempdir().unwrap();
         let out = scratch.path().join("out");
         {
-            let mut w = LayoutWriter::create(&out, false).unwrap();
+            let mut w = layout(&out, false).unwrap();
             let blob = w.put(b"hello").unwrap();
             assert_eq!(
                 blob.digest,
@@ -232,15 +525,17 @@ mod tests {
     fn commit_moves_the_whole_layout_into_place() {
         let scratch = tempfile::tempdir().unwrap();
         let out = scratch.path().join("out");
-        let mut w = LayoutWriter::create(&out, false).unwrap();
+        let mut w = layout(&out, false).unwrap();
         let mut blob = w.blob().unwrap();
         blob.write_all(b"hel").unwrap();
         blob.write_all(b"lo").unwrap();
         assert_eq!(blob.size(), 5);
         let stored = blob.finish().unwrap();
-        w.commit(b"{}").unwrap();
+        w.commit(vec![tagged(&stored.digest, "a")]).unwrap();
         assert_eq!(fs::read(out.join("oci-layout")).unwrap(), OCI_LAYOUT);
-        assert_eq!(fs::read(out.join("index.json")).unwrap(), b"{}");
+        let index: Value =
+            serde_json::from_slice(&fs::read(out.join("index.json")).unwrap()).unwrap();
+        assert_eq!(index["manifests"][0]["digest"], stored.digest.as_str());
         assert_eq!(
             fs::read(out.join("blobs/sha256").join(stored.hex())).unwrap(),
             b"hello"
@@ -248,16 +543,84 @@ mod tests {
         let names: Vec<_> = fs::read_dir(out.join("blobs/sha256")).unwrap().collect();
         assert_eq!(names.len(), 1, "no incoming files left");
         assert_eq!(fs::read_dir(scratch.path()).unwrap().count(), 1);
+    }
 
-        let err = LayoutWriter::create(&out, false).err().unwrap();
-        assert!(err.to_string().contains("already exists"), "{err}");
-        let w = LayoutWriter::create(&out, true).unwrap();
-        w.commit(b"{\"new\":1}").unwrap();
-        assert_eq!(fs::read(out.join("index.json")).unwrap(), b"{\"new\":1}");
+    #[test]
+    fn an_existing_layout_gets_the_image_added_and_the_tag_moved() {
+        let scratch = tempfile::tempdir().unwrap();
+        let out = scratch.path().join("out");
+        let mut w = layout(&out, false).unwrap();
+        let a = w.put(b"a").unwrap();
+        let shared = w.put(b"shared").unwrap();
+        w.commit(vec![
+            tagged(&a.digest, "one"),
+            tagged(&shared.digest, "two"),
+        ])
+        .unwrap();
+        let shared_path = out.join("blobs/sha256").join(shared.hex());
+        let inode = std::os::unix::fs::MetadataExt::ino(&fs::metadata(&shared_path).unwrap());
+
+        let mut w = layout(&out, false).unwrap();
+        let b = w.put(b"b").unwrap();
+        w.put(b"shared").unwrap();
+        w.commit(vec![tagged(&b.digest, "one")]).unwrap();
+        let index: Value =
+            serde_json::from_slice(&fs::read(out.join("index.json")).unwrap()).unwrap();
+        let listed: Vec<(&str, &str)> = index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["digest"].as_str().unwrap(),
+                    m["annotations"][ANNOTATION_REF_NAME].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            listed,
+            vec![(shared.digest.as_str(), "two"), (b.digest.as_str(), "one")]
+        );
+        assert!(
+            out.join("blobs/sha256").join(a.hex()).exists(),
+            "old blobs stay"
+        );
+        assert!(out.join("blobs/sha256").join(b.hex()).exists());
+        let again = std::os::unix::fs::MetadataExt::ino(&fs::metadata(&shared_path).unwrap());
+        assert_eq!(inode, again, "a blob the layout had is not written again");
         assert_eq!(
             fs::read_dir(scratch.path()).unwrap().count(),
             1,
-            "old layout removed"
+            "no temporaries"
+        );
+    }
+
+    #[test]
+    fn anything_else_existing_needs_force() {
+        let scratch = tempfile::tempdir().unwrap();
+        let out = scratch.path().join("out");
+        fs::create_dir(&out).unwrap();
+        fs::write(out.join("file"), b"x").unwrap();
+        let err = layout(&out, false).err().unwrap();
+        assert!(err.to_string().contains("already exists"), "{err}");
+        let w = layout(&out, true).unwrap();
+        w.commit(vec![]).unwrap();
+        assert!(!out.join("file").exists(), "replaced");
+        assert!(is_layout(&out));
+
+        let file = scratch.path().join("archive.tar");
+        fs::write(&file, b"x").unwrap();
+        let err = LayoutWriter::create(&file, OutputFormat::Archive, false)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("already exists"), "{err}");
+        let w = LayoutWriter::create(&file, OutputFormat::Archive, true).unwrap();
+        w.commit(vec![]).unwrap();
+        assert!(fs::metadata(&file).unwrap().len() > 1024);
+        assert_eq!(
+            fs::read_dir(scratch.path()).unwrap().count(),
+            2,
+            "no temporaries"
         );
     }
 }

@@ -1,5 +1,8 @@
-//! The output image: an OCI image layout holding one Nydus blob layer per source layer, the
-//! bootstrap layer, and the rewritten config, manifest and index; written atomically.
+//! The output image: an OCI image layout (a directory or one oci-archive tar file) holding one
+//! Nydus blob layer per source layer, the bootstrap layer, and the rewritten config, manifest and
+//! index; written atomically, and stopped cleanly by SIGINT and SIGTERM.
 
+pub mod archive;
 pub mod image;
+pub mod interrupt;
 pub mod layout;

@@ -8,7 +8,8 @@
 //!    docker tarballs) config. A manifest digest also pins that one platform.
 //!    Without `--image`, an input with several images is an error that lists them.
 //! 2. `--all-platforms` takes every platform of the image. `--platform P` takes the manifest for
-//!    P. With neither, an image with one platform is taken whatever it is (converting an arm64
+//!    P; a list (`--platform linux/amd64,linux/arm64`) takes the manifest of each, in the order
+//!    the image lists them, every one required to be there. With neither, an image with one platform is taken whatever it is (converting an arm64
 //!    image on an amd64 machine is fine offline); with several, the host's platform is taken.
 //!    A platform that is not there is an error listing those that are.
 
@@ -25,6 +26,9 @@ pub enum PlatformChoice {
     Host,
     /// Exactly this platform.
     Only(Platform),
+    /// Each of these platforms (at least two; one is [`Only`](PlatformChoice::Only)), taken in
+    /// the image's order; the same manifest named twice is taken once.
+    List(Vec<Platform>),
     /// Every platform the image has.
     All,
 }
@@ -159,6 +163,20 @@ fn choose_platforms<'a>(
         PlatformChoice::Host if all.len() == 1 => return Ok(all),
         PlatformChoice::Host => Platform::host(),
         PlatformChoice::Only(p) => p.clone(),
+        PlatformChoice::List(list) => {
+            let mut chosen: Vec<&ManifestEntry> = Vec::new();
+            for p in list {
+                let one = choose_platforms(input, image, &PlatformChoice::Only(p.clone()))?;
+                for m in one {
+                    if !chosen.iter().any(|c| c.digest == m.digest) {
+                        chosen.push(m);
+                    }
+                }
+            }
+            // The image's order, whatever order the list was typed in: stable output.
+            chosen.sort_by_key(|m| all.iter().position(|a| a.digest == m.digest));
+            return Ok(chosen);
+        }
     };
     let matching: Vec<&ManifestEntry> = all
         .iter()
