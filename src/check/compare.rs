@@ -9,7 +9,8 @@
 //!
 //! The merged bootstrap is compared with all layers applied (whiteouts, opaque directories,
 //! hardlinks), and each blob's inlined bootstrap with its layer's entries as they are
-//! (whiteouts kept, as nydus's per-layer bootstraps keep them).
+//! (whiteouts kept, as nydus's per-layer bootstraps keep them; hardlinks to lower layers become
+//! files of their own, [`Tree::add_verbatim_over`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -116,7 +117,9 @@ impl Source {
                 (checked.layers.get(i), image.blobs.get(i))
             {
                 let mut tree = Tree::new();
-                if f.take(tree.add_verbatim(layer_entries.clone()))?.is_some() {
+                if f.take(tree.add_verbatim_over(layer_entries.clone(), &merged))?
+                    .is_some()
+                {
                     let what = format!(
                         "{}: bootstrap inlined in blob {} against {}",
                         image.label,
@@ -255,7 +258,7 @@ impl Canon {
                 Some(None) => "unreadable from its blob",
                 _ => "different bytes",
             };
-            out.push(format!("content differs from chunk {k} on ({why})"));
+            out.push(format!("content differs from chunk {k} on: {why}"));
         }
         out
     }

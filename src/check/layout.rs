@@ -182,12 +182,15 @@ fn read_nydus_manifest(
     let mut bootstrap = None;
     for (i, layer) in layers.iter().enumerate() {
         let what = format!("{label}: layer {}", i + 1);
-        let Some((digest, path)) = descriptor_file(store, out, &what, layer, f)? else {
+        let Some((digest, path, present)) = descriptor_file(store, out, &what, layer, f)? else {
             continue;
         };
         let diff_id = diff_ids.as_ref().and_then(|ids| ids.get(i));
         let media_type = layer["mediaType"].as_str().unwrap_or_default();
         if i == boot_pos {
+            if !present {
+                continue;
+            }
             bootstrap = read_bootstrap_layer(&path, &what, diff_id.map(String::as_str), f)?;
             continue;
         }
@@ -275,15 +278,15 @@ fn read_diff_ids(
     ))
 }
 
-/// A layer descriptor's blob file, present with the declared size (its digest was checked with
-/// every blob file).
+/// A layer descriptor's blob file, and whether it is present with the declared size (its
+/// digest was checked with every blob file). `None` when the descriptor names no file.
 fn descriptor_file(
     store: &DirStore,
     out: &Path,
     what: &str,
     layer: &Value,
     f: &mut Findings,
-) -> Result<Option<(Digest, PathBuf)>> {
+) -> Result<Option<(Digest, PathBuf, bool)>> {
     let (Some(digest), Some(size)) = (layer["digest"].as_str(), layer["size"].as_u64()) else {
         f.problem(what, "descriptor lacks digest or size");
         return Ok(None);
@@ -301,7 +304,7 @@ fn descriptor_file(
             what,
             format!("blob {digest} is missing ({})", path.display()),
         );
-        return Ok(None);
+        return Ok(Some((digest, path, false)));
     }
     let len = fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
     if len != size {
@@ -309,9 +312,9 @@ fn descriptor_file(
             path.display(),
             format!("is {len} bytes, but the manifest says {size}"),
         );
-        return Ok(None);
+        return Ok(Some((digest, path, false)));
     }
-    Ok(Some((digest, path)))
+    Ok(Some((digest, path, true)))
 }
 
 /// Unpack the bootstrap layer: its uncompressed tar must have digest `diff_id`, and hold

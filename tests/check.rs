@@ -1,0 +1,508 @@
+//! `nydus-offline check` on good and damaged outputs (issue 9).
+//!
+//! The good output of the sample passes `check` (with and without `--source`), and the real
+//! readers agree that it is good: `nydus-image check` accepts its bootstraps, nydusd and the
+//! kernel show umoci's tree. Each damaged output is the sample converted and then edited:
+//!
+//! * a flipped byte in a blob: caught by its digest; and, once the blob is renamed to its new
+//!   digest and every reference fixed (manifest, config, the merged bootstrap's blob table and
+//!   device slot, the bootstrap layer, the index), caught again by the chunk digests;
+//! * a missing blob;
+//! * an altered bootstrap: caught by the bootstrap layer's digest; with digests fixed, a broken
+//!   super block rule (nydus-image check refuses it too), and an altered owner that only the
+//!   comparison with the source can see;
+//! * a file missing from the tree (its dirent cut out of the directory), with digests fixed.
+//!
+//! Every damaged case must exit with code 5 and name the damage.
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use nydus_offline::rafs::v6::ondisk::*;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use common::tree::{self, ListOptions};
+use common::{mounts, reference, unpack};
+
+/// "check found problems".
+const CHECK_FAILED: i32 = 5;
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    common::hex(&Sha256::digest(bytes))
+}
+
+/// Convert the sample into `scratch/name`.
+fn convert_sample(scratch: &Path, name: &str) -> PathBuf {
+    let out = scratch.join(name);
+    common::run(
+        Command::new(env!("CARGO_BIN_EXE_nydus-offline"))
+            .arg("convert")
+            .arg(common::sample_image())
+            .arg(&out),
+    );
+    out
+}
+
+/// Run `check OUT [--source SAMPLE]`: exit code and stdout.
+fn check(out: &Path, with_source: bool) -> (i32, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nydus-offline"));
+    cmd.arg("check").arg(out);
+    if with_source {
+        cmd.arg("--source").arg(common::sample_image());
+    }
+    let o = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    eprintln!(
+        "check {} (source: {with_source}):\n{stdout}{stderr}",
+        out.display()
+    );
+    (o.status.code().unwrap_or(-1), stdout + &stderr)
+}
+
+/// Assert that check fails with code 5 and that some problem line contains every `needles`.
+fn assert_caught(out: &Path, with_source: bool, needles: &[&str]) -> String {
+    let (code, text) = check(out, with_source);
+    assert_eq!(code, CHECK_FAILED, "check must fail with 5:\n{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("problem:") && needles.iter().all(|n| l.contains(n))),
+        "no problem line contains all of {needles:?}:\n{text}"
+    );
+    text
+}
+
+/// The output layout, edited like a damaged copy would be, with digests fixed on request.
+struct Layout {
+    dir: PathBuf,
+}
+
+impl Layout {
+    fn blob(&self, hex: &str) -> PathBuf {
+        self.dir.join("blobs/sha256").join(hex)
+    }
+
+    fn json(&self, digest: &str) -> Value {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        serde_json::from_slice(&fs::read(self.blob(hex)).unwrap()).unwrap()
+    }
+
+    fn index(&self) -> Value {
+        serde_json::from_slice(&fs::read(self.dir.join("index.json")).unwrap()).unwrap()
+    }
+
+    fn manifest(&self) -> Value {
+        self.json(self.index()["manifests"][0]["digest"].as_str().unwrap())
+    }
+
+    /// The hex ids of the Nydus blob layers, bottom first.
+    fn blob_layers(&self) -> Vec<String> {
+        self.manifest()["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["mediaType"] == "application/vnd.oci.image.layer.nydus.blob.v1")
+            .map(|l| l["digest"].as_str().unwrap()[7..].to_string())
+            .collect()
+    }
+
+    /// Write `bytes` as a blob; its hex digest.
+    fn put(&self, bytes: &[u8]) -> String {
+        let hex = sha256_hex(bytes);
+        fs::write(self.blob(&hex), bytes).unwrap();
+        hex
+    }
+
+    /// The merged bootstrap.
+    fn bootstrap(&self) -> Vec<u8> {
+        let path = self.dir.with_extension("boot");
+        reference::merged_bootstrap(&self.dir, "latest", &path);
+        fs::read(path).unwrap()
+    }
+
+    /// Replace the merged bootstrap: a new bootstrap layer, and every digest above it fixed.
+    fn replace_bootstrap(&self, boot: &[u8]) {
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut dir = tar::Header::new_ustar();
+        dir.set_entry_type(tar::EntryType::Directory);
+        dir.set_mode(0o755);
+        dir.set_size(0);
+        tar.append_data(&mut dir, "image", std::io::empty())
+            .unwrap();
+        let mut file = tar::Header::new_ustar();
+        file.set_mode(0o444);
+        file.set_size(boot.len() as u64);
+        tar.append_data(&mut file, "image/image.boot", boot)
+            .unwrap();
+        let tar = tar.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&tar).unwrap();
+        let gz = gz.finish().unwrap();
+        let hex = self.put(&gz);
+        let mut manifest = self.manifest();
+        let layers = manifest["layers"].as_array_mut().unwrap();
+        let last = layers.last_mut().unwrap();
+        let old = last["digest"].as_str().unwrap()[7..].to_string();
+        fs::remove_file(self.blob(&old)).unwrap();
+        last["digest"] = format!("sha256:{hex}").into();
+        last["size"] = gz.len().into();
+        let mut config = self.json(manifest["config"]["digest"].as_str().unwrap());
+        let ids = config["rootfs"]["diff_ids"].as_array_mut().unwrap();
+        *ids.last_mut().unwrap() = format!("sha256:{}", sha256_hex(&tar)).into();
+        self.write_config_and_manifest(manifest, &config);
+    }
+
+    /// Replace blob `old` by `bytes` under its new digest, and fix every reference to it: the
+    /// manifest, the config's diff_ids and the merged bootstrap's blob table and device slot.
+    fn replace_blob(&self, old: &str, bytes: &[u8]) -> String {
+        fs::remove_file(self.blob(old)).unwrap();
+        let new = self.put(bytes);
+        let mut boot = self.bootstrap();
+        let mut replaced = 0;
+        for at in 0..boot.len() - 64 {
+            if &boot[at..at + 64] == old.as_bytes() {
+                boot[at..at + 64].copy_from_slice(new.as_bytes());
+                replaced += 1;
+            }
+        }
+        assert_eq!(
+            replaced, 2,
+            "the blob id is in the blob table and the device slot"
+        );
+        let text = serde_json::to_string(&self.manifest())
+            .unwrap()
+            .replace(old, &new);
+        let manifest: Value = serde_json::from_str(&text).unwrap();
+        let config = self.json(manifest["config"]["digest"].as_str().unwrap());
+        let config: Value =
+            serde_json::from_str(&serde_json::to_string(&config).unwrap().replace(old, &new))
+                .unwrap();
+        // Put the manifest and config in place first, then the new bootstrap layer over them.
+        self.write_config_and_manifest(manifest, &config);
+        self.replace_bootstrap(&boot);
+        new
+    }
+
+    /// Store `config`, point `manifest` at it, store the manifest and point index.json at it.
+    fn write_config_and_manifest(&self, mut manifest: Value, config: &Value) {
+        let config = serde_json::to_vec(config).unwrap();
+        manifest["config"]["digest"] = format!("sha256:{}", self.put(&config)).into();
+        manifest["config"]["size"] = config.len().into();
+        let manifest = serde_json::to_vec(&manifest).unwrap();
+        let hex = self.put(&manifest);
+        let mut index = self.index();
+        index["manifests"][0]["digest"] = format!("sha256:{hex}").into();
+        index["manifests"][0]["size"] = manifest.len().into();
+        fs::write(
+            self.dir.join("index.json"),
+            serde_json::to_vec(&index).unwrap(),
+        )
+        .unwrap();
+    }
+}
+
+/// A decoded inode of a bootstrap, for editing: where it is and what the tests need.
+struct InodeAt {
+    offset: usize,
+    extended: bool,
+    layout: u16,
+    size: u64,
+    i_u: u32,
+    /// Inode plus inline xattrs.
+    head: usize,
+}
+
+fn inode_at(boot: &[u8], nid: u64) -> InodeAt {
+    let sb = RafsV6SuperBlock::decode(&boot[1024..]).unwrap();
+    let offset = nid_offset(nid, sb.s_meta_blkaddr) as usize;
+    let format = u16::from_le_bytes([boot[offset], boot[offset + 1]]);
+    if i_format_version(format) == EROFS_INODE_LAYOUT_EXTENDED {
+        let i = RafsV6InodeExtended::decode(&boot[offset..]).unwrap();
+        InodeAt {
+            offset,
+            extended: true,
+            layout: i_format_datalayout(format),
+            size: i.i_size,
+            i_u: i.i_u,
+            head: 64 + xattr_ibody_size(i.i_xattr_icount),
+        }
+    } else {
+        let i = RafsV6InodeCompact::decode(&boot[offset..]).unwrap();
+        InodeAt {
+            offset,
+            extended: false,
+            layout: i_format_datalayout(format),
+            size: u64::from(i.i_size),
+            i_u: i.i_u,
+            head: 32 + xattr_ibody_size(i.i_xattr_icount),
+        }
+    }
+}
+
+/// The byte ranges of a directory's dirent blocks.
+fn dir_blocks(dir: &InodeAt) -> Vec<(usize, usize)> {
+    let tail = if dir.layout == EROFS_INODE_FLAT_INLINE {
+        (dir.size % 4096) as usize
+    } else {
+        0
+    };
+    let full = dir.size as usize - tail;
+    let mut out: Vec<(usize, usize)> = (0..full.div_ceil(4096))
+        .map(|b| {
+            let start = dir.i_u as usize * 4096 + b * 4096;
+            (start, (full - b * 4096).min(4096))
+        })
+        .collect();
+    if tail > 0 {
+        out.push((dir.offset + dir.head, tail));
+    }
+    out
+}
+
+/// The (name, nid) entries of one dirent block.
+fn block_entries(block: &[u8]) -> Vec<(Vec<u8>, RafsV6Dirent)> {
+    let first = RafsV6Dirent::decode(block).unwrap();
+    let count = first.e_nameoff as usize / 12;
+    let dirents: Vec<RafsV6Dirent> = (0..count)
+        .map(|j| RafsV6Dirent::decode(&block[j * 12..]).unwrap())
+        .collect();
+    (0..count)
+        .map(|j| {
+            let start = dirents[j].e_nameoff as usize;
+            let end = match dirents.get(j + 1) {
+                Some(d) => d.e_nameoff as usize,
+                None => block[start..]
+                    .iter()
+                    .position(|&b| b == 0)
+                    .map_or(block.len(), |p| start + p),
+            };
+            (block[start..end].to_vec(), dirents[j])
+        })
+        .collect()
+}
+
+/// The nid of `path` ("bin/su-tool").
+fn lookup(boot: &[u8], path: &str) -> u64 {
+    let sb = RafsV6SuperBlock::decode(&boot[1024..]).unwrap();
+    let mut nid = u64::from(sb.s_root_nid);
+    for name in path.split('/') {
+        let dir = inode_at(boot, nid);
+        nid = dir_blocks(&dir)
+            .into_iter()
+            .flat_map(|(s, l)| block_entries(&boot[s..s + l]))
+            .find(|(n, _)| n == name.as_bytes())
+            .unwrap_or_else(|| panic!("{path}: no {name}"))
+            .1
+            .e_nid;
+    }
+    nid
+}
+
+/// Cut the dirent of `name` out of directory `dir` (a path; "" for the root), repacking its
+/// block and shrinking the directory's size when it was the last block.
+fn remove_dirent(boot: &mut [u8], dir: &str, name: &str) {
+    let nid = if dir.is_empty() {
+        u64::from(RafsV6SuperBlock::decode(&boot[1024..]).unwrap().s_root_nid)
+    } else {
+        lookup(boot, dir)
+    };
+    let inode = inode_at(boot, nid);
+    let blocks = dir_blocks(&inode);
+    let last = blocks.len() - 1;
+    for (b, (start, len)) in blocks.into_iter().enumerate() {
+        let mut entries = block_entries(&boot[start..start + len]);
+        let Some(pos) = entries.iter().position(|(n, _)| n == name.as_bytes()) else {
+            continue;
+        };
+        entries.remove(pos);
+        let mut block = vec![0u8; len];
+        let mut nameoff = 12 * entries.len();
+        for (j, (n, d)) in entries.iter().enumerate() {
+            let d = RafsV6Dirent {
+                e_nameoff: nameoff as u16,
+                ..*d
+            };
+            block[j * 12..j * 12 + 12].copy_from_slice(&d.to_bytes());
+            block[nameoff..nameoff + n.len()].copy_from_slice(n);
+            nameoff += n.len();
+        }
+        boot[start..start + len].copy_from_slice(&block);
+        if b == last {
+            let size = inode.size - 12 - name.len() as u64;
+            let at = inode.offset + 8;
+            if inode.extended {
+                boot[at..at + 8].copy_from_slice(&size.to_le_bytes());
+            } else {
+                boot[at..at + 4].copy_from_slice(&(size as u32).to_le_bytes());
+            }
+        }
+        return;
+    }
+    panic!("{dir}/{name} not found");
+}
+
+#[test]
+fn good_output_passes_and_the_real_readers_agree() {
+    let scratch = common::scratch();
+    let out = convert_sample(scratch.path(), "out");
+    let (code, text) = check(&out, false);
+    assert_eq!(code, 0, "{text}");
+    let (code, text) = check(&out, true);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("2 blobs, 16 chunks checked, 3 bootstraps"),
+        "{text}"
+    );
+    assert!(!text.contains("problem:"), "{text}");
+
+    // The real readers agree it is good: nydus-image check accepts the merged bootstrap and
+    // each inlined one, nydusd and the kernel show umoci's tree.
+    let layout = Layout { dir: out.clone() };
+    let boot = scratch.path().join("merged.boot");
+    fs::write(&boot, layout.bootstrap()).unwrap();
+    let blob_dir = out.join("blobs/sha256");
+    reference::check(&boot, &blob_dir);
+    for hex in layout.blob_layers() {
+        let inlined = scratch.path().join(&hex);
+        reference::inlined_bootstrap(&layout.blob(&hex), &inlined);
+        reference::check(&inlined, &blob_dir);
+    }
+    let sample = common::sample_image();
+    let rootfs = unpack::umoci(
+        &format!("oci:{}:latest", sample.display()),
+        scratch.path(),
+        "expected",
+        false,
+    );
+    {
+        let mnt = mounts::nydusd_localfs(&boot, &blob_dir, scratch.path(), "nydusd");
+        tree::assert_same_nydusd(
+            &tree::list(&rootfs, ListOptions::NYDUSD),
+            &tree::list(&mnt.dir, ListOptions::NYDUSD),
+            "nydusd of the output check passed",
+        );
+    }
+    {
+        let mnt = mounts::erofs(&boot, scratch.path(), "kernel");
+        tree::assert_same(
+            &tree::list(&rootfs, ListOptions::KERNEL),
+            &tree::list(&mnt.dir, ListOptions::KERNEL),
+            "kernel mount of the output check passed",
+        );
+    }
+}
+
+#[test]
+fn a_flipped_byte_in_a_blob_is_caught_by_its_digest_and_by_the_chunk_digests() {
+    let scratch = common::scratch();
+    let out = convert_sample(scratch.path(), "out");
+    let layout = Layout { dir: out.clone() };
+    let hex = layout.blob_layers()[0].clone();
+    let mut bytes = fs::read(layout.blob(&hex)).unwrap();
+    // Inside the first chunk's stored bytes (the chunk data starts at offset 0).
+    bytes[100] ^= 0x40;
+    fs::write(layout.blob(&hex), &bytes).unwrap();
+    assert_caught(&out, false, &[&hex, "content has digest", "not its name"]);
+
+    // Renamed to its new digest, every reference fixed: only the chunk digests can tell.
+    let new = layout.replace_blob(&hex, &bytes);
+    let text = assert_caught(&out, false, &[&format!("blob {new}: chunk ")]);
+    assert!(
+        !text.contains("not its name"),
+        "digests were fixed:\n{text}"
+    );
+    // The comparison with the source names the file whose content is gone.
+    assert_caught(&out, true, &["content differs from chunk"]);
+}
+
+#[test]
+fn a_missing_blob_is_caught() {
+    let scratch = common::scratch();
+    let out = convert_sample(scratch.path(), "out");
+    let layout = Layout { dir: out.clone() };
+    let hex = layout.blob_layers()[1].clone();
+    fs::remove_file(layout.blob(&hex)).unwrap();
+    assert_caught(&out, false, &[&hex, "is missing"]);
+}
+
+#[test]
+fn an_altered_bootstrap_is_caught() {
+    let scratch = common::scratch();
+    let out = convert_sample(scratch.path(), "out");
+    let layout = Layout { dir: out.clone() };
+    let good = layout.bootstrap();
+
+    // Edited in place: the bootstrap layer's digest no longer matches.
+    let manifest = layout.manifest();
+    let boot_layer = manifest["layers"].as_array().unwrap().last().unwrap()["digest"]
+        .as_str()
+        .unwrap()[7..]
+        .to_string();
+    let mut gz = fs::read(layout.blob(&boot_layer)).unwrap();
+    let n = gz.len();
+    gz[n - 20] ^= 1;
+    fs::write(layout.blob(&boot_layer), &gz).unwrap();
+    assert_caught(&out, false, &[&boot_layer, "not its name"]);
+
+    // Digests fixed, a super block rule broken: check and nydus-image check both refuse it.
+    let mut boot = good.clone();
+    boot[1024 + 4] = 1; // s_checksum
+    layout.replace_bootstrap(&boot);
+    assert_caught(&out, false, &["super block", "checksum"]);
+    let path = scratch.path().join("altered.boot");
+    fs::write(&path, &boot).unwrap();
+    let refused = Command::new(common::nydus_bin("nydus-image"))
+        .args(["check", "--log-level", "warn", "-D"])
+        .arg(out.join("blobs/sha256"))
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success(),
+        "nydus-image check accepts a bootstrap with a checksum"
+    );
+
+    // Digests fixed, an owner changed: a valid bootstrap, only the source can tell.
+    let mut boot = good.clone();
+    let inode = inode_at(&boot, lookup(&boot, "home/big-ids/owned"));
+    assert!(
+        inode.extended,
+        "an owner above 65535 needs an extended inode"
+    );
+    let uid_at = inode.offset + 24;
+    assert_eq!(&boot[uid_at..uid_at + 4], &100_000u32.to_le_bytes());
+    boot[uid_at..uid_at + 4].copy_from_slice(&100_001u32.to_le_bytes());
+    layout.replace_bootstrap(&boot);
+    let (code, text) = check(&out, false);
+    assert_eq!(code, 0, "the structure is still valid:\n{text}");
+    assert_caught(
+        &out,
+        true,
+        &[
+            "/home/big-ids/owned",
+            "uid is 100000 in the source, 100001 in the output",
+        ],
+    );
+}
+
+#[test]
+fn a_file_missing_from_the_tree_is_caught() {
+    let scratch = common::scratch();
+    let out = convert_sample(scratch.path(), "out");
+    let layout = Layout { dir: out.clone() };
+    let mut boot = layout.bootstrap();
+    remove_dirent(&mut boot, "bin", "su-tool");
+    layout.replace_bootstrap(&boot);
+    // Alone, the structure betrays it only through the inode count.
+    assert_caught(&out, false, &["inodes", "paths"]);
+    assert_caught(
+        &out,
+        true,
+        &["/bin/su-tool", "in the source, missing from the output"],
+    );
+}

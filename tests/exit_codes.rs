@@ -1,0 +1,299 @@
+//! The exit codes README.md documents, each produced through the binary (issue 9):
+//! 0 success, 2 usage, 3 bad input, 4 I/O or output, 5 check found problems, 70 internal,
+//! 130 interrupted. Also `--help` with examples for every subcommand, and the completion
+//! scripts and man pages generated from the same definitions.
+
+mod common;
+
+use std::fs;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_nydus-offline"))
+}
+
+/// Run and return the output, with the exit code checked.
+fn expect(cmd: &mut Command, code: i32) -> Output {
+    let out = cmd.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{cmd:?}:\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn success_is_0() {
+    let scratch = common::scratch();
+    let out = scratch.path().join("out");
+    expect(
+        bin().arg("convert").arg(common::sample_image()).arg(&out),
+        0,
+    );
+    expect(bin().arg("check").arg(&out), 0);
+    expect(bin().arg("inspect").arg(common::sample_image()), 0);
+}
+
+#[test]
+fn usage_errors_are_2() {
+    let scratch = common::scratch();
+    let out = scratch.path().join("out");
+    expect(bin().arg("convert"), 2);
+    expect(bin().arg("no-such-command"), 2);
+    expect(
+        bin()
+            .args(["convert", "--chunk-size", "3KiB"])
+            .arg(common::sample_image())
+            .arg(&out),
+        2,
+    );
+    expect(bin().args(["completions", "tcsh"]), 2);
+    let e = expect(bin().args(["man", "no-such-command"]), 2);
+    assert!(text(&e.stderr).contains("there are: convert, inspect, check"));
+    assert!(!out.exists());
+}
+
+#[test]
+fn bad_input_is_3() {
+    let scratch = common::scratch();
+    let not_an_image = scratch.path().join("notes.txt");
+    fs::write(&not_an_image, "not an image").unwrap();
+    for input in [Path::new("/nonexistent/image"), &not_an_image] {
+        let e = expect(
+            bin()
+                .arg("convert")
+                .arg(input)
+                .arg(scratch.path().join("out")),
+            3,
+        );
+        assert_eq!(text(&e.stderr).lines().count(), 1, "{}", text(&e.stderr));
+    }
+    // check of something that is no output at all, and of a bad --source.
+    expect(bin().arg("check").arg("/nonexistent/out"), 3);
+    let out = scratch.path().join("good");
+    expect(
+        bin().arg("convert").arg(common::sample_image()).arg(&out),
+        0,
+    );
+    expect(
+        bin()
+            .arg("check")
+            .arg(&out)
+            .arg("--source")
+            .arg(&not_an_image),
+        3,
+    );
+}
+
+#[test]
+fn io_and_output_errors_are_4() {
+    let scratch = common::scratch();
+    // The output's parent is a regular file.
+    let file = scratch.path().join("file");
+    fs::write(&file, "x").unwrap();
+    expect(
+        bin()
+            .arg("convert")
+            .arg(common::sample_image())
+            .arg(file.join("out")),
+        4,
+    );
+    // A full disk: a 128 KiB tmpfs cannot hold the sample's 400 KiB.
+    let small = scratch.path().join("small");
+    fs::create_dir(&small).unwrap();
+    common::run(
+        Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=128k", "tmpfs"])
+            .arg(&small),
+    );
+    let e = bin()
+        .arg("convert")
+        .arg(common::sample_image())
+        .arg(small.join("out"))
+        .output()
+        .unwrap();
+    let leftovers: Vec<_> = fs::read_dir(&small).unwrap().collect();
+    common::run(Command::new("umount").arg(&small));
+    assert_eq!(e.status.code(), Some(4), "{}", text(&e.stderr));
+    assert!(
+        text(&e.stderr).contains("No space left on device"),
+        "{}",
+        text(&e.stderr)
+    );
+    assert!(
+        leftovers.is_empty(),
+        "a failed convert leaves {leftovers:?}"
+    );
+}
+
+#[test]
+fn check_found_problems_is_5() {
+    let scratch = common::scratch();
+    let out = scratch.path().join("out");
+    expect(
+        bin().arg("convert").arg(common::sample_image()).arg(&out),
+        0,
+    );
+    let config = fs::read_dir(out.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .min_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = fs::read(&config).unwrap();
+    bytes[0] ^= 1;
+    fs::write(&config, bytes).unwrap();
+    let e = expect(bin().arg("check").arg(&out), 5);
+    assert!(text(&e.stdout).contains("problem: "), "{}", text(&e.stdout));
+    assert!(
+        text(&e.stderr).contains("check found"),
+        "{}",
+        text(&e.stderr)
+    );
+}
+
+#[test]
+fn internal_errors_are_70() {
+    // A bug shows as a panic; it must not escape as Rust's 101.
+    let e = expect(
+        bin()
+            .env("NYDUS_OFFLINE_INJECT_PANIC", "1")
+            .args(["inspect"])
+            .arg(common::sample_image()),
+        70,
+    );
+    assert!(text(&e.stderr).contains("internal error"));
+}
+
+/// SIGINT to a running convert of a corpus image: exit code 130 and no output.
+///
+/// Without a signal handler the process dies of SIGINT, which a shell also reports as 130
+/// (128 + 2); with the handler (`output::interrupt`) it exits with 130 itself and must leave no
+/// temporary files. Either way no output appears.
+#[test]
+fn interrupted_is_130() {
+    let scratch = common::scratch();
+    let out = scratch.path().join("out");
+    let mut child = bin()
+        .arg("convert")
+        .arg(common::corpus("debian-python.oci"))
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until it is writing (a temporary sibling appears), then interrupt it.
+    let start = Instant::now();
+    while fs::read_dir(scratch.path()).unwrap().count() == 0
+        && start.elapsed() < Duration::from_secs(30)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "convert ended before it could be interrupted"
+    );
+    // SAFETY: plain kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let output = child.wait_with_output().unwrap();
+    let status = output.status;
+    match status.code() {
+        Some(code) => {
+            assert_eq!(code, 130, "{}", text(&output.stderr));
+            let left: Vec<_> = fs::read_dir(scratch.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert!(left.is_empty(), "temporary files left behind: {left:?}");
+        }
+        None => assert_eq!(status.signal(), Some(libc::SIGINT), "{status:?}"),
+    }
+    assert!(
+        !out.exists(),
+        "an interrupted convert must not leave an output"
+    );
+}
+
+#[test]
+fn every_subcommand_has_help_with_examples() {
+    let top = expect(bin().arg("--help"), 0);
+    let top = text(&top.stdout);
+    assert!(top.contains("Exit codes:") && top.contains("130"), "{top}");
+    for sub in ["convert", "inspect", "check", "completions", "man"] {
+        let help = expect(bin().args([sub, "--help"]), 0);
+        let help = text(&help.stdout);
+        assert!(
+            help.contains("Examples:"),
+            "{sub} --help has no examples:\n{help}"
+        );
+        assert!(help.contains(&format!("nydus-offline {sub}")), "{help}");
+    }
+    let convert = text(&expect(bin().args(["convert", "--help"]), 0).stdout);
+    for example in [
+        "docker save",
+        "oci-archive",
+        "--all-platforms",
+        "skopeo copy",
+    ] {
+        assert!(
+            convert.contains(example),
+            "convert --help lacks {example}:\n{convert}"
+        );
+    }
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_same_definitions() {
+    for (shell, marker) in [
+        ("bash", "complete -F _nydus__offline"),
+        ("zsh", "#compdef nydus-offline"),
+        ("fish", "complete -c nydus-offline"),
+    ] {
+        let out = expect(bin().args(["completions", shell]), 0);
+        let script = text(&out.stdout);
+        assert!(script.contains(marker), "{shell}:\n{script}");
+        for word in ["convert", "check", "source", "chunk-size"] {
+            assert!(script.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    let bash = common::scratch();
+    let script = bash.path().join("completion.bash");
+    fs::write(
+        &script,
+        expect(bin().args(["completions", "bash"]), 0).stdout,
+    )
+    .unwrap();
+    common::run(Command::new("bash").arg("-n").arg(&script));
+
+    let page = text(&expect(bin().arg("man"), 0).stdout);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH nydus-offline"),
+        "{page}"
+    );
+    assert!(page.contains("check") && page.contains("convert"), "{page}");
+    let check = text(&expect(bin().args(["man", "check"]), 0).stdout);
+    assert!(check.contains(".TH nydus-offline-check"), "{check}");
+    assert!(check.contains("\\-\\-source"), "{check}");
+    if Command::new("man").arg("--version").output().is_ok() {
+        let path = bash.path().join("nydus-offline-check.1");
+        fs::write(&path, &check).unwrap();
+        let rendered = common::run(
+            Command::new("man")
+                .arg("-l")
+                .arg(&path)
+                .env("MANPAGER", "cat")
+                .env("MANWIDTH", "100"),
+        );
+        assert!(text(&rendered.stdout).contains("source"));
+    }
+}
