@@ -303,6 +303,75 @@ mod tests {
     }
 
     #[test]
+    fn manifest_annotations_and_subject() {
+        let config = StoredBlob {
+            digest: "sha256:c".into(),
+            size: 2,
+        };
+        let source = Source {
+            manifest: Descriptor {
+                media_type: "application/vnd.docker.distribution.manifest.v2+json",
+                digest: "sha256:s",
+                size: 7,
+            },
+            real: true,
+            reference: Some("app:1.0"),
+        };
+        let v: Value =
+            serde_json::from_slice(&manifest(&config, vec![], &source, 6, true).unwrap()).unwrap();
+        assert_eq!(v["mediaType"], MEDIA_TYPE_MANIFEST, "always OCI");
+        assert_eq!(v["config"]["mediaType"], MEDIA_TYPE_CONFIG);
+        assert_eq!(v["annotations"][ANNOTATION_NYDUS_SOURCE_DIGEST], "sha256:s");
+        assert_eq!(
+            v["annotations"][ANNOTATION_NYDUS_SOURCE_REFERENCE],
+            "app:1.0"
+        );
+        assert_eq!(v["annotations"][ANNOTATION_NYDUS_FS_VERSION], "6");
+        assert_eq!(
+            v["subject"],
+            json!({"mediaType": source.manifest.media_type, "digest": "sha256:s", "size": 7})
+        );
+        let made_up = Source {
+            real: false,
+            reference: None,
+            ..source
+        };
+        let v: Value =
+            serde_json::from_slice(&manifest(&config, vec![], &made_up, 6, false).unwrap())
+                .unwrap();
+        let keys: Vec<&String> = v["annotations"].as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                ANNOTATION_NYDUS_BUILDER_VERSION,
+                ANNOTATION_NYDUS_FS_VERSION
+            ]
+        );
+        assert!(v.get("subject").is_none());
+    }
+
+    #[test]
+    fn descriptors_are_marked_as_nydusify_marks_them() {
+        let m = Descriptor {
+            media_type: MEDIA_TYPE_MANIFEST,
+            digest: "sha256:m",
+            size: 1,
+        };
+        let arm = Platform::new("linux", "arm64", Some("v8"));
+        let original = manifest_descriptor(m, &arm, Marker::Original);
+        assert_eq!(
+            original["platform"],
+            json!({"os": "linux", "architecture": "arm64", "variant": "v8"})
+        );
+        let nydus = manifest_descriptor(m, &arm, Marker::Nydus);
+        assert_eq!(nydus["platform"]["os.features"], json!([OS_FEATURE_NYDUS]));
+        assert!(nydus.get("artifactType").is_none());
+        let merged = manifest_descriptor(m, &arm, Marker::NydusMerged);
+        assert_eq!(merged["artifactType"], ARTIFACT_TYPE_NYDUS_MANIFEST);
+        assert_eq!(merged["platform"]["os.features"], json!([OS_FEATURE_NYDUS]));
+    }
+
+    #[test]
     fn bootstrap_tar_holds_the_bootstrap_where_the_snapshotter_looks() {
         let tar_bytes = bootstrap_tar(b"RAFS").unwrap();
         let mut archive = tar::Archive::new(&tar_bytes[..]);

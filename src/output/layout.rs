@@ -90,8 +90,8 @@ impl LayoutWriter {
     /// Start writing the output at `destination` in `format`.
     ///
     /// For a layout, an existing `destination` that is an OCI image layout gets the new image
-    /// added; anything else that exists is an error unless `force` is set, in which case it is
-    /// replaced at commit time. For an archive, any existing `destination` is an error unless
+    /// added, and an empty directory is filled; anything else that exists is an error unless
+    /// `force` is set, in which case it is replaced at commit time. For an archive, any existing `destination` is an error unless
     /// `force`.
     pub fn create(destination: &Path, format: OutputFormat, force: bool) -> Result<LayoutWriter> {
         let name = destination.file_name().ok_or_else(|| {
@@ -101,7 +101,11 @@ impl LayoutWriter {
             ))
         })?;
         let exists = fs::symlink_metadata(destination).is_ok();
+        // An empty directory (made ready for the output) is as good as none: rename(2) replaces
+        // it in one step.
+        let empty_dir = fs::read_dir(destination).is_ok_and(|mut d| d.next().is_none());
         let target = match format {
+            OutputFormat::Layout if empty_dir => Target::New { replace: false },
             OutputFormat::Layout if exists && is_layout(destination) => Target::AddTo {
                 index: read_index(destination)?,
             },
@@ -599,6 +603,10 @@ mod tests {
     fn anything_else_existing_needs_force() {
         let scratch = tempfile::tempdir().unwrap();
         let out = scratch.path().join("out");
+        fs::create_dir(&out).unwrap();
+        layout(&out, false).unwrap().commit(vec![]).unwrap();
+        assert!(is_layout(&out), "an empty directory is filled");
+        fs::remove_dir_all(&out).unwrap();
         fs::create_dir(&out).unwrap();
         fs::write(out.join("file"), b"x").unwrap();
         let err = layout(&out, false).err().unwrap();
