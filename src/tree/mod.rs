@@ -627,4 +627,47 @@ mod tests {
         assert_eq!(tree.inode_of(d).meta.mode, 0o700);
         assert_eq!(paths(&tree), ["/d/f:1", "/d:dir"]);
     }
+
+    fn symlink(path: &str, target: &str) -> LayerEntry {
+        LayerEntry {
+            path: ImagePath::parse(path.as_bytes()).unwrap(),
+            kind: EntryKind::Inode(InodeData::Symlink(target.as_bytes().to_vec())),
+            meta: meta(0o777),
+        }
+    }
+
+    #[test]
+    fn parent_symlinks_are_followed_inside_the_image_and_loops_are_errors() {
+        let tree = tree_of(vec![
+            vec![
+                dir("real"),
+                symlink("rel", "real"),
+                symlink("abs", "/../real"),
+            ],
+            vec![file("rel/a", 1), file("abs/b", 2)],
+            vec![file("rel/.wh.a", 0)],
+        ]);
+        assert_eq!(
+            paths(&tree),
+            ["/abs:other", "/real/b:2", "/real:dir", "/rel:other"]
+        );
+        let mut tree = tree_of(vec![vec![symlink("x", "y"), symlink("y", "x")]]);
+        let err = tree.apply(vec![file("x/f", 1)]).unwrap_err();
+        assert!(err.to_string().contains("symlink loop"), "{err}");
+    }
+
+    #[test]
+    fn a_layer_tree_copies_a_lower_hardlink_target() {
+        let lower = tree_of(vec![vec![file("a", 4)]]);
+        let mut layer = Tree::new();
+        layer
+            .add_verbatim_over(vec![link("b", "a"), link("c", "a")], &lower)
+            .unwrap();
+        assert_eq!(paths(&layer), ["/b:4", "/c:4"]);
+        let (b, c) = (
+            layer.lookup(&ImagePath::parse(b"b").unwrap()).unwrap(),
+            layer.lookup(&ImagePath::parse(b"c").unwrap()).unwrap(),
+        );
+        assert_eq!(layer.node(b).inode, layer.node(c).inode);
+    }
 }
