@@ -156,10 +156,11 @@ fn read_nydus_manifest(
         .iter()
         .position(|l| annotation(l, ANNOTATION_NYDUS_BOOTSTRAP).is_some())
     else {
-        f.problem(
-            &label,
-            format!("has no layer annotated {ANNOTATION_NYDUS_BOOTSTRAP}: not a Nydus image"),
-        );
+        // Not a Nydus manifest: an original one kept beside the Nydus ones (--merge-platform).
+        // Its blobs must be there all the same.
+        for (i, layer) in layers.iter().enumerate() {
+            descriptor_file(store, out, &format!("{label}: layer {}", i + 1), layer, f)?;
+        }
         return Ok(None);
     };
     if boot_pos + 1 != layers.len() {

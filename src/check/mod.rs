@@ -89,11 +89,6 @@ impl Findings {
             Err(e) => Err(e),
         }
     }
-
-    /// Number of problems so far.
-    pub(crate) fn count(&self) -> usize {
-        self.problems.len()
-    }
 }
 
 /// Check the Nydus image in the OCI layout `out`.
@@ -107,7 +102,8 @@ pub fn check(out: &Path, options: &CheckOptions) -> Result<Report> {
         Ok(_) => {
             return Err(Error::bad_input(
                 out.display(),
-                "is not a directory; check reads the OCI image layout convert wrote",
+                "is not a directory; check reads an OCI image layout directory \
+                 (for an oci-archive: mkdir DIR && tar -xf ARCHIVE -C DIR, then check DIR)",
             ));
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -129,8 +125,11 @@ pub fn check(out: &Path, options: &CheckOptions) -> Result<Report> {
             report.compared += source.compare(image, &checked, &mut findings)?;
         }
     }
-    if images.is_empty() && findings.count() == 0 {
-        findings.problem(out.display(), "holds no Nydus image");
+    if images.is_empty() {
+        findings.problem(
+            out.display(),
+            "holds no Nydus image (no manifest has a layer annotated as a Nydus bootstrap)",
+        );
     }
     report.problems = findings.problems;
     Ok(report)
