@@ -3,6 +3,7 @@
 
 pub mod decompress;
 pub mod entries;
+pub mod readahead;
 
 use std::io::Read;
 
