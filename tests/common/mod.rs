@@ -40,17 +40,14 @@ pub fn sample_image() -> PathBuf {
 
 /// A fresh scratch directory, removed when dropped. Kept on disk with `KEEP_SCRATCH=1`.
 pub fn scratch() -> tempfile::TempDir {
+    let keep = std::env::var_os("KEEP_SCRATCH").is_some();
     let dir = tempfile::Builder::new()
         .prefix("nydus-offline-test-")
+        .disable_cleanup(keep)
         .tempdir()
         .expect("create a scratch directory");
-    if std::env::var_os("KEEP_SCRATCH").is_some() {
+    if keep {
         eprintln!("scratch directory kept: {}", dir.path().display());
-        let _ = dir.keep();
-        return tempfile::Builder::new()
-            .prefix("nydus-offline-unused-")
-            .tempdir()
-            .unwrap();
     }
     dir
 }
