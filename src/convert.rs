@@ -34,6 +34,7 @@ use crate::blob::chunk::{BlobInfo, BlobOptions, ChunkTable};
 use crate::blob::writer::{BlobWriter, merged_blob_info};
 use crate::error::{Error, Result};
 use crate::layer::entries;
+use crate::layer::readahead::ReadAhead;
 use crate::output::image::{self as oci, Descriptor, Marker};
 use crate::output::interrupt;
 use crate::output::layout::{LayoutWriter, OutputFormat, StoredBlob};
@@ -326,7 +327,8 @@ impl Chains {
         for layer in &image.layers[shared..] {
             interrupt::check()?;
             let what = layer.label();
-            let mut reader = source.open_layer(layer)?;
+            // Reading, verifying and decompressing run on a thread of their own.
+            let mut reader = ReadAhead::spawn(source.open_layer(layer)?)?;
             let blob_index = u32::try_from(blobs.len()).expect("fewer than 2^32 blobs");
             let mut writer = BlobWriter::new(layout.blob()?, blob_index, options.blob, &mut table)?;
             let layer_entries =
@@ -336,8 +338,10 @@ impl Chains {
             let info = writer.finish_data()?;
 
             let mut layer_tree = Tree::new();
+            // `merged` still holds the layers below: a hardlink to one of their files becomes a
+            // copy of that file in this layer's own bootstrap.
             layer_tree
-                .add_verbatim(layer_entries.clone())
+                .add_verbatim_over(layer_entries.clone(), &merged)
                 .map_err(|e| e.context(&what))?;
             let mut layer_blobs = blobs.clone();
             if info.chunk_count > 0 {
@@ -392,7 +396,8 @@ impl Chains {
             options.with_referrer,
         )?;
         let manifest = layout.put(&manifest)?;
-        let chunks = table.len();
+        // Chunks stored in the blobs; repeats are aliases in the table and not counted.
+        let chunks = records.iter().map(|r| r.info.chunk_count as usize).sum();
         self.done.push(Chain {
             layers: records,
             table,
