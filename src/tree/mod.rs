@@ -407,7 +407,7 @@ impl Tree {
         const MAX_FOLLOWS: usize = 40;
         let parents = path.parent();
         let mut todo: std::collections::VecDeque<Vec<u8>> =
-            parents.components().iter().cloned().collect();
+            parents.components().map(<[u8]>::to_vec).collect();
         let mut stack = vec![self.root()];
         let mut follows = 0;
         while let Some(name) = todo.pop_front() {
