@@ -120,7 +120,10 @@ fn convert_all(input: &Path, output: &Path, options: &ConvertOptions) -> Result<
     }
     interrupt::check()?;
     let mut layout = LayoutWriter::create(output, options.format, options.force)?;
-    let mut chains = Chains::default();
+    let mut chains = Chains {
+        keep: images.len() > 1,
+        ..Chains::default()
+    };
     let mut nydus = Vec::new();
     let mut platforms = Vec::new();
     for image in &images {
@@ -275,6 +278,9 @@ struct Chain {
 #[derive(Default)]
 struct Chains {
     done: Vec<Chain>,
+    /// Whether later platforms may share chains: otherwise nothing is kept once converted, so
+    /// that a layer's entries exist once, not three times, at the peak.
+    keep: bool,
 }
 
 /// One converted platform.
@@ -300,8 +306,14 @@ impl Chains {
         if let Some(chain) = from {
             let chain = &self.done[chain];
             let len = chain.layers[shared - 1].table_len;
+            // The table as it stood after the shared layers: the same entries, and the same
+            // entries found by content (the first of each content is the stored one; later
+            // ones are aliases).
             for i in 0..len {
-                table.push(chain.table.get(i as ChunkIndex).clone());
+                let chunk = chain.table.get(i as ChunkIndex).clone();
+                let stored = table.find(&chunk.digest, chunk.uncompressed_size).is_none();
+                let index = table.reserve();
+                table.fill(index, chunk, stored);
             }
             for layer in &chain.layers[..shared] {
                 merged
@@ -355,17 +367,21 @@ impl Chains {
             })
             .map_err(|e| e.context(&what))?;
             let stored = writer.finish(&layer_bootstrap)?.finish()?;
+            drop((layer_tree, layer_bootstrap));
 
-            merged
-                .apply(layer_entries.clone())
-                .map_err(|e| e.context(&what))?;
+            let kept = if self.keep {
+                layer_entries.clone()
+            } else {
+                Vec::new()
+            };
+            merged.apply(layer_entries).map_err(|e| e.context(&what))?;
             if info.chunk_count > 0 {
                 blobs.push(merged_blob_info(&info, stored.hex()));
             }
             records.push(LayerRecord {
                 digest: layer.digest.to_string(),
                 diff_id: layer.diff_id.to_string(),
-                entries: layer_entries,
+                entries: kept,
                 info,
                 stored,
                 table_len: table.len(),
@@ -398,10 +414,12 @@ impl Chains {
         let manifest = layout.put(&manifest)?;
         // Chunks stored in the blobs; repeats are aliases in the table and not counted.
         let chunks = records.iter().map(|r| r.info.chunk_count as usize).sum();
-        self.done.push(Chain {
-            layers: records,
-            table,
-        });
+        if self.keep {
+            self.done.push(Chain {
+                layers: records,
+                table,
+            });
+        }
         Ok(Converted {
             manifest,
             chunks,
