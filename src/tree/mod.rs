@@ -162,6 +162,11 @@ impl Tree {
         &self.inodes[id]
     }
 
+    /// Number of nodes ever created, reachable or not ([`NodeId`]s are below this).
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
     /// Number of inodes ever created, reachable or not ([`InodeId`]s are below this).
     pub fn inode_count(&self) -> usize {
         self.inodes.len()

@@ -13,8 +13,6 @@
 //!
 //! Every on-disk structure comes from [`super::ondisk`]; this file only decides where they go.
 
-use std::collections::BTreeMap;
-
 use super::ondisk::*;
 use crate::blob::chunk::{BlobInfo, BlobOptions, ChunkTable, Compressor, Digester};
 use crate::blob::ondisk::BLOB_FEATURE_INLINED_CHUNK_DIGEST;
@@ -90,16 +88,17 @@ pub fn write(input: &BootstrapInput) -> Result<Vec<u8>> {
     let link_counts = tree.link_counts();
     let mut record_of_inode: Vec<Option<usize>> = vec![None; tree.inode_count()];
     let mut records: Vec<Record> = Vec::new();
+    // Parent of every node (the root is its own), indexed by node id.
+    let mut parent_of: Vec<NodeId> = vec![NodeId::MAX; tree.node_count()];
     let mut nodes_total: u64 = 0;
-    let mut parent_of: BTreeMap<NodeId, NodeId> = BTreeMap::new();
     let mut dirs = vec![tree.root()];
-    parent_of.insert(tree.root(), tree.root());
+    parent_of[tree.root()] = tree.root();
     let mut visit: Vec<NodeId> = Vec::new();
     while let Some(dir) = dirs.pop() {
         visit.push(dir);
         let mut subdirs = Vec::new();
         for &child in tree.node(dir).children.values() {
-            parent_of.insert(child, dir);
+            parent_of[child] = dir;
             if tree.inode_of(child).is_dir() {
                 subdirs.push(child);
             } else {
@@ -110,6 +109,7 @@ pub fn write(input: &BootstrapInput) -> Result<Vec<u8>> {
         dirs.extend(subdirs.into_iter().rev());
     }
     let paths = PathNames::new(tree, &parent_of);
+    records.reserve_exact(visit.len());
     for &node in &visit {
         nodes_total += 1;
         let inode_id = tree.node(node).inode;
@@ -500,8 +500,8 @@ fn rdev(major: u32, minor: u32, paths: &PathNames, node: NodeId) -> Result<u32> 
 }
 
 /// One 4 KiB directory block: the entries it holds (name, target node or `None` for `.`/`..`).
-struct DirBlock {
-    entries: Vec<(Vec<u8>, DirTarget)>,
+struct DirBlock<'t> {
+    entries: Vec<(&'t [u8], DirTarget)>,
     used: usize,
 }
 
@@ -513,16 +513,14 @@ enum DirTarget {
 }
 
 /// Sort a directory's entries and pack them into blocks; an entry never straddles two.
-fn pack_dirents(tree: &Tree, dir: NodeId) -> Vec<DirBlock> {
-    let mut entries: Vec<(Vec<u8>, DirTarget)> = vec![
-        (b".".to_vec(), DirTarget::Itself),
-        (b"..".to_vec(), DirTarget::Parent),
-    ];
+fn pack_dirents(tree: &Tree, dir: NodeId) -> Vec<DirBlock<'_>> {
+    let mut entries: Vec<(&[u8], DirTarget)> =
+        vec![(b".", DirTarget::Itself), (b"..", DirTarget::Parent)];
     entries.extend(
         tree.node(dir)
             .children
             .iter()
-            .map(|(name, &child)| (name.clone(), DirTarget::Child(child))),
+            .map(|(name, &child)| (&name[..], DirTarget::Child(child))),
     );
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     let mut blocks = vec![DirBlock {
@@ -556,7 +554,7 @@ fn encode_dir(
     tree: &Tree,
     blocks: &[DirBlock],
     dir: NodeId,
-    parent_of: &BTreeMap<NodeId, NodeId>,
+    parent_of: &[NodeId],
     nid_of: &dyn Fn(NodeId) -> u64,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(blocks.len() * BLOCK as usize);
@@ -566,7 +564,7 @@ fn encode_dir(
         for (name, target) in &block.entries {
             let node = match target {
                 DirTarget::Itself => dir,
-                DirTarget::Parent => parent_of[&dir],
+                DirTarget::Parent => parent_of[dir],
                 DirTarget::Child(c) => *c,
             };
             let file_type = match &tree.inode_of(node).data {
@@ -637,11 +635,11 @@ fn encode_xattrs(tree: &Tree, node: NodeId, paths: &PathNames) -> Result<Vec<u8>
 /// Paths of nodes, rebuilt from parent links, for error messages only.
 struct PathNames<'a> {
     tree: &'a Tree,
-    parent_of: &'a BTreeMap<NodeId, NodeId>,
+    parent_of: &'a [NodeId],
 }
 
 impl<'a> PathNames<'a> {
-    fn new(tree: &'a Tree, parent_of: &'a BTreeMap<NodeId, NodeId>) -> PathNames<'a> {
+    fn new(tree: &'a Tree, parent_of: &'a [NodeId]) -> PathNames<'a> {
         PathNames { tree, parent_of }
     }
 
@@ -649,7 +647,7 @@ impl<'a> PathNames<'a> {
         let mut names = Vec::new();
         while node != self.tree.root() {
             names.push(self.tree.node(node).name.clone());
-            node = self.parent_of[&node];
+            node = self.parent_of[node];
         }
         names.iter().rev().fold(ImagePath::root(), |p, n| p.join(n))
     }
