@@ -63,25 +63,29 @@ pub fn bootstrap_layer(
     bootstrap: &[u8],
     fs_version: u32,
 ) -> Result<(Value, String)> {
-    let tar = bootstrap_tar(bootstrap)?;
-    let diff_id = format!("sha256:{}", hex(&Sha256::digest(&tar)));
     let blob = writer.blob()?;
     // No name and no time in the gzip header: the output must not depend on when it was made.
-    let mut gz = GzBuilder::new()
+    let gz = GzBuilder::new()
         .mtime(0)
         .write(blob, Compression::default());
-    gz.write_all(&tar).map_err(|e| {
+    // The tar streams into gzip and into the diff_id hash at once: a bootstrap of 200,000 files
+    // is tens of MiB, not worth a copy.
+    let io_error = |e: std::io::Error| {
         Error::new(
             crate::ErrorKind::Io,
             format!("writing the bootstrap layer: {e}"),
         )
-    })?;
-    let blob = gz.finish().map_err(|e| {
-        Error::new(
-            crate::ErrorKind::Io,
-            format!("writing the bootstrap layer: {e}"),
-        )
-    })?;
+    };
+    let hashed = write_bootstrap_tar(
+        Hashing {
+            inner: gz,
+            hasher: Sha256::new(),
+        },
+        bootstrap,
+    )
+    .map_err(io_error)?;
+    let diff_id = format!("sha256:{}", hex(&hashed.hasher.finalize()));
+    let blob = hashed.inner.finish().map_err(io_error)?;
     let stored = blob.finish()?;
     let descriptor = json!({
         "mediaType": MEDIA_TYPE_LAYER_GZIP,
@@ -95,10 +99,28 @@ pub fn bootstrap_layer(
     Ok((descriptor, diff_id))
 }
 
-/// The bootstrap layer's tar: directory `image` (0755) and `image/image.boot` (0444), owned by
-/// root, time 0, as the snapshotter's `packToTar` writes them.
-fn bootstrap_tar(bootstrap: &[u8]) -> Result<Vec<u8>> {
-    let mut tar = tar::Builder::new(Vec::new());
+/// A writer that hashes what goes through it.
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Write the bootstrap layer's tar to `out`: directory `image` (0755) and `image/image.boot`
+/// (0444), owned by root, time 0, as the snapshotter's `packToTar` writes them.
+fn write_bootstrap_tar<W: Write>(out: W, bootstrap: &[u8]) -> std::io::Result<W> {
+    let mut tar = tar::Builder::new(out);
     let mut dir = tar::Header::new_ustar();
     dir.set_entry_type(tar::EntryType::Directory);
     dir.set_mode(0o755);
@@ -106,9 +128,7 @@ fn bootstrap_tar(bootstrap: &[u8]) -> Result<Vec<u8>> {
     dir.set_mtime(0);
     dir.set_uid(0);
     dir.set_gid(0);
-    let internal = |e: std::io::Error| Error::internal(format!("building the bootstrap tar: {e}"));
-    tar.append_data(&mut dir, "image", std::io::empty())
-        .map_err(internal)?;
+    tar.append_data(&mut dir, "image", std::io::empty())?;
     let mut file = tar::Header::new_ustar();
     file.set_entry_type(tar::EntryType::Regular);
     file.set_mode(0o444);
@@ -116,9 +136,8 @@ fn bootstrap_tar(bootstrap: &[u8]) -> Result<Vec<u8>> {
     file.set_mtime(0);
     file.set_uid(0);
     file.set_gid(0);
-    tar.append_data(&mut file, BOOTSTRAP_PATH_IN_LAYER, bootstrap)
-        .map_err(internal)?;
-    tar.into_inner().map_err(internal)
+    tar.append_data(&mut file, BOOTSTRAP_PATH_IN_LAYER, bootstrap)?;
+    tar.into_inner()
 }
 
 /// The Nydus image's config: the source config with `rootfs.diff_ids` replaced and one history
@@ -373,7 +392,7 @@ mod tests {
 
     #[test]
     fn bootstrap_tar_holds_the_bootstrap_where_the_snapshotter_looks() {
-        let tar_bytes = bootstrap_tar(b"RAFS").unwrap();
+        let tar_bytes = write_bootstrap_tar(Vec::new(), b"RAFS").unwrap();
         let mut archive = tar::Archive::new(&tar_bytes[..]);
         let entries: Vec<(String, u32, Vec<u8>)> = archive
             .entries()
@@ -396,6 +415,10 @@ mod tests {
                 ("image/image.boot".to_string(), 0o444, b"RAFS".to_vec()),
             ]
         );
-        assert_eq!(bootstrap_tar(b"RAFS").unwrap(), tar_bytes, "deterministic");
+        assert_eq!(
+            write_bootstrap_tar(Vec::new(), b"RAFS").unwrap(),
+            tar_bytes,
+            "deterministic"
+        );
     }
 }
