@@ -3,8 +3,9 @@
 //! Options are validated here, once; the library receives typed values. Errors are printed as one
 //! line on stderr, and the exit code comes from their [`ErrorKind`](crate::ErrorKind).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -12,6 +13,7 @@ use crate::blob::chunk::{BlobOptions, Compressor, Digester};
 use crate::convert::ConvertOptions;
 use crate::error::{Error, Result};
 use crate::output::layout::OutputFormat;
+use crate::progress::{Display, Mode, PLAIN_DELAY};
 use crate::source::{Platform, PlatformChoice, Selection};
 
 /// Convert container images to Nydus images, offline.
@@ -202,6 +204,30 @@ pub struct ConvertArgs {
     /// --with-referrer does.
     #[arg(long)]
     pub with_referrer: bool,
+    /// Print nothing but errors: no progress and no summary (--json and --report still write
+    /// the report).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Progress on stderr. auto: bars on a terminal; otherwise plain lines, once the run has
+    /// taken 2 seconds. plain: plain lines from the start. none: nothing.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ProgressArg::Auto)]
+    pub progress: ProgressArg,
+    /// Print the report as JSON on stdout instead of the summary: digests of the index and of
+    /// each manifest, and per layer its source and blob digests, sizes, chunks, dedup hits and
+    /// time; totals and peak memory.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the JSON report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+}
+
+/// `--progress` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressArg {
+    Auto,
+    Plain,
+    None,
 }
 
 /// `--output-format` values, in skopeo's transport spelling.
@@ -420,25 +446,61 @@ fn convert(args: &ConvertArgs) -> Result<()> {
         with_referrer: args.with_referrer,
     };
     crate::output::interrupt::install()?;
-    let summary = crate::convert::convert(&args.input, &args.output, &options)?;
+    let mode = match (args.quiet, args.progress) {
+        (true, _) | (false, ProgressArg::None) => None,
+        (false, ProgressArg::Plain) => Some(Mode::Plain {
+            after: Duration::ZERO,
+        }),
+        (false, ProgressArg::Auto) if std::io::stderr().is_terminal() => Some(Mode::Bars),
+        (false, ProgressArg::Auto) => Some(Mode::Plain { after: PLAIN_DELAY }),
+    };
+    let summary = match mode {
+        Some(mode) => {
+            let display = Display::new(mode);
+            // Dropped before any error is printed: the progress thread has stopped by then.
+            crate::convert::convert_with_progress(&args.input, &args.output, &options, &display)?
+        }
+        None => crate::convert::convert(&args.input, &args.output, &options)?,
+    };
+    let json = || {
+        serde_json::to_string_pretty(&summary)
+            .map(|mut s| {
+                s.push('\n');
+                s
+            })
+            .map_err(|e| Error::internal(format!("the report as JSON: {e}")))
+    };
+    if let Some(path) = &args.report {
+        std::fs::write(path, json()?).map_err(|e| Error::io(path, e))?;
+    }
+    if args.json {
+        return write_stdout(json()?.as_bytes());
+    }
+    if args.quiet {
+        return Ok(());
+    }
+    let mut text = String::new();
     for p in &summary.platforms {
         let shared = if p.shared_layers > 0 {
             format!(" ({} shared with an earlier platform)", p.shared_layers)
         } else {
             String::new()
         };
-        println!(
-            "{}: {} layers{shared}, {} chunks, manifest {}",
-            p.platform, p.layers, p.chunks, p.manifest_digest
+        let chunks: u64 = p.layers.iter().map(|l| l.blob.chunks).sum();
+        text += &format!(
+            "{}: {} layers{shared}, {chunks} chunks, manifest {}\n",
+            p.platform,
+            p.layers.len(),
+            p.manifest.digest
         );
     }
-    println!(
-        "{}: tag {}, {}",
+    text += &format!(
+        "{}: tag {}, {}\n",
         args.output.display(),
         summary.tag,
         summary.digest
     );
-    Ok(())
+    write_stdout(text.as_bytes())
 }
 
 /// `inspect`: list every image and platform unless narrowed.

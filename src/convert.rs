@@ -27,20 +27,25 @@
 //! [`ErrorKind::Interrupted`](crate::ErrorKind::Interrupted).
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
 
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::blob::chunk::{BlobInfo, BlobOptions, ChunkTable};
-use crate::blob::writer::{BlobWriter, merged_blob_info};
+use crate::blob::writer::{BlobWriter, WriterCounts, merged_blob_info};
 use crate::error::{Error, Result};
 use crate::layer::entries;
 use crate::layer::readahead::ReadAhead;
 use crate::output::image::{self as oci, Descriptor, Marker};
 use crate::output::interrupt;
 use crate::output::layout::{LayoutWriter, OutputFormat, StoredBlob};
+use crate::progress::{CountingStore, LayerStart, LayerWatch, NoProgress, Progress};
 use crate::rafs::v6::writer::{self as v6, BootstrapInput};
 use crate::source::digest::Verifier;
-use crate::source::{self, Image, ImageSource, Platform, Selection};
+use crate::source::{self, Image, ImageSource, LayerReader, Platform, Selection};
 use crate::tree::{ChunkIndex, LayerEntry, Tree};
 
 /// RAFS version of the bootstraps written.
@@ -64,27 +69,160 @@ pub struct ConvertOptions {
     pub with_referrer: bool,
 }
 
-/// What was written.
-#[derive(Clone, Debug)]
+/// What was written: the report `--json` and `--report` print.
+///
+/// Everything but the `timing` fields is determined by the input and the options: two runs give
+/// the same report once `timing` is removed. Times are only ever reported here, never written
+/// into the image.
+#[derive(Clone, Debug, Serialize)]
 pub struct ConvertSummary {
     /// The digest `index.json` names under the tag: the image index when there is one, else the
     /// manifest.
     pub digest: String,
+    /// `index` or `manifest`: what [`digest`](Self::digest) names.
+    pub digest_names: &'static str,
     pub tag: String,
     /// One entry per platform, in the index's order.
     pub platforms: Vec<PlatformSummary>,
+    /// Sums over every layer converted (a layer shared between platforms counted once).
+    pub totals: Totals,
+    pub timing: RunTiming,
+}
+
+/// Sums over layers.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Totals {
+    pub layers: usize,
+    /// Stored bytes of the source layers, and their uncompressed (tar) bytes.
+    pub source_size: u64,
+    pub source_uncompressed_size: u64,
+    /// Bytes of the Nydus data blobs.
+    pub blob_size: u64,
+    /// Chunks stored, and chunks found already stored.
+    pub chunks: u64,
+    pub dedup_hits: u64,
+    pub dedup_ratio: f64,
+}
+
+impl Totals {
+    fn add(&mut self, layer: &LayerReport) {
+        self.layers += 1;
+        self.source_size += layer.source.size;
+        self.source_uncompressed_size += layer.source.uncompressed_size;
+        self.blob_size += layer.blob.size;
+        self.chunks += layer.blob.chunks;
+        self.dedup_hits += layer.blob.dedup_hits;
+        self.dedup_ratio = ratio(self.dedup_hits, self.chunks);
+    }
+}
+
+/// The share of chunk references that found their chunk already stored:
+/// `hits / (stored + hits)`, 0 without chunks.
+fn ratio(hits: u64, stored: u64) -> f64 {
+    if hits + stored == 0 {
+        0.0
+    } else {
+        hits as f64 / (hits + stored) as f64
+    }
+}
+
+/// How long the run took and the most memory it held.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunTiming {
+    pub seconds: f64,
+    /// Peak resident set size of the process (`getrusage` `ru_maxrss`).
+    pub peak_rss_bytes: u64,
 }
 
 /// One converted platform.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize)]
 pub struct PlatformSummary {
+    #[serde(serialize_with = "display")]
     pub platform: Platform,
-    pub manifest_digest: String,
-    pub layers: usize,
-    /// Chunks stored in this platform's blobs (shared blobs included).
-    pub chunks: usize,
+    pub manifest: BlobRef,
+    pub config: BlobRef,
+    /// The bootstrap layer (the merged RAFS v6 bootstrap, in a gzip tar).
+    pub bootstrap: BlobRef,
+    /// The platform's layers, bottom first.
+    pub layers: Vec<LayerReport>,
     /// How many of its layers reused the blobs of an earlier platform.
     pub shared_layers: usize,
+    /// Sums over `layers` (shared layers included).
+    pub totals: Totals,
+}
+
+/// A blob of the output: digest and size.
+#[derive(Clone, Debug, Serialize)]
+pub struct BlobRef {
+    pub digest: String,
+    pub size: u64,
+}
+
+/// One converted layer.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerReport {
+    pub source: SourceLayer,
+    pub blob: BlobReport,
+    /// Converted for an earlier platform (same layer over the same lower layers) and reused.
+    pub shared: bool,
+    pub timing: LayerTiming,
+}
+
+/// The source layer as read and verified.
+#[derive(Clone, Debug, Serialize)]
+pub struct SourceLayer {
+    pub digest: String,
+    pub diff_id: String,
+    /// Stored (compressed) bytes, and bytes of the uncompressed tar.
+    pub size: u64,
+    pub uncompressed_size: u64,
+}
+
+/// The layer's Nydus data blob.
+#[derive(Clone, Debug, Serialize)]
+pub struct BlobReport {
+    pub digest: String,
+    /// Bytes of the whole blob: chunk data, chunk table, digests, the layer's bootstrap, TOC.
+    pub size: u64,
+    /// Bytes of the chunk data (the `image.blob` section), chunks compressed where that helped.
+    pub chunk_data_size: u64,
+    /// Size of the stored chunks uncompressed, each from a 4 KiB boundary (the blob table's
+    /// uncompressed size).
+    pub uncompressed_size: u64,
+    /// Bytes of file content in the layer, stored or found already stored.
+    pub file_bytes: u64,
+    /// Chunks stored in this blob.
+    pub chunks: u64,
+    /// Chunks of the layer's files already stored (in this blob or a lower one), not stored
+    /// again.
+    pub dedup_hits: u64,
+    /// `dedup_hits / (chunks + dedup_hits)`.
+    pub dedup_ratio: f64,
+}
+
+/// How long a layer took: read, chunk, compress, write its blob and its own bootstrap.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerTiming {
+    pub seconds: f64,
+}
+
+/// Serialize with `Display`.
+fn display<T: std::fmt::Display, S: serde::Serializer>(
+    value: &T,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
+}
+
+/// Peak resident set size of this process so far, in bytes (0 if unknown).
+pub fn peak_rss_bytes() -> u64 {
+    // SAFETY: getrusage fills the zeroed struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0;
+    }
+    // Linux reports KiB.
+    (usage.ru_maxrss.max(0) as u64) * 1024
 }
 
 /// Convert the images `options` selects from `input` into a Nydus image at `output`.
@@ -92,7 +230,18 @@ pub struct PlatformSummary {
 /// The output appears whole or not at all: on any error, and on interruption, nothing at
 /// `output` changes and no temporary file remains.
 pub fn convert(input: &Path, output: &Path, options: &ConvertOptions) -> Result<ConvertSummary> {
-    let result = convert_all(input, output, options);
+    convert_with_progress(input, output, options, &NoProgress)
+}
+
+/// [`convert`], telling `progress` how it goes.
+pub fn convert_with_progress(
+    input: &Path,
+    output: &Path,
+    options: &ConvertOptions,
+    progress: &dyn Progress,
+) -> Result<ConvertSummary> {
+    let start = Instant::now();
+    let result = convert_all(input, output, options, progress, start);
     // Whatever failed after a signal arrived failed because of it.
     result.map_err(|e| {
         if interrupt::requested() {
@@ -103,9 +252,19 @@ pub fn convert(input: &Path, output: &Path, options: &ConvertOptions) -> Result<
     })
 }
 
-fn convert_all(input: &Path, output: &Path, options: &ConvertOptions) -> Result<ConvertSummary> {
+fn convert_all(
+    input: &Path,
+    output: &Path,
+    options: &ConvertOptions,
+    progress: &dyn Progress,
+    start: Instant,
+) -> Result<ConvertSummary> {
     let source = source::open(input)?;
     let images = source::select(&*source, &options.selection)?;
+    progress.begin(
+        images.iter().map(|i| i.layers.len()).sum(),
+        images.iter().flat_map(|i| &i.layers).map(|l| l.size).sum(),
+    );
     if options.with_referrer
         && !options.merge_platform
         && let Some(made_up) = images.iter().find(|i| i.manifest.synthesized)
@@ -128,7 +287,7 @@ fn convert_all(input: &Path, output: &Path, options: &ConvertOptions) -> Result<
     let mut platforms = Vec::new();
     for image in &images {
         let converted = chains
-            .convert(&*source, image, &mut layout, options)
+            .convert(&*source, image, &mut layout, options, progress)
             .map_err(|e| {
                 if images.len() > 1 {
                     e.context(format!("platform {}", image.platform))
@@ -136,12 +295,16 @@ fn convert_all(input: &Path, output: &Path, options: &ConvertOptions) -> Result<
                     e
                 }
             })?;
+        let mut totals = Totals::default();
+        converted.layers.iter().for_each(|l| totals.add(l));
         platforms.push(PlatformSummary {
             platform: image.platform.clone(),
-            manifest_digest: converted.manifest.digest.clone(),
-            layers: image.layers.len(),
-            chunks: converted.chunks,
+            manifest: blob_ref(&converted.manifest),
+            config: blob_ref(&converted.config),
+            bootstrap: converted.bootstrap,
+            layers: converted.layers,
             shared_layers: converted.shared_layers,
+            totals,
         });
         nydus.push(converted.manifest);
     }
@@ -180,20 +343,40 @@ fn convert_all(input: &Path, output: &Path, options: &ConvertOptions) -> Result<
     }
     // One Nydus manifest alone is named directly, as the snapshotter's converter collapses a
     // one-entry index; anything more is an image index.
-    let (top, digest) = match descriptors.as_slice() {
-        [one] => (one.clone(), nydus[0].digest.clone()),
+    let (top, digest, digest_names) = match descriptors.as_slice() {
+        [one] => (one.clone(), nydus[0].digest.clone(), "manifest"),
         _ => {
             let index = layout.put(&oci::image_index(descriptors)?)?;
-            (oci::index_descriptor(&index), index.digest)
+            (oci::index_descriptor(&index), index.digest, "index")
         }
     };
     interrupt::check()?;
     layout.commit(vec![oci::tagged(top, &tag)])?;
+    progress.end();
+    let mut totals = Totals::default();
+    platforms
+        .iter()
+        .flat_map(|p| &p.layers)
+        .filter(|l| !l.shared)
+        .for_each(|l| totals.add(l));
     Ok(ConvertSummary {
         digest,
+        digest_names,
         tag,
         platforms,
+        totals,
+        timing: RunTiming {
+            seconds: start.elapsed().as_secs_f64(),
+            peak_rss_bytes: peak_rss_bytes(),
+        },
     })
+}
+
+fn blob_ref(stored: &StoredBlob) -> BlobRef {
+    BlobRef {
+        digest: stored.digest.clone(),
+        size: stored.size,
+    }
 }
 
 /// The source manifest's descriptor.
@@ -266,6 +449,7 @@ struct LayerRecord {
     stored: StoredBlob,
     /// Length of the chunk table once this layer was done.
     table_len: usize,
+    report: LayerReport,
 }
 
 /// One platform's converted layers and its final chunk table.
@@ -286,7 +470,9 @@ struct Chains {
 /// One converted platform.
 struct Converted {
     manifest: StoredBlob,
-    chunks: usize,
+    config: StoredBlob,
+    bootstrap: BlobRef,
+    layers: Vec<LayerReport>,
     shared_layers: usize,
 }
 
@@ -298,8 +484,15 @@ impl Chains {
         image: &Image,
         layout: &mut LayoutWriter,
         options: &ConvertOptions,
+        progress: &dyn Progress,
     ) -> Result<Converted> {
         let (shared, from) = self.longest_prefix(image);
+        progress.platform(
+            &image.platform,
+            image.layers.len(),
+            shared,
+            image.layers[..shared].iter().map(|l| l.size).sum(),
+        );
         let mut table = ChunkTable::new();
         let mut merged = Tree::new();
         let mut records: Vec<LayerRecord> = Vec::new();
@@ -326,6 +519,10 @@ impl Chains {
                     info: layer.info.clone(),
                     stored: layer.stored.clone(),
                     table_len: layer.table_len,
+                    report: LayerReport {
+                        shared: true,
+                        ..layer.report.clone()
+                    },
                 });
             }
         }
@@ -338,15 +535,34 @@ impl Chains {
 
         for layer in &image.layers[shared..] {
             interrupt::check()?;
+            let started = Instant::now();
             let what = layer.label();
+            let read = Arc::new(AtomicU64::new(0));
+            let counting = CountingStore {
+                inner: source.store(),
+                read: Arc::clone(&read),
+            };
             // Reading, verifying and decompressing run on a thread of their own.
-            let mut reader = ReadAhead::spawn(source.open_layer(layer)?)?;
+            let mut reader = ReadAhead::spawn(LayerReader::open(&counting, layer)?)?;
             let blob_index = u32::try_from(blobs.len()).expect("fewer than 2^32 blobs");
             let mut writer = BlobWriter::new(layout.blob()?, blob_index, options.blob, &mut table)?;
+            let counts = writer.counts();
+            progress.layer_start(
+                &LayerStart {
+                    number: layer.index + 1,
+                    count: image.layers.len(),
+                    digest: layer.digest.as_ref(),
+                    size: layer.size,
+                },
+                LayerWatch {
+                    read,
+                    writer: Arc::clone(&counts),
+                },
+            );
             let layer_entries =
                 entries::read_layer(&mut reader, &mut writer).map_err(|e| e.context(&what))?;
             // Verifies the rest of the stream and every digest of the layer.
-            reader.finish()?;
+            let read_summary = reader.finish()?;
             let info = writer.finish_data()?;
 
             let mut layer_tree = Tree::new();
@@ -367,6 +583,30 @@ impl Chains {
             })
             .map_err(|e| e.context(&what))?;
             let stored = writer.finish(&layer_bootstrap)?.finish()?;
+            let hits = WriterCounts::get(&counts.dedup_hits);
+            let report = LayerReport {
+                source: SourceLayer {
+                    digest: layer.digest.to_string(),
+                    diff_id: layer.diff_id.to_string(),
+                    size: read_summary.stored_size,
+                    uncompressed_size: read_summary.uncompressed_size,
+                },
+                blob: BlobReport {
+                    digest: stored.digest.clone(),
+                    size: stored.size,
+                    chunk_data_size: WriterCounts::get(&counts.stored_bytes),
+                    uncompressed_size: info.uncompressed_size,
+                    file_bytes: WriterCounts::get(&counts.file_bytes),
+                    chunks: u64::from(info.chunk_count),
+                    dedup_hits: hits,
+                    dedup_ratio: ratio(hits, u64::from(info.chunk_count)),
+                },
+                shared: false,
+                timing: LayerTiming {
+                    seconds: started.elapsed().as_secs_f64(),
+                },
+            };
+            progress.layer_done(&report);
             drop((layer_tree, layer_bootstrap));
 
             let kept = if self.keep {
@@ -385,6 +625,7 @@ impl Chains {
                 info,
                 stored,
                 table_len: table.len(),
+                report,
             });
         }
 
@@ -397,6 +638,13 @@ impl Chains {
             options: options.blob,
         })?;
         let (boot_layer, boot_diff_id) = oci::bootstrap_layer(layout, &bootstrap, FS_VERSION)?;
+        let bootstrap = BlobRef {
+            digest: boot_layer["digest"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            size: boot_layer["size"].as_u64().unwrap_or_default(),
+        };
         layers.push(boot_layer);
         diff_ids.push(boot_diff_id);
         let config = layout.put(&oci::config(&image.config.raw, &diff_ids)?)?;
@@ -412,8 +660,7 @@ impl Chains {
             options.with_referrer,
         )?;
         let manifest = layout.put(&manifest)?;
-        // Chunks stored in the blobs; repeats are aliases in the table and not counted.
-        let chunks = records.iter().map(|r| r.info.chunk_count as usize).sum();
+        let reports = records.iter().map(|r| r.report.clone()).collect();
         if self.keep {
             self.done.push(Chain {
                 layers: records,
@@ -422,7 +669,9 @@ impl Chains {
         }
         Ok(Converted {
             manifest,
-            chunks,
+            config,
+            bootstrap,
+            layers: reports,
             shared_layers: shared,
         })
     }

@@ -30,6 +30,7 @@ pub mod convert;
 pub mod error;
 pub mod layer;
 pub mod output;
+pub mod progress;
 pub mod rafs;
 pub mod source;
 pub mod tree;

@@ -24,6 +24,8 @@
 //! blob table entries without chunks).
 
 use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest as _, Sha256};
 
@@ -91,6 +93,31 @@ pub struct BlobWriter<'t, W: Write> {
     toc: Vec<TocEntry>,
     /// Set by `finish_data`.
     info: Option<BlobInfo>,
+    /// Running counts for whoever watches (progress display); updated once per batch.
+    counts: Arc<WriterCounts>,
+}
+
+/// What a [`BlobWriter`] has done so far, readable from another thread while it works: a
+/// progress display polls it. Updated once per batch of chunks (about
+/// [`BATCH_BYTES`](super::pipeline::BATCH_BYTES)), with relaxed atomics: cheap, and exact once
+/// [`BlobWriter::finish_data`] returned.
+#[derive(Debug, Default)]
+pub struct WriterCounts {
+    /// Chunks stored in the blob.
+    pub chunks: AtomicU64,
+    /// Chunks found already stored (in this blob or a lower one) and not stored again.
+    pub dedup_hits: AtomicU64,
+    /// File content bytes cut into chunks, stored or not.
+    pub file_bytes: AtomicU64,
+    /// Bytes of chunk data written to the blob (compressed where that helped).
+    pub stored_bytes: AtomicU64,
+}
+
+impl WriterCounts {
+    /// Reads one counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
 }
 
 impl<'t, W: Write> BlobWriter<'t, W> {
@@ -130,6 +157,7 @@ impl<'t, W: Write> BlobWriter<'t, W> {
             raw_hasher: Sha256::new(),
             toc: Vec::new(),
             info: None,
+            counts: Arc::default(),
         })
     }
 
@@ -143,6 +171,11 @@ impl<'t, W: Write> BlobWriter<'t, W> {
     /// Number of chunks stored in this blob so far (deduplicated chunks not counted).
     pub fn chunk_count(&self) -> u32 {
         self.chunk_count
+    }
+
+    /// The writer's running counts, to watch from another thread.
+    pub fn counts(&self) -> Arc<WriterCounts> {
+        Arc::clone(&self.counts)
     }
 
     /// Reads the `len` bytes of the file's chunk at `file_offset` onto the end of the batch.
@@ -207,11 +240,14 @@ impl<'t, W: Write> BlobWriter<'t, W> {
     /// Stores the chunks of a digested and compressed batch, in order: each one the image does
     /// not have yet is written and described; a repeat becomes an alias of the stored chunk.
     fn store_batch(&mut self, batch: Batch) -> Result<()> {
+        let (chunks_before, pos_before) = (self.chunk_count, self.out.pos);
+        let mut hits = 0;
         for item in &batch.items {
             let size = item.len as u32;
             if let Some(existing) = self.table.find(&item.digest, size) {
                 let alias = self.table.get(existing).clone();
                 self.table.fill(item.index, alias, false);
+                hits += 1;
                 continue;
             }
             if self.chunk_count >= MAX_CHUNKS_PER_BLOB {
@@ -259,6 +295,19 @@ impl<'t, W: Write> BlobWriter<'t, W> {
             );
             self.stored.push(item.index);
         }
+        let counts = &self.counts;
+        let file_bytes: usize = batch.items.iter().map(|i| i.len).sum();
+        counts.chunks.fetch_add(
+            u64::from(self.chunk_count - chunks_before),
+            Ordering::Relaxed,
+        );
+        counts.dedup_hits.fetch_add(hits, Ordering::Relaxed);
+        counts
+            .file_bytes
+            .fetch_add(file_bytes as u64, Ordering::Relaxed);
+        counts
+            .stored_bytes
+            .fetch_add(self.out.pos - pos_before, Ordering::Relaxed);
         self.workers.recycle(batch);
         Ok(())
     }
