@@ -1,7 +1,7 @@
 //! Criterion benches for the hot parts of a conversion:
 //! - chunk digest + compress throughput through the blob writer (text-like and random data, one
 //!   and all worker threads), the work every byte of every layer goes through;
-//! - building a RAFS v6 bootstrap for 100,000 and 200,000 small files, to show the metadata work
+//! - building a RAFS v6 bootstrap for 100,000, 200,000 and 400,000 small files, to show the metadata work
 //!   stays linear in the number of files.
 //!
 //! `cargo bench --bench pipeline`; whole-process timings against nydus-image are in
@@ -108,7 +108,7 @@ fn small_files_tree(files: usize, table: &mut ChunkTable) -> Tree {
 fn bootstrap(c: &mut Criterion) {
     let mut group = c.benchmark_group("bootstrap-v6");
     group.sample_size(10);
-    for files in [100_000, 200_000] {
+    for files in [100_000, 200_000, 400_000] {
         let mut table = ChunkTable::new();
         let tree = small_files_tree(files, &mut table);
         let blob = nydus_offline::blob::chunk::BlobInfo {
