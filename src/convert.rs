@@ -565,18 +565,43 @@ impl Chains {
             let read_summary = reader.finish()?;
             let info = writer.finish_data()?;
 
-            let mut layer_tree = Tree::new();
-            // `merged` still holds the layers below: a hardlink to one of their files becomes a
-            // copy of that file in this layer's own bootstrap.
-            layer_tree
-                .add_verbatim_over(layer_entries.clone(), &merged)
+            let kept = if self.keep {
+                layer_entries.clone()
+            } else {
+                Vec::new()
+            };
+            // A bottom layer without whiteouts is its own merged tree: build that tree once,
+            // from the entries themselves, instead of a copy for the layer's own bootstrap.
+            let alone = records.is_empty()
+                && !layer_entries.iter().any(|e| {
+                    e.path
+                        .file_name()
+                        .is_some_and(|n| n.starts_with(crate::tree::WHITEOUT_PREFIX))
+                });
+            let mut pending = Some(layer_entries);
+            let mut own_tree: Option<Tree> = None;
+            let layer_tree: &Tree = if alone {
+                merged
+                    .apply(pending.take().expect("entries not applied yet"))
+                    .map_err(|e| e.context(&what))?;
+                &merged
+            } else {
+                // `merged` still holds the layers below: a hardlink to one of their files
+                // becomes a copy of that file in this layer's own bootstrap.
+                let mut tree = Tree::new();
+                tree.add_verbatim_over(
+                    pending.as_ref().expect("entries not applied yet").clone(),
+                    &merged,
+                )
                 .map_err(|e| e.context(&what))?;
+                own_tree.insert(tree)
+            };
             let mut layer_blobs = blobs.clone();
             if info.chunk_count > 0 {
                 layer_blobs.push(info.clone());
             }
             let layer_bootstrap = v6::write(&BootstrapInput {
-                tree: &layer_tree,
+                tree: layer_tree,
                 chunks: writer.table(),
                 blobs: &layer_blobs,
                 options: options.blob,
@@ -607,14 +632,11 @@ impl Chains {
                 },
             };
             progress.layer_done(&report);
-            drop((layer_tree, layer_bootstrap));
+            drop((own_tree, layer_bootstrap));
 
-            let kept = if self.keep {
-                layer_entries.clone()
-            } else {
-                Vec::new()
-            };
-            merged.apply(layer_entries).map_err(|e| e.context(&what))?;
+            if let Some(entries) = pending.take() {
+                merged.apply(entries).map_err(|e| e.context(&what))?;
+            }
             if info.chunk_count > 0 {
                 blobs.push(merged_blob_info(&info, stored.hex()));
             }

@@ -87,9 +87,11 @@ impl ReadAhead {
                 Err(e) => return Err(crate::source::digest::from_io(e, "layer")),
             }
         }
-        self.end
-            .take()
-            .unwrap_or_else(|| Err(Error::internal("layer reader thread ended without a result")))
+        self.end.take().unwrap_or_else(|| {
+            Err(Error::internal(
+                "layer reader thread ended without a result",
+            ))
+        })
     }
 }
 

@@ -522,7 +522,7 @@ fn pack_dirents(tree: &Tree, dir: NodeId) -> Vec<DirBlock<'_>> {
             .iter()
             .map(|(name, &child)| (&name[..], DirTarget::Child(child))),
     );
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    entries.sort_by(|a, b| a.0.cmp(b.0));
     let mut blocks = vec![DirBlock {
         entries: Vec::new(),
         used: 0,
