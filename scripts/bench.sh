@@ -29,7 +29,7 @@ layers_of() {
 
 run_ours() {
   rm -rf "$TMP/ours.out"
-  "$OURS" convert "$1" "$TMP/ours.out" >/dev/null
+  "$OURS" convert --quiet "$1" "$TMP/ours.out" >/dev/null
 }
 
 run_reference() {
