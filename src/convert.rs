@@ -44,7 +44,6 @@ use crate::output::interrupt;
 use crate::output::layout::{LayoutWriter, OutputFormat, StoredBlob};
 use crate::progress::{CountingStore, LayerStart, LayerWatch, NoProgress, Progress};
 use crate::rafs::v6::writer::{self as v6, BootstrapInput};
-use crate::source::digest::Verifier;
 use crate::source::{self, Image, ImageSource, LayerReader, Platform, Selection};
 use crate::tree::{ChunkIndex, LayerEntry, Tree};
 
@@ -418,19 +417,7 @@ fn copy_original(source: &dyn ImageSource, image: &Image, layout: &mut LayoutWri
         image.config.digest.as_ref(),
     )?;
     for layer in &image.layers {
-        let Some(member) = source.store().open(&layer.blob)? else {
-            return Err(Error::bad_input(
-                &layer.location,
-                format!("{} is missing", layer.label()),
-            ));
-        };
-        let mut verified = Verifier::new(
-            member.reader,
-            layer.location.clone(),
-            "the manifest",
-            &layer.digest,
-            Some(layer.size),
-        )?;
+        let mut verified = crate::source::layer_reader::open_stored(source.store(), layer)?;
         let stored = layout.copy(&mut verified)?;
         check(layer.label(), &stored, layer.digest.as_ref())?;
     }

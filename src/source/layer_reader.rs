@@ -18,7 +18,8 @@ use crate::source::digest::{Hasher, Verifier, from_io, into_io};
 use crate::source::image::Layer;
 use crate::source::store::BlobStore;
 
-type Stored = Verifier<Box<dyn Read + Send>>;
+/// A layer's stored bytes, verified as they are read.
+pub type Stored = Verifier<Box<dyn Read + Send>>;
 
 /// What a fully read and verified layer turned out to be.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,23 +55,29 @@ pub struct LayerReader {
     location: String,
 }
 
+/// The layer's stored (still compressed) bytes, checked against the manifest's digest and size
+/// as they are read.
+pub fn open_stored(store: &dyn BlobStore, layer: &Layer) -> Result<Stored> {
+    let Some(member) = store.open(&layer.blob)? else {
+        return Err(Error::bad_input(
+            &layer.location,
+            format!("{} is missing", layer.label()),
+        ));
+    };
+    Verifier::new(
+        member.reader,
+        layer.location.clone(),
+        "the manifest",
+        &layer.digest,
+        Some(layer.size),
+    )
+}
+
 impl LayerReader {
     /// Open `layer` in `store` for reading.
     pub fn open(store: &dyn BlobStore, layer: &Layer) -> Result<LayerReader> {
         let label = layer.label();
-        let Some(member) = store.open(&layer.blob)? else {
-            return Err(Error::bad_input(
-                &layer.location,
-                format!("{label} is missing"),
-            ));
-        };
-        let stored = Verifier::new(
-            member.reader,
-            layer.location.clone(),
-            "the manifest",
-            &layer.digest,
-            Some(layer.size),
-        )?;
+        let stored = open_stored(store, layer)?;
         let (detected, peeked) =
             decompress::sniff(stored).map_err(|e| from_io(e, &layer.location))?;
         let compression = match detected {

@@ -325,6 +325,12 @@ impl Tree {
             }
             EntryKind::Inode(data) => self.push_inode(meta, data),
         };
+        self.attach(parent, name, inode);
+        Ok(())
+    }
+
+    /// A new name `name` in directory `parent` for `inode`, replacing what had that name.
+    fn attach(&mut self, parent: NodeId, name: Vec<u8>, inode: InodeId) {
         let node = self.nodes.len();
         self.nodes.push(Node {
             name: name.clone(),
@@ -332,7 +338,6 @@ impl Tree {
             children: BTreeMap::new(),
         });
         self.nodes[parent].children.insert(name, node);
-        Ok(())
     }
 
     fn push_inode(&mut self, meta: Metadata, data: InodeData) -> InodeId {
@@ -349,13 +354,7 @@ impl Tree {
     fn link_inode(&mut self, path: &ImagePath, inode: InodeId) -> Result<()> {
         let name = path.file_name().expect("a link has a name").to_vec();
         let parent = self.make_parents(path)?;
-        let node = self.nodes.len();
-        self.nodes.push(Node {
-            name: name.clone(),
-            inode,
-            children: BTreeMap::new(),
-        });
-        self.nodes[parent].children.insert(name, node);
+        self.attach(parent, name, inode);
         Ok(())
     }
 
