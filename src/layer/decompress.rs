@@ -11,6 +11,8 @@ use std::io::{self, Chain, Cursor, Read};
 
 use flate2::read::MultiGzDecoder;
 
+use crate::error::{Error, Result};
+
 /// How a layer's bytes are compressed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Compression {
@@ -83,6 +85,20 @@ pub fn detect(head: &[u8]) -> Detected {
 
 /// A reader that has had its first bytes looked at; they are given back before the rest.
 pub type Peeked<R> = Chain<Cursor<Vec<u8>>, R>;
+
+/// [`sniff`], requiring a compression this program reads: anything else is a bad-input error
+/// naming `location` (the blob, for messages).
+pub fn sniff_readable<R: Read>(reader: R, location: &str) -> Result<(Compression, Peeked<R>)> {
+    let (detected, peeked) =
+        sniff(reader).map_err(|e| crate::source::digest::from_io(e, location))?;
+    match detected {
+        Detected::Known(c) => Ok((c, peeked)),
+        Detected::Unsupported(name) => Err(Error::bad_input(
+            location,
+            format!("is {name}-compressed, which this program cannot read"),
+        )),
+    }
+}
 
 /// Read the first [`MAGIC_LEN`] bytes of `reader` (fewer at end of stream), classify them, and
 /// return a reader that still yields every byte from the start.

@@ -19,7 +19,7 @@ use oci_spec::image::{Digest, ImageManifest};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::layer::decompress::{self, Compression, Detected};
+use crate::layer::decompress::{self, Compression};
 use crate::source::digest::{Hasher, from_io, sha256_of};
 use crate::source::image::{Config, Image, ImageEntry, Layer, Manifest, ManifestEntry, media};
 use crate::source::store::{BlobStore, METADATA_LIMIT, normalize, read_small};
@@ -199,17 +199,7 @@ fn legacy_image(store: &TarStore, entry: &DockerEntry, n: usize) -> Result<(Imag
         })?;
         let len = member.len;
         let extent = member.extent;
-        let (detected, mut reader) =
-            decompress::sniff(member.reader).map_err(|e| from_io(e, &location))?;
-        let stored = match detected {
-            Detected::Known(c) => c,
-            Detected::Unsupported(name) => {
-                return Err(Error::bad_input(
-                    &location,
-                    format!("is {name}-compressed, which this program cannot read"),
-                ));
-            }
-        };
+        let (stored, mut reader) = decompress::sniff_readable(member.reader, &location)?;
         // An uncompressed layer's digest is its diff_id, checked when it is read. A compressed
         // one has no declared digest anywhere, so hash it now, streaming.
         let digest = if stored == Compression::None {

@@ -78,17 +78,7 @@ impl LayerReader {
     pub fn open(store: &dyn BlobStore, layer: &Layer) -> Result<LayerReader> {
         let label = layer.label();
         let stored = open_stored(store, layer)?;
-        let (detected, peeked) =
-            decompress::sniff(stored).map_err(|e| from_io(e, &layer.location))?;
-        let compression = match detected {
-            decompress::Detected::Known(c) => c,
-            decompress::Detected::Unsupported(name) => {
-                return Err(Error::bad_input(
-                    &layer.location,
-                    format!("is {name}-compressed, which this program cannot read"),
-                ));
-            }
-        };
+        let (compression, peeked) = decompress::sniff_readable(stored, &layer.location)?;
         let decoder = Decompressor::new(peeked, compression).map_err(|e| {
             Error::bad_input(
                 &layer.location,

@@ -12,8 +12,8 @@ use oci_spec::image::{Descriptor, Digest, ImageConfiguration, ImageIndex, ImageM
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use crate::layer::decompress::{self, Detected};
-use crate::source::digest::{check_bytes, from_io};
+use crate::layer::decompress;
+use crate::source::digest::check_bytes;
 use crate::source::image::{Config, Image, ImageEntry, Layer, Manifest, ManifestEntry, media};
 use crate::source::platform::Platform;
 use crate::source::store::{BlobStore, METADATA_LIMIT, normalize, read_small};
@@ -347,16 +347,7 @@ pub fn check_layers(
                 ),
             ));
         }
-        let (detected, _) = decompress::sniff(member.reader).map_err(|e| from_io(e, &location))?;
-        let stored = match detected {
-            Detected::Known(c) => c,
-            Detected::Unsupported(name) => {
-                return Err(Error::bad_input(
-                    &location,
-                    format!("is {name}-compressed, which this program cannot read"),
-                ));
-            }
-        };
+        let (stored, _) = decompress::sniff_readable(member.reader, &location)?;
         out.push(Layer {
             index,
             media_type,
