@@ -76,33 +76,37 @@ impl PieceCompressor {
     }
 }
 
-/// Decompresses one piece that [`PieceCompressor`] compressed with `compressor`, knowing its
-/// uncompressed size (LZ4 blocks do not record it). For tests and diagnostics.
-#[cfg(test)]
+/// Decompresses one piece stored with nydus compressor id `algo` (`COMPRESSOR_*`: what blob
+/// tables, ci headers and TOC entries record) into exactly `size` bytes, which must be known
+/// (LZ4 blocks do not record it). Used by `check` to read blobs back, and by tests.
 pub(crate) fn decompress(
-    compressor: Compressor,
+    algo: u32,
     data: &[u8],
-    uncompressed_size: usize,
-) -> Result<Vec<u8>> {
-    let out = match compressor {
-        Compressor::None => data.to_vec(),
-        Compressor::Zstd => zstd::bulk::decompress(data, uncompressed_size)
-            .map_err(|e| Error::bad_input("zstd data", e))?,
-        Compressor::Lz4Block => {
-            let size = i32::try_from(uncompressed_size)
-                .map_err(|_| Error::bad_input("lz4 block", "too large"))?;
-            lz4::block::decompress(data, Some(size))
-                .map_err(|e| Error::bad_input("lz4 block", e))?
-        }
+    size: usize,
+) -> std::result::Result<Vec<u8>, String> {
+    use crate::blob::ondisk::{
+        COMPRESSOR_GZIP, COMPRESSOR_LZ4_BLOCK, COMPRESSOR_NONE, COMPRESSOR_ZSTD,
     };
-    if out.len() != uncompressed_size {
-        return Err(Error::bad_input(
-            "compressed data",
-            format!(
-                "{} bytes decompressed, {uncompressed_size} expected",
-                out.len()
-            ),
-        ));
+    use std::io::Read;
+    let out = match algo {
+        COMPRESSOR_NONE => data.to_vec(),
+        COMPRESSOR_LZ4_BLOCK => {
+            let n = i32::try_from(size).map_err(|_| "too large for lz4".to_string())?;
+            lz4::block::decompress(data, Some(n)).map_err(|e| format!("lz4: {e}"))?
+        }
+        COMPRESSOR_GZIP => {
+            let mut out = Vec::with_capacity(size);
+            flate2::read::GzDecoder::new(data)
+                .take(size as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| format!("gzip: {e}"))?;
+            out
+        }
+        COMPRESSOR_ZSTD => zstd::bulk::decompress(data, size).map_err(|e| format!("zstd: {e}"))?,
+        other => return Err(format!("unknown compressor {other}")),
+    };
+    if out.len() != size {
+        return Err(format!("{} bytes decompressed, {size} expected", out.len()));
     }
     Ok(out)
 }
@@ -126,7 +130,7 @@ mod tests {
             let mut pc = PieceCompressor::new(c).unwrap();
             let small = pc.compress(&repetitive).unwrap().unwrap().to_vec();
             assert!(small.len() < 100, "{c:?}: {}", small.len());
-            assert_eq!(decompress(c, &small, 5000).unwrap(), repetitive);
+            assert_eq!(decompress(c.ondisk_id(), &small, 5000).unwrap(), repetitive);
             assert_eq!(pc.compress(&random).unwrap(), None, "{c:?}");
             assert_eq!(pc.compress(b"").unwrap(), None);
             // A 12-byte text does not shrink (nydus stores such files raw).

@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -17,6 +16,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::Findings;
 use super::layout::BlobLayer;
+use crate::blob::compress::decompress;
 use crate::blob::ondisk::*;
 use crate::error::{Error, Result};
 use crate::rafs::v6::ondisk::RafsV6Blob;
@@ -89,35 +89,6 @@ impl BlobFile<'_> {
     fn holds(&self, offset: u64, len: u64) -> bool {
         offset.checked_add(len).is_some_and(|end| end <= self.len) && len <= SECTION_LIMIT
     }
-}
-
-/// Decompress `data` with nydus compressor id `algo` into exactly `size` bytes.
-pub(crate) fn decompress(
-    algo: u32,
-    data: &[u8],
-    size: usize,
-) -> std::result::Result<Vec<u8>, String> {
-    let out = match algo {
-        COMPRESSOR_NONE => data.to_vec(),
-        COMPRESSOR_LZ4_BLOCK => {
-            let n = i32::try_from(size).map_err(|_| "too large for lz4".to_string())?;
-            lz4::block::decompress(data, Some(n)).map_err(|e| format!("lz4: {e}"))?
-        }
-        COMPRESSOR_GZIP => {
-            let mut out = Vec::with_capacity(size);
-            flate2::read::GzDecoder::new(data)
-                .take(size as u64 + 1)
-                .read_to_end(&mut out)
-                .map_err(|e| format!("gzip: {e}"))?;
-            out
-        }
-        COMPRESSOR_ZSTD => zstd::bulk::decompress(data, size).map_err(|e| format!("zstd: {e}"))?,
-        other => return Err(format!("unknown compressor {other}")),
-    };
-    if out.len() != size {
-        return Err(format!("{} bytes decompressed, {size} expected", out.len()));
-    }
-    Ok(out)
 }
 
 /// The compressor id a TOC entry's flags name.
