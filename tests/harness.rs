@@ -155,11 +155,16 @@ fn restore_mtimes(rootfs: &Path, listing: &tree::Listing) {
     }
 }
 
-fn only(diffs: &[Difference], path: &str, field: &str) {
-    let fields: Vec<_> = diffs
+/// Each difference as (path, field), for exact assertions.
+fn paths_and_fields(diffs: &[Difference]) -> Vec<(String, Option<&'static str>)> {
+    diffs
         .iter()
         .map(|d| (String::from_utf8_lossy(&d.path).into_owned(), d.field))
-        .collect();
+        .collect()
+}
+
+fn only(diffs: &[Difference], path: &str, field: &str) {
+    let fields = paths_and_fields(diffs);
     assert_eq!(
         fields,
         vec![(path.to_string(), Some(field))],
@@ -242,10 +247,7 @@ fn kernel_listing_sees_an_altered_owner_and_a_broken_hardlink() {
         fs::write(&link, bytes).unwrap();
         fs::set_permissions(&link, fs::Permissions::from_mode(0o755)).unwrap();
     });
-    let fields: Vec<_> = diffs
-        .iter()
-        .map(|d| (String::from_utf8_lossy(&d.path).into_owned(), d.field))
-        .collect();
+    let fields = paths_and_fields(&diffs);
     assert_eq!(
         fields,
         vec![
