@@ -646,7 +646,8 @@ impl Chains {
             blobs: &blobs,
             options: options.blob,
         })?;
-        let (boot_layer, boot_diff_id) = oci::bootstrap_layer(layout, &bootstrap, FS_VERSION)?;
+        let (boot_layer, boot_diff_id) =
+            oci::bootstrap_layer(layout, &bootstrap, FS_VERSION, options.blob.jobs)?;
         let bootstrap = BlobRef {
             digest: boot_layer["digest"]
                 .as_str()

@@ -812,6 +812,40 @@ fn a_debian_image_gives_the_same_archive_with_one_or_two_threads() {
     assert!(archives[0] == archives[1], "--jobs 1 and --jobs 2 differ");
 }
 
+/// The bootstrap layer is gzipped in 1 MiB members side by side (src/output/gzip.rs): GNU gzip,
+/// which reads every member as Go's reader does, gives back the tar the diff id names.
+#[test]
+fn a_multi_member_bootstrap_layer_reads_back_with_gzip() {
+    let scratch = common::scratch();
+    let out = scratch.path().join("out");
+    convert(&common::corpus("debian-minbase.oci"), &out, &[]);
+    let manifest = read_json(&blob_path(
+        &out,
+        top_entry(&out, "latest")["digest"].as_str().unwrap(),
+    ));
+    let config = read_json(&blob_path(
+        &out,
+        manifest["config"]["digest"].as_str().unwrap(),
+    ));
+    let layer = blob_path(&out, manifest["layers"][1]["digest"].as_str().unwrap());
+    let tar = scratch.path().join("boot.tar");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(r#"gzip -dc "$1" > "$2""#)
+        .args(["sh", layer.to_str().unwrap(), tar.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "gzip -dc failed on the bootstrap layer");
+    assert!(
+        fs::metadata(&tar).unwrap().len() > 1 << 20,
+        "the bootstrap should span more than one 1 MiB member"
+    );
+    assert_eq!(
+        config["rootfs"]["diff_ids"][1],
+        format!("sha256:{}", common::sha256_hex(&tar))
+    );
+}
+
 #[test]
 fn a_failing_last_layer_leaves_nothing_behind() {
     let scratch = common::scratch();

@@ -8,10 +8,11 @@
 
 use std::io::Write;
 
-use flate2::{Compression, GzBuilder};
+use flate2::Compression;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use super::gzip::ParallelGzip;
 use super::layout::{LayoutWriter, StoredBlob};
 use crate::error::{Error, Result};
 use crate::source::Platform;
@@ -62,12 +63,12 @@ pub fn bootstrap_layer(
     writer: &mut LayoutWriter,
     bootstrap: &[u8],
     fs_version: u32,
+    threads: usize,
 ) -> Result<(Value, String)> {
     let blob = writer.blob()?;
-    // No name and no time in the gzip header: the output must not depend on when it was made.
-    let gz = GzBuilder::new()
-        .mtime(0)
-        .write(blob, Compression::default());
+    // gzip level 6, as nydusify's: the layer is downloaded whole at pull time, so its size
+    // counts; the members are compressed on every core (see `gzip`).
+    let gz = ParallelGzip::new(blob, Compression::default(), threads);
     // The tar streams into gzip and into the diff_id hash at once: a bootstrap of 200,000 files
     // is tens of MiB, not worth a copy.
     let io_error = |e: std::io::Error| {
