@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use nydus_offline::blob::chunk::{BlobOptions, ChunkTable};
-use nydus_offline::blob::writer::BlobWriter;
+use nydus_offline::blob::writer::{BlobWriter, Hashed};
 use nydus_offline::layer::ChunkSink;
 use nydus_offline::rafs::v6::writer::{self as v6, BootstrapInput};
 use nydus_offline::tree::{EntryKind, FileData, ImagePath, InodeData, LayerEntry, Metadata, Tree};
@@ -59,7 +59,8 @@ fn chunking(c: &mut Criterion) {
                     };
                     let mut table = ChunkTable::new();
                     let mut writer =
-                        BlobWriter::new(std::io::sink(), 0, options, &mut table).unwrap();
+                        BlobWriter::new(Hashed::new(std::io::sink()), 0, options, &mut table)
+                            .unwrap();
                     let path = ImagePath::parse(b"/f").unwrap();
                     writer
                         .file(&path, &mut Cursor::new(bytes), bytes.len() as u64)
@@ -75,7 +76,13 @@ fn chunking(c: &mut Criterion) {
 /// A tree shaped like the many-small-files corpus image: `files` files of one 4 KiB chunk each,
 /// 16 per directory, directories 8 per parent.
 fn small_files_tree(files: usize, table: &mut ChunkTable) -> Tree {
-    let mut writer = BlobWriter::new(std::io::sink(), 0, BlobOptions::default(), table).unwrap();
+    let mut writer = BlobWriter::new(
+        Hashed::new(std::io::sink()),
+        0,
+        BlobOptions::default(),
+        table,
+    )
+    .unwrap();
     let content = data(4096, true);
     let path = ImagePath::parse(b"/x").unwrap();
     let chunk = writer

@@ -370,6 +370,12 @@ impl Write for BlobFile {
     }
 }
 
+impl crate::blob::writer::BlobOut for BlobFile {
+    fn sha256_so_far(&self) -> [u8; 32] {
+        self.hasher.clone().finalize().into()
+    }
+}
+
 impl BlobFile {
     fn name_output(&self, e: io::Error) -> io::Error {
         io::Error::new(e.kind(), format!("{}: {e}", self.destination.display()))
