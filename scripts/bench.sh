@@ -12,6 +12,7 @@
 # goes to BENCHMARKS.md with the machine and the date.
 #
 # Usage: scripts/bench.sh [IMAGE...]     default: debian-python large-files many-small-files
+#        IMAGE-x2 (large-files-x2, many-small-files-x2): IMAGE's one layer doubled, built once.
 # Environment: RUNS (default 3), NYDUS_OFFLINE_CACHE (corpus and nydus binaries), OUT_MD
 #              (default BENCHMARKS.md), BENCH_TMP (scratch dir, default under /var/tmp).
 set -euo pipefail
@@ -76,7 +77,27 @@ for tool in igzip zstd jq /usr/bin/time; do
   }
 done
 NYDUS_BIN="$(bash scripts/install-readers.sh)"
-bash scripts/build-corpus.sh "${images[@]}"
+# NAME-x2 is NAME with its one layer doubled (scripts/double-layer.py): twice the files and
+# twice the bytes, to show how time and memory scale.
+bases=()
+for image in "${images[@]}"; do bases+=("${image%-x2}"); done
+bash scripts/build-corpus.sh "${bases[@]}"
+for image in "${images[@]}"; do
+  [[ "$image" == *-x2 && ! -f "$CACHE/corpus/$image.oci/index.json" ]] || continue
+  command -v pigz >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pigz >/dev/null
+  base="$CACHE/corpus/${image%-x2}.oci"
+  work="$(mktemp -d /var/tmp/nydus-offline-double.XXXXXX)"
+  layer="$(layers_of "$base" | cut -f2)"
+  [[ "$(wc -l <<<"$layer")" == 1 ]] || { echo "bench: $image: ${image%-x2} has more than one layer" >&2; exit 1; }
+  echo "bench: building $image" >&2
+  igzip -dc "$layer" >"$work/base.tar"
+  python3 scripts/double-layer.py "$work/base.tar" "$work/double.tar"
+  rm -f "$work/base.tar"
+  COMPRESSOR=pigz python3 "${BENCH_CORPUS_DIR:-../shared/bench-corpus}/oci-assemble.py" \
+    "$work/out.oci" --tag latest --layer "$work/double.tar:gzip"
+  mv "$work/out.oci" "$CACHE/corpus/$image.oci"
+  rm -rf "$work"
+done
 cargo build --release --locked -q
 OURS="$PWD/target/release/nydus-offline"
 
