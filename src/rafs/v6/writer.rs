@@ -11,12 +11,22 @@
 //! 3. full data blocks of directories and symlinks follow the inode area;
 //! 4. the chunk info table follows the data blocks, and the file is padded to 4 KiB.
 //!
+//! Then the bootstrap is written front to back, as a stream: what the layout keeps per inode is
+//! its nid and link count, and per name its place in its directory's sorted list, so that a
+//! bootstrap of 200,000 files costs a few MiB to build, not its own size plus a record per inode.
+//! Everything else (xattr bytes, dirent blocks, sizes, inline tails) is derived again, by the
+//! same functions, when it is written.
+//!
 //! Every on-disk structure comes from [`super::ondisk`]; this file only decides where they go.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
 
 use super::ondisk::*;
 use crate::blob::chunk::{BlobInfo, BlobOptions, ChunkTable, Compressor, Digester};
 use crate::blob::ondisk::BLOB_FEATURE_INLINED_CHUNK_DIGEST;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::tree::{ChunkIndex, ImagePath, InodeData, NodeId, Tree};
 
 const BLOCK: u64 = EROFS_BLOCK_SIZE;
@@ -30,21 +40,295 @@ pub struct BootstrapInput<'a> {
     pub options: BlobOptions,
 }
 
-/// Where one inode's record goes and what it holds beyond the inode itself.
-struct Record {
-    node: NodeId,
-    /// Offset of the record from the start of the meta area.
-    offset: u64,
-    xattrs: Vec<u8>,
-    /// Directory or symlink content, and how much of it sits inline after the inode.
-    data: Vec<u8>,
-    inline_tail: usize,
-    /// First block (relative to the meta area) of the data's full blocks, if any.
-    data_block: Option<u64>,
-    nlink: u32,
-    ino: u32,
-    /// Whether a 32-byte compact inode holds everything (see [`fits_compact`]).
+/// A finished bootstrap, kept in an unnamed temporary file rather than in memory: the bootstrap
+/// of 200,000 files is over 40 MiB, and its readers (the blob writer, the bootstrap layer)
+/// stream it.
+pub struct Bootstrap {
+    file: File,
+    len: u64,
+}
+
+impl Bootstrap {
+    /// Its size in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether it has no byte (never, for a written bootstrap).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// A reader of the whole bootstrap from its first byte; several may read at once.
+    pub fn reader(&self) -> BootstrapReader<'_> {
+        BootstrapReader {
+            file: &self.file,
+            pos: 0,
+            len: self.len,
+        }
+    }
+
+    /// The whole bootstrap in memory (tests and small images).
+    pub fn to_vec(&self) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(self.len as usize);
+        self.reader()
+            .read_to_end(&mut out)
+            .map_err(|e| Error::new(ErrorKind::Io, format!("reading the bootstrap back: {e}")))?;
+        Ok(out)
+    }
+}
+
+/// Reads a [`Bootstrap`] front to back, with positioned reads (no shared file cursor).
+pub struct BootstrapReader<'b> {
+    file: &'b File,
+    pos: u64,
+    len: u64,
+}
+
+impl Read for BootstrapReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = (self.len - self.pos).min(buf.len() as u64) as usize;
+        if left == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..left], self.pos)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the bootstrap's temporary file is shorter than written",
+            ));
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// Build the bootstrap into an unnamed temporary file.
+pub fn write_temp(input: &BootstrapInput) -> Result<Bootstrap> {
+    let io_error = |e: io::Error| {
+        Error::new(
+            ErrorKind::Io,
+            format!("writing the bootstrap to a temporary file: {e}"),
+        )
+    };
+    let file = tempfile::tempfile().map_err(io_error)?;
+    let mut out = BufWriter::with_capacity(256 << 10, file);
+    let len = write_to(input, &mut out)?;
+    let file = out.into_inner().map_err(|e| io_error(e.into_error()))?;
+    Ok(Bootstrap { file, len })
+}
+
+/// Build the bootstrap bytes in memory.
+pub fn write(input: &BootstrapInput) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    write_to(input, &mut out)?;
+    Ok(out)
+}
+
+/// Where every inode goes: what the writing pass needs and cannot cheaply derive again.
+struct Layout<'t> {
+    tree: &'t Tree,
+    /// The node of each record, in record (walk) order: a hardlink group's first name.
+    records: Vec<u32>,
+    /// Per inode: its record's nid, 0 for inodes no longer in the tree.
+    nid: Vec<u32>,
+    /// Per inode: how many names it has (directories: 1, their nlink is derived).
+    links: Vec<u32>,
+    /// Every directory's children sorted by name, directories in record order, and where
+    /// each directory's run starts (one more entry than directories, for the end).
+    kids: Vec<u32>,
+    kid_start: Vec<u32>,
+    /// Per directory, in record order: its parent (the root's is itself).
+    dir_parent: Vec<u32>,
+    /// Number of names (`s_inos`).
+    nodes_total: u64,
+    has_xattr: bool,
+    /// First block (relative to the meta area) of the data blocks area, and the end of the meta
+    /// area in blocks.
+    first_data_block: u64,
+    meta_blocks: u64,
+}
+
+/// The shape of one record, derived from the tree the same way by the layout and the writing
+/// pass.
+struct Shape {
     compact: bool,
+    xattrs: Vec<u8>,
+    /// Directory or symlink content size.
+    d_size: u64,
+    /// How much of that content sits inline after the inode.
+    inline_tail: usize,
+    /// Full data blocks of that content outside the inode area.
+    full_blocks: u64,
+    nlink: u32,
+    /// `i_size`.
+    size: u64,
+}
+
+impl Shape {
+    fn inode_size(&self) -> usize {
+        if self.compact {
+            RafsV6InodeCompact::SIZE
+        } else {
+            RafsV6InodeExtended::SIZE
+        }
+    }
+
+    /// Inode and inline xattrs.
+    fn head(&self) -> u64 {
+        (self.inode_size() + self.xattrs.len()) as u64
+    }
+}
+
+impl<'t> Layout<'t> {
+    /// Walk the tree (a directory's record, then its non-directory children, then its
+    /// subdirectories) and place every record.
+    fn new(tree: &'t Tree, chunk_size: u32) -> Result<Layout<'t>> {
+        let mut layout = Layout {
+            tree,
+            records: Vec::new(),
+            nid: vec![0; tree.inode_count()],
+            links: vec![0; tree.inode_count()],
+            kids: Vec::new(),
+            kid_start: Vec::new(),
+            dir_parent: Vec::new(),
+            nodes_total: 0,
+            has_xattr: false,
+            first_data_block: 0,
+            meta_blocks: 0,
+        };
+        // Record order. `nid` marks placed inodes with 1 until the offsets are known.
+        let mut dirs: Vec<(NodeId, NodeId)> = vec![(tree.root(), tree.root())];
+        let mut subdirs = Vec::new();
+        while let Some((dir, parent)) = dirs.pop() {
+            layout.visit(dir)?;
+            layout.dir_parent.push(to_u32(parent)?);
+            layout.kid_start.push(to_u32(layout.kids.len())?);
+            for &child in tree.node(dir).children.values() {
+                layout.kids.push(to_u32(child)?);
+                if tree.inode_of(child).is_dir() {
+                    subdirs.push((child, dir));
+                } else {
+                    layout.visit(child)?;
+                }
+            }
+            // Reverse so that the stack pops subdirectories in name order.
+            dirs.extend(subdirs.drain(..).rev());
+        }
+        layout.kid_start.push(to_u32(layout.kids.len())?);
+        layout.records.shrink_to_fit();
+        layout.kids.shrink_to_fit();
+
+        // Pass 1: inode records.
+        let mut cursor = BLOCK; // The meta area's first block stays empty: nid 0 breaks readdir.
+        let mut dir = 0;
+        let mut full_blocks = 0;
+        for &node in &layout.records {
+            let node = node as NodeId;
+            let shape = layout.shape(node, &mut dir)?;
+            layout.has_xattr |= !shape.xattrs.is_empty();
+            full_blocks += shape.full_blocks;
+            let head = shape.head();
+            let body = match &tree.inode_of(node).data {
+                InodeData::File(f) => {
+                    let chunks = f.size.div_ceil(u64::from(chunk_size));
+                    head.next_multiple_of(8) - head + chunks * RafsV6InodeChunkAddr::SIZE as u64
+                }
+                _ => shape.inline_tail as u64,
+            };
+            cursor = cursor.next_multiple_of(1 << EROFS_INODE_SLOT_BITS);
+            let fixed = head + if shape.inline_tail > 0 { body } else { 0 };
+            if cursor % BLOCK + fixed > BLOCK && fixed <= BLOCK {
+                cursor = cursor.next_multiple_of(BLOCK);
+            }
+            layout.nid[tree.node(node).inode] = u32::try_from(cursor >> EROFS_INODE_SLOT_BITS)
+                .map_err(|_| Error::bad_input("image", "more than 128 GiB of metadata"))?;
+            cursor += head + body;
+        }
+        // Pass 2: full data blocks of directories and symlinks, in record order.
+        layout.first_data_block = cursor.div_ceil(BLOCK);
+        layout.meta_blocks = layout.first_data_block + full_blocks;
+        Ok(layout)
+    }
+
+    /// Give `node` a record unless its inode (a hardlink group) has one.
+    fn visit(&mut self, node: NodeId) -> Result<()> {
+        self.nodes_total += 1;
+        let inode = self.tree.node(node).inode;
+        self.links[inode] += 1;
+        if self.nid[inode] == 0 {
+            self.nid[inode] = 1;
+            self.records.push(to_u32(node)?);
+        }
+        Ok(())
+    }
+
+    /// The sorted children of directory number `dir` (record order).
+    fn kids(&self, dir: usize) -> &[u32] {
+        &self.kids[self.kid_start[dir] as usize..self.kid_start[dir + 1] as usize]
+    }
+
+    /// The nid of the record of `node`'s inode.
+    fn nid_of(&self, node: NodeId) -> u64 {
+        u64::from(self.nid[self.tree.node(node).inode])
+    }
+
+    /// The shape of `node`'s record; `dir` counts directories in record order and advances
+    /// past this one if it is a directory.
+    fn shape(&self, node: NodeId, dir: &mut usize) -> Result<Shape> {
+        let tree = self.tree;
+        let inode_id = tree.node(node).inode;
+        let inode = tree.inode(inode_id);
+        let xattrs = encode_xattrs(tree, node, &self.paths())?;
+        let (d_size, nlink) = match &inode.data {
+            InodeData::Dir => {
+                let kids = self.kids(*dir);
+                *dir += 1;
+                let subdirs = kids
+                    .iter()
+                    .filter(|&&c| tree.inode_of(c as NodeId).is_dir())
+                    .count();
+                (dir_size(&pack_dirents(tree, kids)), 2 + subdirs as u32)
+            }
+            InodeData::Symlink(target) => {
+                if target.is_empty() {
+                    return Err(Error::bad_input(
+                        format!("entry '{}'", self.paths().path(node)),
+                        "symlink with an empty target",
+                    ));
+                }
+                (target.len() as u64, self.links[inode_id])
+            }
+            _ => (0, self.links[inode_id]),
+        };
+        let size = match &inode.data {
+            InodeData::File(f) => f.size,
+            _ => d_size,
+        };
+        let mut shape = Shape {
+            compact: fits_compact(inode, nlink, size),
+            xattrs,
+            d_size,
+            inline_tail: 0,
+            full_blocks: 0,
+            nlink,
+            size,
+        };
+        let tail = d_size % BLOCK;
+        if tail != 0 && shape.head() + tail <= BLOCK {
+            shape.inline_tail = tail as usize;
+        }
+        shape.full_blocks = (d_size - shape.inline_tail as u64).div_ceil(BLOCK);
+        Ok(shape)
+    }
+
+    fn paths(&self) -> PathNames<'_> {
+        PathNames { layout: self }
+    }
+}
+
+fn to_u32(n: usize) -> Result<u32> {
+    u32::try_from(n).map_err(|_| Error::bad_input("image", "more than 2^32 names or inodes"))
 }
 
 /// Whether an inode can be compact without losing anything: compact inodes have 16-bit owners
@@ -65,8 +349,45 @@ fn fits_compact(inode: &crate::tree::Inode, nlink: u32, size: u64) -> bool {
         )
 }
 
-/// Build the bootstrap bytes.
-pub fn write(input: &BootstrapInput) -> Result<Vec<u8>> {
+/// Writes the bootstrap front to back: every `put` lands at or after the end of the previous
+/// one, and the gaps are zeros.
+struct Emit<'w> {
+    out: &'w mut dyn Write,
+    pos: u64,
+}
+
+impl Emit<'_> {
+    fn put(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
+        self.zeros_to(offset)?;
+        self.write(bytes)
+    }
+
+    fn zeros_to(&mut self, offset: u64) -> Result<()> {
+        if offset < self.pos {
+            return Err(Error::internal(format!(
+                "bootstrap writer: offset {offset:#x} written after {:#x}",
+                self.pos
+            )));
+        }
+        const ZEROS: [u8; 4096] = [0; 4096];
+        while self.pos < offset {
+            let n = (offset - self.pos).min(ZEROS.len() as u64) as usize;
+            self.write(&ZEROS[..n])?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.out
+            .write_all(bytes)
+            .map_err(|e| Error::new(ErrorKind::Io, format!("writing the bootstrap: {e}")))?;
+        self.pos += bytes.len() as u64;
+        Ok(())
+    }
+}
+
+/// Build the bootstrap, writing it to `out` front to back; returns its size.
+pub fn write_to(input: &BootstrapInput, out: &mut dyn Write) -> Result<u64> {
     let tree = input.tree;
     let nblobs = input.blobs.len();
     if nblobs > 255 {
@@ -84,138 +405,13 @@ pub fn write(input: &BootstrapInput) -> Result<Vec<u8>> {
     let meta_addr = (blob_table_offset + blob_table_size + prefetch_size).next_multiple_of(BLOCK);
     let meta_blkaddr = block_number(meta_addr / BLOCK)?;
 
-    // Walk: a directory's record, then its non-directory children, then its subdirectories.
-    let link_counts = tree.link_counts();
-    let mut record_of_inode: Vec<Option<usize>> = vec![None; tree.inode_count()];
-    let mut records: Vec<Record> = Vec::new();
-    // Parent of every node (the root is its own), indexed by node id.
-    let mut parent_of: Vec<NodeId> = vec![NodeId::MAX; tree.node_count()];
-    let mut nodes_total: u64 = 0;
-    let mut dirs = vec![tree.root()];
-    parent_of[tree.root()] = tree.root();
-    let mut visit: Vec<NodeId> = Vec::new();
-    while let Some(dir) = dirs.pop() {
-        visit.push(dir);
-        let mut subdirs = Vec::new();
-        for &child in tree.node(dir).children.values() {
-            parent_of[child] = dir;
-            if tree.inode_of(child).is_dir() {
-                subdirs.push(child);
-            } else {
-                visit.push(child);
-            }
-        }
-        // Reverse so that the stack pops subdirectories in name order.
-        dirs.extend(subdirs.into_iter().rev());
-    }
-    let paths = PathNames::new(tree, &parent_of);
-    records.reserve_exact(visit.len());
-    for &node in &visit {
-        nodes_total += 1;
-        let inode_id = tree.node(node).inode;
-        if record_of_inode[inode_id].is_some() {
-            continue; // Another name of a hardlink group already placed.
-        }
-        record_of_inode[inode_id] = Some(records.len());
-        let inode = tree.inode(inode_id);
-        let xattrs = encode_xattrs(tree, node, &paths)?;
-        let (data, nlink) = match &inode.data {
-            InodeData::Dir => {
-                let subdirs = tree
-                    .node(node)
-                    .children
-                    .values()
-                    .filter(|&&c| tree.inode_of(c).is_dir())
-                    .count();
-                (Vec::new(), 2 + subdirs as u32)
-            }
-            InodeData::Symlink(target) => {
-                if target.is_empty() {
-                    return Err(Error::bad_input(
-                        format!("entry '{}'", paths.path(node)),
-                        "symlink with an empty target",
-                    ));
-                }
-                (target.clone(), link_counts[inode_id])
-            }
-            _ => (Vec::new(), link_counts[inode_id]),
-        };
-        records.push(Record {
-            node,
-            offset: 0,
-            xattrs,
-            data,
-            inline_tail: 0,
-            data_block: None,
-            nlink,
-            ino: u32::try_from(records.len() + 1)
-                .map_err(|_| Error::bad_input("image", "more than 2^32 inodes"))?,
-            compact: false,
-        });
-    }
-
-    // Directory contents depend only on names, so their sizes are known before any nid.
-    let dir_blocks: Vec<Option<Vec<DirBlock>>> = records
-        .iter()
-        .map(|r| {
-            tree.inode_of(r.node)
-                .is_dir()
-                .then(|| pack_dirents(tree, r.node))
-        })
-        .collect();
-
-    // Pass 1: inode records.
-    let mut cursor = BLOCK; // The meta area's first block stays empty: nid 0 breaks readdir.
-    for (i, record) in records.iter_mut().enumerate() {
-        let inode = tree.inode_of(record.node);
-        let d_size = match &dir_blocks[i] {
-            Some(blocks) => dir_size(blocks),
-            None => record.data.len() as u64,
-        };
-        let size = match &inode.data {
-            InodeData::File(f) => f.size,
-            _ => d_size,
-        };
-        record.compact = fits_compact(inode, record.nlink, size);
-        let head = (inode_size(record) + record.xattrs.len()) as u64;
-        let tail = d_size % BLOCK;
-        if tail != 0 && head + tail <= BLOCK {
-            record.inline_tail = tail as usize;
-        }
-        let body = match &inode.data {
-            InodeData::File(f) => {
-                let chunks = f.size.div_ceil(u64::from(input.options.chunk_size));
-                head.next_multiple_of(8) - head + chunks * RafsV6InodeChunkAddr::SIZE as u64
-            }
-            _ => record.inline_tail as u64,
-        };
-        cursor = cursor.next_multiple_of(1 << EROFS_INODE_SLOT_BITS);
-        let fixed = head + if record.inline_tail > 0 { body } else { 0 };
-        if cursor % BLOCK + fixed > BLOCK && fixed <= BLOCK {
-            cursor = cursor.next_multiple_of(BLOCK);
-        }
-        record.offset = cursor;
-        cursor += head + body;
-    }
-    // Pass 2: full data blocks of directories and symlinks.
-    let mut block = cursor.div_ceil(BLOCK);
-    for (i, record) in records.iter_mut().enumerate() {
-        let d_size = match &dir_blocks[i] {
-            Some(blocks) => dir_size(blocks),
-            None => record.data.len() as u64,
-        };
-        let full = (d_size - record.inline_tail as u64).div_ceil(BLOCK);
-        if full > 0 {
-            record.data_block = Some(block);
-            block += full;
-        }
-    }
-    let meta_end = meta_addr + block * BLOCK;
+    let layout = Layout::new(tree, input.options.chunk_size)?;
+    let meta_end = meta_addr + layout.meta_blocks * BLOCK;
 
     // The chunk info table: every chunk a file uses, sorted by digest then blob.
     let mut used: Vec<ChunkIndex> = Vec::new();
-    for record in &records {
-        if let InodeData::File(f) = &tree.inode_of(record.node).data {
+    for &node in &layout.records {
+        if let InodeData::File(f) = &tree.inode_of(node as NodeId).data {
             used.extend_from_slice(&f.chunks);
         }
     }
@@ -229,28 +425,19 @@ pub fn write(input: &BootstrapInput) -> Result<Vec<u8>> {
         let info = input.chunks.get(*c);
         (info.digest, info.blob_index)
     });
+    used.shrink_to_fit();
     let chunk_table_offset = meta_end;
     let chunk_table_size = (used.len() * RafsV5ChunkInfo::SIZE) as u64;
     let total = (chunk_table_offset + chunk_table_size).next_multiple_of(BLOCK);
 
-    let nid_of = |node: NodeId| -> u64 {
-        let r = record_of_inode[tree.node(node).inode].expect("every reachable inode has a record");
-        records[r].offset >> EROFS_INODE_SLOT_BITS
-    };
-
-    let mut out =
-        vec![0u8; usize::try_from(total).map_err(|_| Error::internal("bootstrap too large"))?];
-    let mut put = |offset: u64, bytes: &[u8]| {
-        let at = offset as usize;
-        out[at..at + bytes.len()].copy_from_slice(bytes);
-    };
+    let mut out = Emit { out, pos: 0 };
 
     // Super blocks, device slots, blob table, prefetch table.
-    let has_xattr = records.iter().any(|r| !r.xattrs.is_empty());
+    let root_nid = layout.nid_of(tree.root());
     let sb = RafsV6SuperBlock {
-        s_root_nid: u16::try_from(nid_of(tree.root()))
+        s_root_nid: u16::try_from(root_nid)
             .map_err(|_| Error::internal("root nid does not fit 16 bits"))?,
-        s_inos: nodes_total,
+        s_inos: layout.nodes_total,
         s_blocks: block_number(
             input
                 .blobs
@@ -262,7 +449,7 @@ pub fn write(input: &BootstrapInput) -> Result<Vec<u8>> {
         s_extra_devices: nblobs as u16,
         ..RafsV6SuperBlock::default()
     };
-    put(EROFS_SUPER_OFFSET, &sb.to_bytes());
+    out.put(EROFS_SUPER_OFFSET, &sb.to_bytes())?;
     let mut flags = RAFS_SUPER_FLAG_EXPLICIT_UID_GID
         | match input.options.compressor {
             Compressor::None => RAFS_SUPER_FLAG_COMPRESSION_NONE,
@@ -273,7 +460,7 @@ pub fn write(input: &BootstrapInput) -> Result<Vec<u8>> {
             Digester::Blake3 => RAFS_SUPER_FLAG_HASH_BLAKE3,
             Digester::Sha256 => RAFS_SUPER_FLAG_HASH_SHA256,
         };
-    if has_xattr {
+    if layout.has_xattr {
         flags |= RAFS_SUPER_FLAG_HAS_XATTR;
     }
     if input
@@ -302,18 +489,24 @@ pub fn write(input: &BootstrapInput) -> Result<Vec<u8>> {
         s_prefetch_table_size: prefetch_size as u32,
         ..RafsV6SuperBlockExt::default()
     };
-    put(RAFS_V6_EXT_SUPER_OFFSET, &ext.to_bytes());
-    for (i, blob) in input.blobs.iter().enumerate() {
-        let id = blob_id_field(&blob.id)?;
+    out.put(RAFS_V6_EXT_SUPER_OFFSET, &ext.to_bytes())?;
+    let ids = input
+        .blobs
+        .iter()
+        .map(|b| blob_id_field(&b.id))
+        .collect::<Result<Vec<_>>>()?;
+    for (i, (blob, &id)) in input.blobs.iter().zip(&ids).enumerate() {
         let device = RafsV6Device {
             blob_id: id,
             blocks: block_number(blob.uncompressed_size / BLOCK)?,
             ..RafsV6Device::default()
         };
-        put(
+        out.put(
             EROFS_DEVTABLE_OFFSET + (i * RafsV6Device::SIZE) as u64,
             &device.to_bytes(),
-        );
+        )?;
+    }
+    for (i, (blob, &id)) in input.blobs.iter().zip(&ids).enumerate() {
         let entry = RafsV6Blob {
             blob_id: id,
             blob_index: i as u32,
@@ -332,120 +525,141 @@ pub fn write(input: &BootstrapInput) -> Result<Vec<u8>> {
             blob_toc_digest: blob.toc_digest,
             ..RafsV6Blob::default()
         };
-        put(
+        out.put(
             blob_table_offset + (i * RafsV6Blob::SIZE) as u64,
             &entry.to_bytes(),
-        );
+        )?;
     }
     if prefetch_size > 0 {
         let table = RafsV6PrefetchTable {
-            nids: vec![nid_of(tree.root()) as u32],
+            nids: vec![root_nid as u32],
         };
-        put(blob_table_offset + blob_table_size, &table.to_bytes());
+        out.put(blob_table_offset + blob_table_size, &table.to_bytes())?;
     }
 
-    // Inode records and data blocks.
+    // Inode records, with inline tails.
     let chunk_format = RafsV6InodeChunkHeader::new(u64::from(input.options.chunk_size))?.to_u32();
-    for (i, record) in records.iter().enumerate() {
-        let node = tree.node(record.node);
-        let inode = tree.inode(node.inode);
-        let at = meta_addr + record.offset;
-        let head = inode_size(record) + record.xattrs.len();
-        let data: Vec<u8> = match &dir_blocks[i] {
-            Some(blocks) => encode_dir(tree, blocks, record.node, &parent_of, &nid_of),
-            None => record.data.clone(),
-        };
-        let layout = match &inode.data {
+    let mut buf = Vec::new();
+    let mut dir = 0;
+    let mut next_block = layout.first_data_block;
+    for (record, &node) in layout.records.iter().enumerate() {
+        let node = node as NodeId;
+        let this_dir = dir;
+        let shape = layout.shape(node, &mut dir)?;
+        let inode = tree.inode_of(node);
+        let at = meta_addr + (layout.nid_of(node) << EROFS_INODE_SLOT_BITS);
+        let head = shape.head();
+        let data_block = (shape.full_blocks > 0).then(|| {
+            let block = next_block;
+            next_block += shape.full_blocks;
+            block
+        });
+        // `i_u` of a flat directory or symlink: the absolute block of its first full block (0
+        // when everything is inline).
+        let data_addr = data_block.map_or(Ok(0), |b| block_number(u64::from(meta_blkaddr) + b))?;
+        let layout_bits = match &inode.data {
             InodeData::File(_) => EROFS_INODE_CHUNK_BASED,
-            InodeData::Dir | InodeData::Symlink(_) if record.inline_tail > 0 => {
+            InodeData::Dir | InodeData::Symlink(_) if shape.inline_tail > 0 => {
                 EROFS_INODE_FLAT_INLINE
             }
             _ => EROFS_INODE_FLAT_PLAIN,
         };
-        let (type_bits, size, i_u) = match &inode.data {
-            InodeData::Dir => (
-                libc::S_IFDIR,
-                data.len() as u64,
-                data_addr(record, meta_blkaddr),
-            ),
-            InodeData::Symlink(_) => (
-                libc::S_IFLNK,
-                data.len() as u64,
-                data_addr(record, meta_blkaddr),
-            ),
-            InodeData::File(f) => (libc::S_IFREG, f.size, chunk_format),
+        let (type_bits, i_u) = match &inode.data {
+            InodeData::Dir => (libc::S_IFDIR, data_addr),
+            InodeData::Symlink(_) => (libc::S_IFLNK, data_addr),
+            InodeData::File(_) => (libc::S_IFREG, chunk_format),
             InodeData::CharDevice { major, minor } => {
-                (libc::S_IFCHR, 0, rdev(*major, *minor, &paths, record.node)?)
+                (libc::S_IFCHR, rdev(*major, *minor, &layout.paths(), node)?)
             }
             InodeData::BlockDevice { major, minor } => {
-                (libc::S_IFBLK, 0, rdev(*major, *minor, &paths, record.node)?)
+                (libc::S_IFBLK, rdev(*major, *minor, &layout.paths(), node)?)
             }
-            InodeData::Fifo => (libc::S_IFIFO, 0, 0),
-            InodeData::Socket => (libc::S_IFSOCK, 0, 0),
+            InodeData::Fifo => (libc::S_IFIFO, 0),
+            InodeData::Socket => (libc::S_IFSOCK, 0),
         };
         let i_mode = (type_bits | (inode.meta.mode & 0o7777)) as u16;
-        let i_xattr_icount = xattr_icount(record.xattrs.len())?;
-        if record.compact {
+        let i_xattr_icount = xattr_icount(shape.xattrs.len())?;
+        // `i_ino`: the record's position in record order, from 1.
+        let ino = to_u32(record + 1)?;
+        if shape.compact {
             // fits_compact() checked that every narrowing below is lossless.
             let disk = RafsV6InodeCompact {
-                i_format: i_format(EROFS_INODE_LAYOUT_COMPACT, layout),
+                i_format: i_format(EROFS_INODE_LAYOUT_COMPACT, layout_bits),
                 i_xattr_icount,
                 i_mode,
-                i_nlink: record.nlink as u16,
-                i_size: size as u32,
+                i_nlink: shape.nlink as u16,
+                i_size: shape.size as u32,
                 i_reserved: 0,
                 i_u,
-                i_ino: record.ino,
+                i_ino: ino,
                 i_uid: inode.meta.uid as u16,
                 i_gid: inode.meta.gid as u16,
                 i_reserved2: [0; 4],
             };
-            put(at, &disk.to_bytes());
+            out.put(at, &disk.to_bytes())?;
         } else {
             let disk = RafsV6InodeExtended {
-                i_format: i_format(EROFS_INODE_LAYOUT_EXTENDED, layout),
+                i_format: i_format(EROFS_INODE_LAYOUT_EXTENDED, layout_bits),
                 i_xattr_icount,
                 i_mode,
                 i_reserved: 0,
-                i_size: size,
+                i_size: shape.size,
                 i_u,
-                i_ino: record.ino,
+                i_ino: ino,
                 i_uid: inode.meta.uid,
                 i_gid: inode.meta.gid,
                 // Two's complement: the kernel reads this field as a signed time.
                 i_mtime: inode.meta.mtime as u64,
                 i_mtime_nsec: inode.meta.mtime_nsec,
-                i_nlink: record.nlink,
+                i_nlink: shape.nlink,
                 i_reserved2: [0; 16],
             };
-            put(at, &disk.to_bytes());
+            out.put(at, &disk.to_bytes())?;
         }
-        put(at + inode_size(record) as u64, &record.xattrs);
+        out.put(at + shape.inode_size() as u64, &shape.xattrs)?;
         match &inode.data {
             InodeData::File(f) => {
-                let mut pos = (at + head as u64).next_multiple_of(8);
+                let mut pos = (at + head).next_multiple_of(8);
                 for &c in &f.chunks {
                     let info = input.chunks.get(c);
                     let blk = block_number(info.uncompressed_offset / BLOCK)?;
                     let addr = RafsV6InodeChunkAddr::new(info.blob_index, info.ci_index, blk)?;
-                    put(pos, &addr.to_bytes());
+                    out.put(pos, &addr.to_bytes())?;
                     pos += RafsV6InodeChunkAddr::SIZE as u64;
                 }
             }
-            _ => {
-                let full_len = data.len() - record.inline_tail;
-                if record.inline_tail > 0 {
-                    put(at + head as u64, &data[full_len..]);
-                }
-                if let Some(b) = record.data_block {
-                    put(meta_addr + b * BLOCK, &data[..full_len]);
-                }
+            _ if shape.inline_tail > 0 => {
+                content(&layout, node, this_dir, &shape, Part::Tail, &mut buf);
+                out.put(at + head, &buf)?;
             }
+            _ => {}
         }
     }
 
+    // Full data blocks of directories and symlinks, in record order.
+    let mut dir = 0;
+    let mut next_block = layout.first_data_block;
+    for &node in &layout.records {
+        let node = node as NodeId;
+        if !matches!(
+            tree.inode_of(node).data,
+            InodeData::Dir | InodeData::Symlink(_)
+        ) {
+            continue;
+        }
+        let this_dir = dir;
+        let shape = layout.shape(node, &mut dir)?;
+        if shape.full_blocks > 0 {
+            content(&layout, node, this_dir, &shape, Part::Blocks, &mut buf);
+            out.put(meta_addr + next_block * BLOCK, &buf)?;
+            next_block += shape.full_blocks;
+        }
+    }
+    debug_assert_eq!(next_block, layout.meta_blocks);
+
     // Chunk info table.
-    for (n, &c) in used.iter().enumerate() {
+    out.zeros_to(chunk_table_offset)?;
+    for &c in &used {
         let info = input.chunks.get(c);
         let record = RafsV5ChunkInfo {
             block_id: info.digest,
@@ -463,31 +677,61 @@ pub fn write(input: &BootstrapInput) -> Result<Vec<u8>> {
             index: info.ci_index,
             reserved: 0,
         };
-        put(
-            chunk_table_offset + (n * RafsV5ChunkInfo::SIZE) as u64,
-            &record.to_bytes(),
-        );
+        out.write(&record.to_bytes())?;
     }
-    Ok(out)
+    out.zeros_to(total)?;
+    Ok(total)
 }
 
-/// Bytes of a record's inode.
-fn inode_size(record: &Record) -> usize {
-    if record.compact {
-        RafsV6InodeCompact::SIZE
-    } else {
-        RafsV6InodeExtended::SIZE
+/// Which part of a directory's or symlink's content.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// What sits inline after the inode.
+    Tail,
+    /// The full blocks outside the inode area.
+    Blocks,
+}
+
+/// Put one part of the content of `node` (a directory, number `dir` in record order, or a
+/// symlink) into `buf`.
+fn content(
+    layout: &Layout,
+    node: NodeId,
+    dir: usize,
+    shape: &Shape,
+    part: Part,
+    buf: &mut Vec<u8>,
+) {
+    buf.clear();
+    let tree = layout.tree;
+    let full_len = (shape.d_size - shape.inline_tail as u64) as usize;
+    match &tree.inode_of(node).data {
+        InodeData::Symlink(target) => buf.extend_from_slice(match part {
+            Part::Tail => &target[full_len..],
+            Part::Blocks => &target[..full_len],
+        }),
+        _ => {
+            let blocks = pack_dirents(tree, layout.kids(dir));
+            // The inline tail is the last block (it ends where its names end); without one,
+            // every block goes out of line.
+            let range = match (part, shape.inline_tail > 0) {
+                (Part::Tail, _) => blocks.len() - 1..blocks.len(),
+                (Part::Blocks, true) => 0..blocks.len() - 1,
+                (Part::Blocks, false) => 0..blocks.len(),
+            };
+            let parent = layout.dir_parent[dir] as NodeId;
+            for i in range {
+                encode_dir_block(layout, &blocks[i], node, parent, buf);
+                if i + 1 < blocks.len() {
+                    buf.resize(buf.len().next_multiple_of(BLOCK as usize), 0);
+                }
+            }
+        }
     }
 }
 
 fn block_number(n: u64) -> Result<u32> {
     u32::try_from(n).map_err(|_| Error::bad_input("image", "larger than 16 TiB of blocks"))
-}
-
-/// `i_u` of a flat directory or symlink: the absolute block of its first full block (0 when
-/// everything is inline).
-fn data_addr(record: &Record, meta_blkaddr: u32) -> u32 {
-    record.data_block.map_or(0, |b| meta_blkaddr + b as u32)
 }
 
 fn rdev(major: u32, minor: u32, paths: &PathNames, node: NodeId) -> Result<u32> {
@@ -512,16 +756,18 @@ enum DirTarget {
     Child(NodeId),
 }
 
-/// Sort a directory's entries and pack them into blocks; an entry never straddles two.
-fn pack_dirents(tree: &Tree, dir: NodeId) -> Vec<DirBlock<'_>> {
-    let mut entries: Vec<(&[u8], DirTarget)> =
-        vec![(b".", DirTarget::Itself), (b"..", DirTarget::Parent)];
-    entries.extend(
-        tree.node(dir)
-            .children
-            .iter()
-            .map(|(name, &child)| (&name[..], DirTarget::Child(child))),
-    );
+/// Sort a directory's entries (its children, sorted by name, with `.` and `..`) and pack them
+/// into blocks; an entry never straddles two.
+fn pack_dirents<'t>(tree: &'t Tree, kids: &[u32]) -> Vec<DirBlock<'t>> {
+    let mut entries: Vec<(&[u8], DirTarget)> = Vec::with_capacity(kids.len() + 2);
+    entries.push((b".", DirTarget::Itself));
+    entries.push((b"..", DirTarget::Parent));
+    entries.extend(kids.iter().map(|&c| {
+        (
+            &tree.node(c as NodeId).name[..],
+            DirTarget::Child(c as NodeId),
+        )
+    }));
     entries.sort_by(|a, b| a.0.cmp(b.0));
     let mut blocks = vec![DirBlock {
         entries: Vec::new(),
@@ -548,51 +794,43 @@ fn dir_size(blocks: &[DirBlock]) -> u64 {
     (blocks.len() as u64 - 1) * BLOCK + blocks.last().map_or(0, |b| b.used as u64)
 }
 
-/// The directory's content: each block's dirents then names, blocks padded with zeros except
-/// the last, which ends where its names end.
-fn encode_dir(
-    tree: &Tree,
-    blocks: &[DirBlock],
+/// One block of a directory's content onto `out`: its dirents then its names (not padded).
+fn encode_dir_block(
+    layout: &Layout,
+    block: &DirBlock,
     dir: NodeId,
-    parent_of: &[NodeId],
-    nid_of: &dyn Fn(NodeId) -> u64,
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(blocks.len() * BLOCK as usize);
-    for (i, block) in blocks.iter().enumerate() {
-        let start = out.len();
-        let mut nameoff = block.entries.len() * RafsV6Dirent::SIZE;
-        for (name, target) in &block.entries {
-            let node = match target {
-                DirTarget::Itself => dir,
-                DirTarget::Parent => parent_of[dir],
-                DirTarget::Child(c) => *c,
-            };
-            let file_type = match &tree.inode_of(node).data {
-                InodeData::Dir => EROFS_FT_DIR,
-                InodeData::File(_) => EROFS_FT_REG_FILE,
-                InodeData::Symlink(_) => EROFS_FT_SYMLINK,
-                InodeData::CharDevice { .. } => EROFS_FT_CHRDEV,
-                InodeData::BlockDevice { .. } => EROFS_FT_BLKDEV,
-                InodeData::Fifo => EROFS_FT_FIFO,
-                InodeData::Socket => EROFS_FT_SOCK,
-            };
-            let dirent = RafsV6Dirent {
-                e_nid: nid_of(node),
-                e_nameoff: nameoff as u16,
-                e_file_type: file_type,
-                e_reserved: 0,
-            };
-            out.extend_from_slice(&dirent.to_bytes());
-            nameoff += name.len();
-        }
-        for (name, _) in &block.entries {
-            out.extend_from_slice(name);
-        }
-        if i + 1 < blocks.len() {
-            out.resize(start + BLOCK as usize, 0);
-        }
+    parent: NodeId,
+    out: &mut Vec<u8>,
+) {
+    let tree = layout.tree;
+    let mut nameoff = block.entries.len() * RafsV6Dirent::SIZE;
+    for (name, target) in &block.entries {
+        let node = match target {
+            DirTarget::Itself => dir,
+            DirTarget::Parent => parent,
+            DirTarget::Child(c) => *c,
+        };
+        let file_type = match &tree.inode_of(node).data {
+            InodeData::Dir => EROFS_FT_DIR,
+            InodeData::File(_) => EROFS_FT_REG_FILE,
+            InodeData::Symlink(_) => EROFS_FT_SYMLINK,
+            InodeData::CharDevice { .. } => EROFS_FT_CHRDEV,
+            InodeData::BlockDevice { .. } => EROFS_FT_BLKDEV,
+            InodeData::Fifo => EROFS_FT_FIFO,
+            InodeData::Socket => EROFS_FT_SOCK,
+        };
+        let dirent = RafsV6Dirent {
+            e_nid: layout.nid_of(node),
+            e_nameoff: nameoff as u16,
+            e_file_type: file_type,
+            e_reserved: 0,
+        };
+        out.extend_from_slice(&dirent.to_bytes());
+        nameoff += name.len();
     }
-    out
+    for (name, _) in &block.entries {
+        out.extend_from_slice(name);
+    }
 }
 
 /// The inline xattr area of a node's inode, entries sorted by name so output is deterministic.
@@ -632,23 +870,38 @@ fn encode_xattrs(tree: &Tree, node: NodeId, paths: &PathNames) -> Result<Vec<u8>
     Ok(out)
 }
 
-/// Paths of nodes, rebuilt from parent links, for error messages only.
+/// Paths of nodes, for error messages only: a node's parent is found by searching the sorted
+/// children lists, which is slow and happens at most once per run.
 struct PathNames<'a> {
-    tree: &'a Tree,
-    parent_of: &'a [NodeId],
+    layout: &'a Layout<'a>,
 }
 
-impl<'a> PathNames<'a> {
-    fn new(tree: &'a Tree, parent_of: &'a [NodeId]) -> PathNames<'a> {
-        PathNames { tree, parent_of }
-    }
-
+impl PathNames<'_> {
     fn path(&self, mut node: NodeId) -> ImagePath {
+        let layout = self.layout;
+        let tree = layout.tree;
         let mut names = Vec::new();
-        while node != self.tree.root() {
-            names.push(self.tree.node(node).name.clone());
-            node = self.parent_of[node];
+        while node != tree.root() {
+            names.push(tree.node(node).name.clone());
+            let dir =
+                (0..layout.kid_start.len() - 1).find(|&d| layout.kids(d).contains(&(node as u32)));
+            // Directories are listed before their children are placed: a node being placed
+            // is always found.
+            let Some(dir) = dir else { break };
+            node = layout.dir_node(dir);
         }
         names.iter().rev().fold(ImagePath::root(), |p, n| p.join(n))
+    }
+}
+
+impl Layout<'_> {
+    /// The node of directory number `dir` (record order).
+    fn dir_node(&self, dir: usize) -> NodeId {
+        self.records
+            .iter()
+            .map(|&n| n as NodeId)
+            .filter(|&n| self.tree.inode_of(n).is_dir())
+            .nth(dir)
+            .expect("every listed directory has a record")
     }
 }
