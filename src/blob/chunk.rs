@@ -5,8 +5,6 @@
 //! with the same content (in that layer or an upper one) refers to the same [`ChunkInfo`] by its
 //! [`ChunkIndex`].
 
-use std::collections::HashMap;
-
 use super::ondisk::{
     COMPRESSOR_LZ4_BLOCK, COMPRESSOR_NONE, COMPRESSOR_ZSTD, DIGESTER_BLAKE3, DIGESTER_SHA256,
 };
@@ -100,11 +98,38 @@ pub struct ChunkInfo {
 /// Each chunk of each file gets an entry, in the order files are read, the moment it is read:
 /// that is what lets the parallel blob writer hand back a file's chunk list before its chunks
 /// are digested. The entry is filled once the chunk is stored; a chunk found to repeat an earlier
-/// one becomes an alias, a copy of the entry that holds its bytes.
+/// one becomes an alias, an entry equal to the one that holds its bytes.
+///
+/// An image of 200,000 small files has 200,000 entries, so they are kept dense: an entry is the
+/// position of its description (4 bytes; aliases share the stored chunk's description), and the
+/// dedup index is an open-addressing table of entry numbers (about 8 bytes per stored chunk),
+/// whose keys are read from the descriptions themselves.
 #[derive(Debug, Default)]
 pub struct ChunkTable {
-    chunks: Vec<Option<ChunkInfo>>,
-    by_content: HashMap<([u8; 32], u32), ChunkIndex>,
+    /// Per entry: the position of its description in `infos`, or [`UNFILLED`].
+    entries: Vec<u32>,
+    /// The distinct descriptions, in the order they were filled.
+    infos: Vec<ChunkInfo>,
+    /// Dedup index by (digest, uncompressed size): entry number + 1 of the stored chunk, 0 for
+    /// a free slot. Its length is 0 or a power of two, at most half full.
+    by_content: Vec<u32>,
+    /// Used slots of `by_content`.
+    indexed: usize,
+}
+
+/// An entry reserved and not filled yet.
+const UNFILLED: u32 = u32::MAX;
+
+/// Where to start looking for a key in a dedup index of `mask + 1` slots. Digests are
+/// cryptographic, but tests use made-up ones: every byte counts.
+fn slot_of(digest: &[u8; 32], uncompressed_size: u32, mask: usize) -> usize {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h = u64::from(uncompressed_size).wrapping_mul(K);
+    for word in digest.chunks_exact(8) {
+        let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+        h = (h ^ word).wrapping_mul(K).rotate_left(31);
+    }
+    (h ^ (h >> 29)) as usize & mask
 }
 
 impl ChunkTable {
@@ -115,24 +140,81 @@ impl ChunkTable {
 
     /// The stored chunk with this digest and uncompressed size, if there is one.
     pub fn find(&self, digest: &[u8; 32], uncompressed_size: u32) -> Option<ChunkIndex> {
-        self.by_content.get(&(*digest, uncompressed_size)).copied()
+        self.find_slot(digest, uncompressed_size)
+            .ok()
+            .map(|slot| self.by_content[slot] - 1)
+    }
+
+    /// The dedup index slot holding this key (`Ok`), or the free slot where it would go
+    /// (`Err`; `usize::MAX` when the index is empty).
+    fn find_slot(&self, digest: &[u8; 32], uncompressed_size: u32) -> Result<usize, usize> {
+        if self.by_content.is_empty() {
+            return Err(usize::MAX);
+        }
+        let mask = self.by_content.len() - 1;
+        let mut slot = slot_of(digest, uncompressed_size, mask);
+        loop {
+            match self.by_content[slot] {
+                0 => return Err(slot),
+                entry => {
+                    let info = self.get(entry - 1);
+                    if info.digest == *digest && info.uncompressed_size == uncompressed_size {
+                        return Ok(slot);
+                    }
+                }
+            }
+            slot = (slot + 1) & mask;
+        }
+    }
+
+    /// Index entry `index` (already filled) under its content, replacing what had that key.
+    fn index_content(&mut self, index: ChunkIndex) {
+        if (self.indexed + 1) * 2 > self.by_content.len() {
+            let old = std::mem::take(&mut self.by_content);
+            self.by_content = vec![0; (old.len() * 2).max(64)];
+            self.indexed = 0;
+            for entry in old.into_iter().filter(|&e| e != 0) {
+                self.index_content(entry - 1);
+            }
+        }
+        let info = self.get(index);
+        match self.find_slot(&info.digest, info.uncompressed_size) {
+            Ok(slot) => self.by_content[slot] = index + 1,
+            Err(slot) => {
+                self.by_content[slot] = index + 1;
+                self.indexed += 1;
+            }
+        }
     }
 
     /// Take the next index for a chunk whose description comes later, by [`fill`](Self::fill).
     pub fn reserve(&mut self) -> ChunkIndex {
-        let index = ChunkIndex::try_from(self.chunks.len()).expect("fewer than 2^32 chunks");
-        self.chunks.push(None);
+        // The last index stays free: entry numbers + 1 must fit the dedup index.
+        let index = ChunkIndex::try_from(self.entries.len())
+            .ok()
+            .filter(|&i| i < u32::MAX - 1)
+            .expect("fewer than 2^32 - 1 chunks");
+        self.entries.push(UNFILLED);
         index
     }
 
     /// Describe a reserved chunk. With `stored`, it is the chunk that holds these bytes and later
     /// chunks with the same content are found through it; otherwise it is an alias.
     pub fn fill(&mut self, index: ChunkIndex, chunk: ChunkInfo, stored: bool) {
-        if stored {
-            self.by_content
-                .insert((chunk.digest, chunk.uncompressed_size), index);
+        if !stored
+            && let Some(found) = self.find(&chunk.digest, chunk.uncompressed_size)
+            && *self.get(found) == chunk
+        {
+            // An alias: the same description as the stored chunk, shared.
+            self.entries[index as usize] = self.entries[found as usize];
+            return;
         }
-        self.chunks[index as usize] = Some(chunk);
+        let position = u32::try_from(self.infos.len()).expect("fewer than 2^32 chunks");
+        self.infos.push(chunk);
+        self.entries[index as usize] = position;
+        if stored {
+            self.index_content(index);
+        }
     }
 
     /// Record a newly stored chunk and return its index ([`reserve`](Self::reserve) and
@@ -146,19 +228,19 @@ impl ChunkTable {
     /// A chunk by index. Panics if it was reserved and never filled: every chunk of a file is
     /// filled before its blob's data ends, so that would be a bug.
     pub fn get(&self, index: ChunkIndex) -> &ChunkInfo {
-        self.chunks[index as usize]
-            .as_ref()
-            .expect("chunk filled before it is read")
+        let position = self.entries[index as usize];
+        assert!(position != UNFILLED, "chunk filled before it is read");
+        &self.infos[position as usize]
     }
 
     /// Number of entries (stored chunks and aliases).
     pub fn len(&self) -> usize {
-        self.chunks.len()
+        self.entries.len()
     }
 
     /// Whether the table has no entry.
     pub fn is_empty(&self) -> bool {
-        self.chunks.is_empty()
+        self.entries.is_empty()
     }
 }
 
@@ -188,3 +270,61 @@ pub struct BlobInfo {
 /// The placeholder blob id of a blob's own inlined bootstrap.
 pub const INLINED_BLOB_ID_PLACEHOLDER: &str =
     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(n: u32, size: u32) -> ChunkInfo {
+        let mut digest = [0; 32];
+        digest[..4].copy_from_slice(&n.to_le_bytes());
+        ChunkInfo {
+            digest,
+            blob_index: n % 3,
+            ci_index: n,
+            compressed_offset: u64::from(n) * 10,
+            compressed_size: size / 2,
+            uncompressed_offset: u64::from(n) * 4096,
+            uncompressed_size: size,
+            compressed: n.is_multiple_of(2),
+            file_offset: 0,
+        }
+    }
+
+    #[test]
+    fn stored_chunks_are_found_by_content_and_aliases_share_them() {
+        let mut table = ChunkTable::new();
+        let mut stored = Vec::new();
+        for n in 0..10_000 {
+            stored.push(table.push(chunk(n, 4096)));
+        }
+        // Same digest, another size: another chunk.
+        let other = table.push(chunk(7, 100));
+        assert_eq!(table.find(&chunk(7, 100).digest, 100), Some(other));
+        for n in 0..10_000 {
+            let c = chunk(n, 4096);
+            let found = table.find(&c.digest, 4096).expect("stored");
+            assert_eq!(found, stored[n as usize]);
+            assert_eq!(*table.get(found), c);
+        }
+        assert_eq!(table.find(&chunk(10_000, 4096).digest, 4096), None);
+        assert_eq!(table.find(&chunk(1, 4096).digest, 100), None);
+
+        let alias = table.reserve();
+        let reserved = table.reserve();
+        table.fill(alias, chunk(5, 4096), false);
+        assert_eq!(*table.get(alias), chunk(5, 4096));
+        assert_eq!(table.find(&chunk(5, 4096).digest, 4096), Some(stored[5]));
+        // An alias that differs from the stored chunk keeps its own description.
+        let mut odd = chunk(6, 4096);
+        odd.file_offset = 1 << 20;
+        table.fill(reserved, odd.clone(), false);
+        assert_eq!(*table.get(reserved), odd);
+        assert_eq!(*table.get(stored[6]), chunk(6, 4096));
+        assert_eq!(table.len(), 10_003);
+
+        // Storing the same content again makes the newer entry the one found.
+        let again = table.push(chunk(9, 4096));
+        assert_eq!(table.find(&chunk(9, 4096).digest, 4096), Some(again));
+    }
+}
