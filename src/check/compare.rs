@@ -281,10 +281,10 @@ fn canon_tree(tree: &Tree, sink: &HashSink) -> BTreeMap<Vec<u8>, Canon> {
     let mut stack = vec![(b"/".to_vec(), tree.root())];
     let mut inode_of_path = Vec::new();
     while let Some((path, node)) = stack.pop() {
-        let n = tree.node(node);
-        let inode = tree.inode(n.inode);
+        let n_inode = tree.node_inode(node);
+        let inode = tree.inode(n_inode);
         let mut subdirs = 0;
-        for (name, &child) in &n.children {
+        for (name, child) in tree.children(node) {
             let mut p = if path == b"/" {
                 Vec::new()
             } else {
@@ -302,7 +302,7 @@ fn canon_tree(tree: &Tree, sink: &HashSink) -> BTreeMap<Vec<u8>, Canon> {
             InodeData::File(d) => (
                 "file",
                 Some(d.size),
-                counts[n.inode],
+                counts[n_inode],
                 None,
                 Vec::new(),
                 d.chunks
@@ -313,7 +313,7 @@ fn canon_tree(tree: &Tree, sink: &HashSink) -> BTreeMap<Vec<u8>, Canon> {
             InodeData::Symlink(t) => (
                 "symlink",
                 Some(t.len() as u64),
-                counts[n.inode],
+                counts[n_inode],
                 None,
                 t.clone(),
                 Vec::new(),
@@ -321,7 +321,7 @@ fn canon_tree(tree: &Tree, sink: &HashSink) -> BTreeMap<Vec<u8>, Canon> {
             InodeData::CharDevice { major, minor } => (
                 "char device",
                 Some(0),
-                counts[n.inode],
+                counts[n_inode],
                 Some((*major, *minor)),
                 Vec::new(),
                 Vec::new(),
@@ -329,7 +329,7 @@ fn canon_tree(tree: &Tree, sink: &HashSink) -> BTreeMap<Vec<u8>, Canon> {
             InodeData::BlockDevice { major, minor } => (
                 "block device",
                 Some(0),
-                counts[n.inode],
+                counts[n_inode],
                 Some((*major, *minor)),
                 Vec::new(),
                 Vec::new(),
@@ -337,7 +337,7 @@ fn canon_tree(tree: &Tree, sink: &HashSink) -> BTreeMap<Vec<u8>, Canon> {
             InodeData::Fifo => (
                 "fifo",
                 Some(0),
-                counts[n.inode],
+                counts[n_inode],
                 None,
                 Vec::new(),
                 Vec::new(),
@@ -345,18 +345,18 @@ fn canon_tree(tree: &Tree, sink: &HashSink) -> BTreeMap<Vec<u8>, Canon> {
             InodeData::Socket => (
                 "socket",
                 Some(0),
-                counts[n.inode],
+                counts[n_inode],
                 None,
                 Vec::new(),
                 Vec::new(),
             ),
         };
         if !inode.is_dir() {
-            let first = first_path.entry(n.inode).or_insert_with(|| path.clone());
+            let first = first_path.entry(n_inode).or_insert_with(|| path.clone());
             if path < *first {
                 *first = path.clone();
             }
-            inode_of_path.push((path.clone(), n.inode));
+            inode_of_path.push((path.clone(), n_inode));
         }
         let m = &inode.meta;
         out.insert(

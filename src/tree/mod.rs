@@ -92,15 +92,27 @@ impl Inode {
     }
 }
 
-/// A name in a directory.
+/// A name in a directory, packed: an image may hold hundreds of thousands of them.
+///
+/// A directory's children are a list threaded through `first_child` and `next`, newest first,
+/// which may still hold names removed or replaced since (`live` false); lookups by name go
+/// through the tree's hash index, and listings are sorted when asked for.
 #[derive(Clone, Debug)]
-pub struct Node {
-    /// The name (empty for the root).
-    pub name: Vec<u8>,
-    pub inode: InodeId,
-    /// The entries of a directory, sorted by name bytes; empty for everything else.
-    pub children: BTreeMap<Vec<u8>, NodeId>,
+struct Node {
+    /// The name: `name_len` bytes of the tree's name arena from `name_off` (empty for the
+    /// root).
+    name_off: u32,
+    parent: u32,
+    inode: u32,
+    first_child: u32,
+    next: u32,
+    name_len: u16,
+    /// Whether the name is still in its directory.
+    live: bool,
 }
+
+/// No node (end of a child list).
+const NO_NODE: u32 = u32::MAX;
 
 /// What one tar entry of a layer says, already decoded and with its file content chunked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,6 +134,14 @@ pub enum EntryKind {
 #[derive(Clone, Debug)]
 pub struct Tree {
     nodes: Vec<Node>,
+    /// Every name ever attached, back to back.
+    names: Vec<u8>,
+    /// Hash index of names by (directory, name): node id + 1 of the latest node attached under
+    /// that key (live or not), 0 for a free slot. Its length is 0 or a power of two, at most
+    /// half full.
+    index: Vec<u32>,
+    /// Used slots of `index`.
+    indexed: usize,
     inodes: Vec<Inode>,
 }
 
@@ -131,15 +151,37 @@ impl Default for Tree {
     }
 }
 
+/// Where to start looking for (`dir`, `name`) in an index of `mask + 1` slots (FxHash-like).
+fn slot_of(dir: u32, name: &[u8], mask: usize) -> usize {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h = u64::from(dir).wrapping_mul(K);
+    let mut words = name.chunks_exact(8);
+    for word in &mut words {
+        let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+        h = (h.rotate_left(5) ^ word).wrapping_mul(K);
+    }
+    let mut last = [0u8; 8];
+    last[..words.remainder().len()].copy_from_slice(words.remainder());
+    h = (h.rotate_left(5) ^ u64::from_le_bytes(last) ^ name.len() as u64).wrapping_mul(K);
+    (h ^ (h >> 32)) as usize & mask
+}
+
 impl Tree {
     /// An image with nothing but its root directory (0755, owned by root).
     pub fn new() -> Tree {
         Tree {
             nodes: vec![Node {
-                name: Vec::new(),
+                name_off: 0,
+                parent: 0,
                 inode: 0,
-                children: BTreeMap::new(),
+                first_child: NO_NODE,
+                next: NO_NODE,
+                name_len: 0,
+                live: true,
             }],
+            names: Vec::new(),
+            index: Vec::new(),
+            indexed: 0,
             inodes: vec![Inode {
                 meta: Metadata::implied_dir(),
                 data: InodeData::Dir,
@@ -152,9 +194,91 @@ impl Tree {
         0
     }
 
-    /// A node by id.
-    pub fn node(&self, id: NodeId) -> &Node {
-        &self.nodes[id]
+    /// The name of a node (empty for the root).
+    pub fn name(&self, node: NodeId) -> &[u8] {
+        let n = &self.nodes[node];
+        &self.names[n.name_off as usize..n.name_off as usize + usize::from(n.name_len)]
+    }
+
+    /// The inode a node names.
+    pub fn node_inode(&self, node: NodeId) -> InodeId {
+        self.nodes[node].inode as InodeId
+    }
+
+    /// The directory holding a node (the root is its own parent).
+    pub fn parent(&self, node: NodeId) -> NodeId {
+        self.nodes[node].parent as NodeId
+    }
+
+    /// The entries of a directory, sorted by name bytes (nothing for anything else).
+    pub fn children(&self, dir: NodeId) -> Vec<(&[u8], NodeId)> {
+        let mut out: Vec<(&[u8], NodeId)> =
+            self.live_children(dir).map(|c| (self.name(c), c)).collect();
+        out.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        out
+    }
+
+    /// The entries of a directory, in no particular order.
+    fn live_children(&self, dir: NodeId) -> impl Iterator<Item = NodeId> + '_ {
+        let mut next = self.nodes[dir].first_child;
+        std::iter::from_fn(move || {
+            while next != NO_NODE {
+                let node = next as NodeId;
+                next = self.nodes[node].next;
+                if self.nodes[node].live {
+                    return Some(node);
+                }
+            }
+            None
+        })
+    }
+
+    /// The entry `name` of directory `dir`.
+    pub fn child(&self, dir: NodeId, name: &[u8]) -> Option<NodeId> {
+        self.find_slot(dir, name)
+            .ok()
+            .map(|slot| self.index[slot] as NodeId - 1)
+            .filter(|&node| self.nodes[node].live)
+    }
+
+    /// The index slot of (`dir`, `name`) (`Ok`), or the free slot where it would go (`Err`).
+    fn find_slot(&self, dir: NodeId, name: &[u8]) -> Result<usize, usize> {
+        if self.index.is_empty() {
+            return Err(usize::MAX);
+        }
+        let mask = self.index.len() - 1;
+        let mut slot = slot_of(dir as u32, name, mask);
+        loop {
+            match self.index[slot] {
+                0 => return Err(slot),
+                n => {
+                    let node = n as NodeId - 1;
+                    if self.nodes[node].parent as NodeId == dir && self.name(node) == name {
+                        return Ok(slot);
+                    }
+                }
+            }
+            slot = (slot + 1) & mask;
+        }
+    }
+
+    /// Index `node` under its directory and name, replacing what had that key.
+    fn index_node(&mut self, node: NodeId) {
+        if (self.indexed + 1) * 2 > self.index.len() {
+            let old = std::mem::take(&mut self.index);
+            self.index = vec![0; (old.len() * 2).max(64)];
+            self.indexed = 0;
+            for n in old.into_iter().filter(|&n| n != 0) {
+                self.index_node(n as NodeId - 1);
+            }
+        }
+        match self.find_slot(self.nodes[node].parent as NodeId, self.name(node)) {
+            Ok(slot) => self.index[slot] = node as u32 + 1,
+            Err(slot) => {
+                self.index[slot] = node as u32 + 1;
+                self.indexed += 1;
+            }
+        }
     }
 
     /// An inode by id.
@@ -174,14 +298,14 @@ impl Tree {
 
     /// The inode a node names.
     pub fn inode_of(&self, node: NodeId) -> &Inode {
-        &self.inodes[self.nodes[node].inode]
+        &self.inodes[self.nodes[node].inode as usize]
     }
 
     /// Find the node at `path`, without following symlinks.
     pub fn lookup(&self, path: &ImagePath) -> Option<NodeId> {
         let mut id = self.root();
         for name in path.components() {
-            id = *self.nodes[id].children.get(name)?;
+            id = self.child(id, name)?;
         }
         Some(id)
     }
@@ -192,9 +316,8 @@ impl Tree {
         let mut counts = vec![0u32; self.inodes.len()];
         let mut stack = vec![self.root()];
         while let Some(id) = stack.pop() {
-            let node = &self.nodes[id];
-            counts[node.inode] += 1;
-            stack.extend(node.children.values().copied());
+            counts[self.node_inode(id)] += 1;
+            stack.extend(self.live_children(id));
         }
         counts
     }
@@ -241,7 +364,7 @@ impl Tree {
                 && self.resolve_link_target(target)?.is_none()
                 && let Some(found) = lower.resolve_link_target(target)?
             {
-                let lower_inode = lower.nodes[found].inode;
+                let lower_inode = lower.node_inode(found);
                 if let Some(&copy) = copies.get(&lower_inode) {
                     self.link_inode(&entry.path, copy)?;
                     continue;
@@ -251,7 +374,7 @@ impl Tree {
                 entry.kind = EntryKind::Inode(inode.data);
                 self.add(entry.clone())?;
                 let node = self.resolve_link_target(&entry.path)?.expect("just added");
-                copies.insert(lower_inode, self.nodes[node].inode);
+                copies.insert(lower_inode, self.node_inode(node));
                 continue;
             }
             self.add(entry)?;
@@ -265,11 +388,15 @@ impl Tree {
             return Ok(()); // Hides something that does not exist below: nothing to do.
         };
         if name == OPAQUE_WHITEOUT {
-            self.nodes[dir].children.clear();
-        } else {
-            self.nodes[dir]
-                .children
-                .remove(&name[WHITEOUT_PREFIX.len()..]);
+            let mut next = self.nodes[dir].first_child;
+            while next != NO_NODE {
+                let node = &mut self.nodes[next as usize];
+                node.live = false;
+                next = node.next;
+            }
+            self.nodes[dir].first_child = NO_NODE;
+        } else if let Some(node) = self.child(dir, &name[WHITEOUT_PREFIX.len()..]) {
+            self.nodes[node].live = false;
         }
         Ok(())
     }
@@ -280,7 +407,8 @@ impl Tree {
             // The root itself: only its metadata can change.
             return match kind {
                 EntryKind::Inode(InodeData::Dir) => {
-                    self.inodes[self.nodes[0].inode].meta = meta;
+                    let root = self.node_inode(self.root());
+                    self.inodes[root].meta = meta;
                     Ok(())
                 }
                 _ => Err(Error::bad_input(
@@ -290,7 +418,7 @@ impl Tree {
             };
         };
         let parent = self.make_parents(&path)?;
-        let existing = self.nodes[parent].children.get(&name).copied();
+        let existing = self.child(parent, &name);
         let inode = match kind {
             EntryKind::Hardlink(target) => {
                 let found = self.resolve_link_target(&target)?.ok_or_else(|| {
@@ -310,14 +438,14 @@ impl Tree {
                 if existing == Some(found) {
                     return Ok(()); // A name linked to itself changes nothing.
                 }
-                self.nodes[found].inode
+                self.node_inode(found)
             }
             EntryKind::Inode(InodeData::Dir) => {
                 if let Some(id) = existing.filter(|&id| self.inode_of(id).is_dir()) {
                     // A directory listed again keeps its entries and takes the new metadata.
                     // Its inode is shared by no one (directories have no hardlinks), so update
                     // it in place.
-                    let inode = self.nodes[id].inode;
+                    let inode = self.node_inode(id);
                     self.inodes[inode].meta = meta;
                     return Ok(());
                 }
@@ -325,19 +453,39 @@ impl Tree {
             }
             EntryKind::Inode(data) => self.push_inode(meta, data),
         };
-        self.attach(parent, name, inode);
-        Ok(())
+        self.attach(parent, &name, inode)
     }
 
     /// A new name `name` in directory `parent` for `inode`, replacing what had that name.
-    fn attach(&mut self, parent: NodeId, name: Vec<u8>, inode: InodeId) {
-        let node = self.nodes.len();
+    fn attach(&mut self, parent: NodeId, name: &[u8], inode: InodeId) -> Result<()> {
+        if let Some(old) = self.child(parent, name) {
+            self.nodes[old].live = false;
+        }
+        let too_many = || Error::bad_input("image", "more than 2^32 names or 4 GiB of names");
+        let node = u32::try_from(self.nodes.len())
+            .ok()
+            .filter(|&n| n < NO_NODE - 1)
+            .ok_or_else(too_many)?;
+        let name_off = u32::try_from(self.names.len()).map_err(|_| too_many())?;
+        let name_len = u16::try_from(name.len()).map_err(|_| {
+            Error::bad_input(
+                format!("name '{}'", name.escape_ascii()),
+                "longer than 65535 bytes",
+            )
+        })?;
+        self.names.extend_from_slice(name);
         self.nodes.push(Node {
-            name: name.clone(),
-            inode,
-            children: BTreeMap::new(),
+            name_off,
+            parent: parent as u32,
+            inode: u32::try_from(inode).map_err(|_| too_many())?,
+            first_child: NO_NODE,
+            next: self.nodes[parent].first_child,
+            name_len,
+            live: true,
         });
-        self.nodes[parent].children.insert(name, node);
+        self.nodes[parent].first_child = node;
+        self.index_node(node as NodeId);
+        Ok(())
     }
 
     fn push_inode(&mut self, meta: Metadata, data: InodeData) -> InodeId {
@@ -354,8 +502,7 @@ impl Tree {
     fn link_inode(&mut self, path: &ImagePath, inode: InodeId) -> Result<()> {
         let name = path.file_name().expect("a link has a name").to_vec();
         let parent = self.make_parents(path)?;
-        self.attach(parent, name, inode);
-        Ok(())
+        self.attach(parent, &name, inode)
     }
 
     /// The node a hardlink's target names: its parent directories resolved as for any entry,
@@ -366,7 +513,7 @@ impl Tree {
             return Ok(Some(self.root()));
         };
         let found = self.walk_dir(target, &mut |_, _| {})?;
-        Ok(found.and_then(|dir| self.nodes[dir].children.get(name).copied()))
+        Ok(found.and_then(|dir| self.child(dir, name)))
     }
 
     /// The directory holding `path`'s last component, resolved as container runtimes resolve
@@ -390,13 +537,7 @@ impl Tree {
             }
             let (dir, name) = missing.expect("a walk stops only at a missing directory");
             let inode = self.push_inode(Metadata::implied_dir(), InodeData::Dir);
-            let child = self.nodes.len();
-            self.nodes.push(Node {
-                name: name.clone(),
-                inode,
-                children: BTreeMap::new(),
-            });
-            self.nodes[dir].children.insert(name, child);
+            self.attach(dir, &name, inode)?;
         }
     }
 
@@ -426,7 +567,7 @@ impl Tree {
                 _ => {}
             }
             let dir = *stack.last().expect("the root stays");
-            let Some(&child) = self.nodes[dir].children.get(&name) else {
+            let Some(child) = self.child(dir, &name) else {
                 missing(dir, &name);
                 return Ok(None);
             };
@@ -465,7 +606,7 @@ impl Tree {
     fn stack_path(&self, stack: &[NodeId], name: &[u8]) -> ImagePath {
         stack[1..]
             .iter()
-            .fold(ImagePath::root(), |p, &id| p.join(&self.nodes[id].name))
+            .fold(ImagePath::root(), |p, &id| p.join(self.name(id)))
             .join(name)
     }
 }
@@ -513,7 +654,7 @@ mod tests {
         let mut out = Vec::new();
         let mut stack = vec![(tree.root(), String::new())];
         while let Some((id, prefix)) = stack.pop() {
-            for (name, &child) in &tree.node(id).children {
+            for (name, child) in tree.children(id) {
                 let path = format!("{prefix}/{}", String::from_utf8_lossy(name));
                 let what = match &tree.inode_of(child).data {
                     InodeData::File(f) => f.size.to_string(),
@@ -589,15 +730,13 @@ mod tests {
             tree.lookup(&ImagePath::parse(b"a").unwrap()).unwrap(),
             tree.lookup(&ImagePath::parse(b"b").unwrap()).unwrap(),
         );
-        assert_eq!(tree.node(a).inode, tree.node(b).inode);
-        assert_eq!(tree.link_counts()[tree.node(a).inode], 2);
+        assert_eq!(tree.node_inode(a), tree.node_inode(b));
+        assert_eq!(tree.link_counts()[tree.node_inode(a)], 2);
 
         // An upper layer links to the lower file, then overwrites the original name.
         tree.apply(vec![link("c", "b"), file("a", 9)]).unwrap();
         let counts = tree.link_counts();
-        let b_inode = tree
-            .node(tree.lookup(&ImagePath::parse(b"b").unwrap()).unwrap())
-            .inode;
+        let b_inode = tree.node_inode(tree.lookup(&ImagePath::parse(b"b").unwrap()).unwrap());
         assert_eq!(counts[b_inode], 2, "b and c still share the old inode");
         assert_eq!(paths(&tree), ["/a:9", "/b:4", "/c:4"]);
     }
@@ -661,6 +800,39 @@ mod tests {
     }
 
     #[test]
+    fn names_removed_and_added_again_through_many_layers() {
+        let mut tree = tree_of(vec![
+            (0..3000).map(|n| file(&format!("d/f{n}"), n)).collect(),
+        ]);
+        // Removed by a whiteout, then by an opaque directory, and added again each time.
+        tree.apply(vec![file("d/.wh.f7", 0), file("d/f7", 70)])
+            .unwrap();
+        assert_eq!(
+            tree.children(tree.lookup(&ImagePath::parse(b"d").unwrap()).unwrap())
+                .len(),
+            3000
+        );
+        tree.apply(vec![
+            file("d/.wh..wh..opq", 0),
+            file("d/f9", 90),
+            file("d/g", 1),
+        ])
+        .unwrap();
+        assert_eq!(paths(&tree), ["/d/f9:90", "/d/g:1", "/d:dir"]);
+        assert!(tree.lookup(&ImagePath::parse(b"d/f7").unwrap()).is_none());
+        tree.apply(vec![file("d/f7", 71), file("d/.wh.g", 0)])
+            .unwrap();
+        assert_eq!(paths(&tree), ["/d/f7:71", "/d/f9:90", "/d:dir"]);
+        let d = tree.lookup(&ImagePath::parse(b"d").unwrap()).unwrap();
+        let names: Vec<&[u8]> = tree.children(d).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, [&b"f7"[..], b"f9"]);
+        assert_eq!(
+            tree.parent(tree.lookup(&ImagePath::parse(b"d/f7").unwrap()).unwrap()),
+            d
+        );
+    }
+
+    #[test]
     fn a_layer_tree_copies_a_lower_hardlink_target() {
         let lower = tree_of(vec![vec![file("a", 4)]]);
         let mut layer = Tree::new();
@@ -672,6 +844,6 @@ mod tests {
             layer.lookup(&ImagePath::parse(b"b").unwrap()).unwrap(),
             layer.lookup(&ImagePath::parse(b"c").unwrap()).unwrap(),
         );
-        assert_eq!(layer.node(b).inode, layer.node(c).inode);
+        assert_eq!(layer.node_inode(b), layer.node_inode(c));
     }
 }

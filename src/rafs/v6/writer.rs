@@ -138,8 +138,6 @@ struct Layout<'t> {
     /// each directory's run starts (one more entry than directories, for the end).
     kids: Vec<u32>,
     kid_start: Vec<u32>,
-    /// Per directory, in record order: its parent (the root's is itself).
-    dir_parent: Vec<u32>,
     /// Number of names (`s_inos`).
     nodes_total: u64,
     has_xattr: bool,
@@ -191,23 +189,21 @@ impl<'t> Layout<'t> {
             links: vec![0; tree.inode_count()],
             kids: Vec::new(),
             kid_start: Vec::new(),
-            dir_parent: Vec::new(),
             nodes_total: 0,
             has_xattr: false,
             first_data_block: 0,
             meta_blocks: 0,
         };
         // Record order. `nid` marks placed inodes with 1 until the offsets are known.
-        let mut dirs: Vec<(NodeId, NodeId)> = vec![(tree.root(), tree.root())];
+        let mut dirs: Vec<NodeId> = vec![tree.root()];
         let mut subdirs = Vec::new();
-        while let Some((dir, parent)) = dirs.pop() {
+        while let Some(dir) = dirs.pop() {
             layout.visit(dir)?;
-            layout.dir_parent.push(to_u32(parent)?);
             layout.kid_start.push(to_u32(layout.kids.len())?);
-            for &child in tree.node(dir).children.values() {
+            for (_, child) in tree.children(dir) {
                 layout.kids.push(to_u32(child)?);
                 if tree.inode_of(child).is_dir() {
-                    subdirs.push((child, dir));
+                    subdirs.push(child);
                 } else {
                     layout.visit(child)?;
                 }
@@ -241,7 +237,7 @@ impl<'t> Layout<'t> {
             if cursor % BLOCK + fixed > BLOCK && fixed <= BLOCK {
                 cursor = cursor.next_multiple_of(BLOCK);
             }
-            layout.nid[tree.node(node).inode] = u32::try_from(cursor >> EROFS_INODE_SLOT_BITS)
+            layout.nid[tree.node_inode(node)] = u32::try_from(cursor >> EROFS_INODE_SLOT_BITS)
                 .map_err(|_| Error::bad_input("image", "more than 128 GiB of metadata"))?;
             cursor += head + body;
         }
@@ -254,7 +250,7 @@ impl<'t> Layout<'t> {
     /// Give `node` a record unless its inode (a hardlink group) has one.
     fn visit(&mut self, node: NodeId) -> Result<()> {
         self.nodes_total += 1;
-        let inode = self.tree.node(node).inode;
+        let inode = self.tree.node_inode(node);
         self.links[inode] += 1;
         if self.nid[inode] == 0 {
             self.nid[inode] = 1;
@@ -270,14 +266,14 @@ impl<'t> Layout<'t> {
 
     /// The nid of the record of `node`'s inode.
     fn nid_of(&self, node: NodeId) -> u64 {
-        u64::from(self.nid[self.tree.node(node).inode])
+        u64::from(self.nid[self.tree.node_inode(node)])
     }
 
     /// The shape of `node`'s record; `dir` counts directories in record order and advances
     /// past this one if it is a directory.
     fn shape(&self, node: NodeId, dir: &mut usize) -> Result<Shape> {
         let tree = self.tree;
-        let inode_id = tree.node(node).inode;
+        let inode_id = tree.node_inode(node);
         let inode = tree.inode(inode_id);
         let xattrs = encode_xattrs(tree, node, &self.paths())?;
         let (d_size, nlink) = match &inode.data {
@@ -323,7 +319,7 @@ impl<'t> Layout<'t> {
     }
 
     fn paths(&self) -> PathNames<'_> {
-        PathNames { layout: self }
+        PathNames { tree: self.tree }
     }
 }
 
@@ -719,7 +715,7 @@ fn content(
                 (Part::Blocks, true) => 0..blocks.len() - 1,
                 (Part::Blocks, false) => 0..blocks.len(),
             };
-            let parent = layout.dir_parent[dir] as NodeId;
+            let parent = tree.parent(node);
             for i in range {
                 encode_dir_block(layout, &blocks[i], node, parent, buf);
                 if i + 1 < blocks.len() {
@@ -762,12 +758,10 @@ fn pack_dirents<'t>(tree: &'t Tree, kids: &[u32]) -> Vec<DirBlock<'t>> {
     let mut entries: Vec<(&[u8], DirTarget)> = Vec::with_capacity(kids.len() + 2);
     entries.push((b".", DirTarget::Itself));
     entries.push((b"..", DirTarget::Parent));
-    entries.extend(kids.iter().map(|&c| {
-        (
-            &tree.node(c as NodeId).name[..],
-            DirTarget::Child(c as NodeId),
-        )
-    }));
+    entries.extend(
+        kids.iter()
+            .map(|&c| (tree.name(c as NodeId), DirTarget::Child(c as NodeId))),
+    );
     entries.sort_by(|a, b| a.0.cmp(b.0));
     let mut blocks = vec![DirBlock {
         entries: Vec::new(),
@@ -870,38 +864,19 @@ fn encode_xattrs(tree: &Tree, node: NodeId, paths: &PathNames) -> Result<Vec<u8>
     Ok(out)
 }
 
-/// Paths of nodes, for error messages only: a node's parent is found by searching the sorted
-/// children lists, which is slow and happens at most once per run.
+/// Paths of nodes, for error messages only.
 struct PathNames<'a> {
-    layout: &'a Layout<'a>,
+    tree: &'a Tree,
 }
 
 impl PathNames<'_> {
     fn path(&self, mut node: NodeId) -> ImagePath {
-        let layout = self.layout;
-        let tree = layout.tree;
+        let tree = self.tree;
         let mut names = Vec::new();
         while node != tree.root() {
-            names.push(tree.node(node).name.clone());
-            let dir =
-                (0..layout.kid_start.len() - 1).find(|&d| layout.kids(d).contains(&(node as u32)));
-            // Directories are listed before their children are placed: a node being placed
-            // is always found.
-            let Some(dir) = dir else { break };
-            node = layout.dir_node(dir);
+            names.push(tree.name(node));
+            node = tree.parent(node);
         }
         names.iter().rev().fold(ImagePath::root(), |p, n| p.join(n))
-    }
-}
-
-impl Layout<'_> {
-    /// The node of directory number `dir` (record order).
-    fn dir_node(&self, dir: usize) -> NodeId {
-        self.records
-            .iter()
-            .map(|&n| n as NodeId)
-            .filter(|&n| self.tree.inode_of(n).is_dir())
-            .nth(dir)
-            .expect("every listed directory has a record")
     }
 }
