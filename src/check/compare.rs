@@ -282,7 +282,7 @@ fn canon_tree(tree: &Tree, sink: &HashSink) -> BTreeMap<Vec<u8>, Canon> {
     let mut inode_of_path = Vec::new();
     while let Some((path, node)) = stack.pop() {
         let n_inode = tree.node_inode(node);
-        let inode = tree.inode(n_inode);
+        let inode = tree.inode(n_inode).to_inode();
         let mut subdirs = 0;
         for (name, child) in tree.children(node) {
             let mut p = if path == b"/" {

@@ -114,12 +114,174 @@ struct Node {
 /// No node (end of a child list).
 const NO_NODE: u32 = u32::MAX;
 
+/// An inode as the tree keeps it, packed like [`Node`]: what varies in size (symlink targets,
+/// chunk lists that are not one run, xattrs) lives in the tree's side tables.
+#[derive(Clone, Debug)]
+struct InodeRec {
+    mtime: i64,
+    /// Regular files: the size.
+    size: u64,
+    /// By kind: a file's first chunk ([`FILE_RUN`]) or where its chunk list starts
+    /// ([`FILE_LIST`]), where a symlink target starts, a device's major.
+    a: u32,
+    /// By kind: the number of chunks, the symlink target's length, a device's minor.
+    b: u32,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime_nsec: u32,
+    /// Position + 1 in the xattr table, 0 for none.
+    xattrs: u32,
+    kind: u8,
+}
+
+// `InodeRec::kind`.
+const DIR: u8 = 0;
+/// A regular file whose chunks are consecutive entries of the chunk table (the usual case:
+/// the blob writer numbers a file's chunks as it reads them).
+const FILE_RUN: u8 = 1;
+/// A regular file with any other chunk list, kept in the chunk list table.
+const FILE_LIST: u8 = 2;
+const SYMLINK: u8 = 3;
+const CHAR_DEVICE: u8 = 4;
+const BLOCK_DEVICE: u8 = 5;
+const FIFO: u8 = 6;
+const SOCKET: u8 = 7;
+
+/// An inode of a [`Tree`], borrowed: what [`Inode`] holds, without owning it.
+#[derive(Clone, Copy, Debug)]
+pub struct InodeRef<'t> {
+    pub meta: MetaRef<'t>,
+    pub data: DataRef<'t>,
+}
+
+/// [`Metadata`], borrowed.
+#[derive(Clone, Copy, Debug)]
+pub struct MetaRef<'t> {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: i64,
+    pub mtime_nsec: u32,
+    pub xattrs: &'t BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+/// [`InodeData`], borrowed.
+#[derive(Clone, Copy, Debug)]
+pub enum DataRef<'t> {
+    Dir,
+    File { size: u64, chunks: Chunks<'t> },
+    Symlink(&'t [u8]),
+    CharDevice { major: u32, minor: u32 },
+    BlockDevice { major: u32, minor: u32 },
+    Fifo,
+    Socket,
+}
+
+/// A file's chunk list, borrowed.
+#[derive(Clone, Copy, Debug)]
+pub enum Chunks<'t> {
+    /// `count` consecutive chunks from `first`.
+    Run {
+        first: ChunkIndex,
+        count: u32,
+    },
+    List(&'t [ChunkIndex]),
+}
+
+impl Chunks<'_> {
+    /// The chunks, in file order.
+    pub fn iter(&self) -> impl Iterator<Item = ChunkIndex> + '_ {
+        let (run, list) = match *self {
+            Chunks::Run { first, count } => (first..first + count, &[][..]),
+            Chunks::List(list) => (0..0, list),
+        };
+        run.chain(list.iter().copied())
+    }
+
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        match self {
+            Chunks::Run { count, .. } => *count as usize,
+            Chunks::List(list) => list.len(),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl InodeRef<'_> {
+    /// Whether this is a directory.
+    pub fn is_dir(&self) -> bool {
+        matches!(self.data, DataRef::Dir)
+    }
+
+    /// An owned copy.
+    pub fn to_inode(&self) -> Inode {
+        let m = &self.meta;
+        Inode {
+            meta: Metadata {
+                mode: m.mode,
+                uid: m.uid,
+                gid: m.gid,
+                mtime: m.mtime,
+                mtime_nsec: m.mtime_nsec,
+                xattrs: m.xattrs.clone(),
+            },
+            data: match self.data {
+                DataRef::Dir => InodeData::Dir,
+                DataRef::File { size, chunks } => InodeData::File(FileData {
+                    size,
+                    chunks: chunks.iter().collect(),
+                }),
+                DataRef::Symlink(target) => InodeData::Symlink(target.to_vec()),
+                DataRef::CharDevice { major, minor } => InodeData::CharDevice { major, minor },
+                DataRef::BlockDevice { major, minor } => InodeData::BlockDevice { major, minor },
+                DataRef::Fifo => InodeData::Fifo,
+                DataRef::Socket => InodeData::Socket,
+            },
+        }
+    }
+}
+
+/// The xattrs of an inode without any.
+static NO_XATTRS: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+
 /// What one tar entry of a layer says, already decoded and with its file content chunked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LayerEntry {
     pub path: ImagePath,
     pub kind: EntryKind,
     pub meta: Metadata,
+}
+
+impl LayerEntry {
+    /// Whether this is a whiteout (`.wh.NAME` or `.wh..wh..opq`).
+    pub fn is_whiteout(&self) -> bool {
+        self.path
+            .file_name()
+            .is_some_and(|n| n.starts_with(WHITEOUT_PREFIX))
+    }
+}
+
+/// Hand each entry, in order, to `f`, giving the list's memory back as it shrinks: the entries
+/// of a layer of 200,000 files take tens of MiB, and the tree they are applied to grows
+/// meanwhile.
+fn consume(
+    mut entries: Vec<LayerEntry>,
+    mut f: impl FnMut(LayerEntry) -> Result<()>,
+) -> Result<()> {
+    entries.reverse();
+    while let Some(entry) = entries.pop() {
+        f(entry)?;
+        if entries.capacity() > 1024 && entries.len() < entries.capacity() / 2 {
+            entries.shrink_to_fit();
+        }
+    }
+    Ok(())
 }
 
 /// The kinds of layer entries: inode types, plus hardlinks, which name an existing inode.
@@ -142,7 +304,13 @@ pub struct Tree {
     index: Vec<u32>,
     /// Used slots of `index`.
     indexed: usize,
-    inodes: Vec<Inode>,
+    inodes: Vec<InodeRec>,
+    /// Symlink targets, back to back.
+    targets: Vec<u8>,
+    /// Chunk lists of [`FILE_LIST`] files, back to back.
+    chunk_lists: Vec<ChunkIndex>,
+    /// Xattrs of the inodes that have any.
+    xattrs: Vec<BTreeMap<Vec<u8>, Vec<u8>>>,
 }
 
 impl Default for Tree {
@@ -169,7 +337,7 @@ fn slot_of(dir: u32, name: &[u8], mask: usize) -> usize {
 impl Tree {
     /// An image with nothing but its root directory (0755, owned by root).
     pub fn new() -> Tree {
-        Tree {
+        let mut tree = Tree {
             nodes: vec![Node {
                 name_off: 0,
                 parent: 0,
@@ -182,11 +350,14 @@ impl Tree {
             names: Vec::new(),
             index: Vec::new(),
             indexed: 0,
-            inodes: vec![Inode {
-                meta: Metadata::implied_dir(),
-                data: InodeData::Dir,
-            }],
-        }
+            inodes: Vec::new(),
+            targets: Vec::new(),
+            chunk_lists: Vec::new(),
+            xattrs: Vec::new(),
+        };
+        tree.push_inode(Metadata::implied_dir(), InodeData::Dir)
+            .expect("one inode fits");
+        tree
     }
 
     /// The root directory's node.
@@ -282,8 +453,52 @@ impl Tree {
     }
 
     /// An inode by id.
-    pub fn inode(&self, id: InodeId) -> &Inode {
-        &self.inodes[id]
+    pub fn inode(&self, id: InodeId) -> InodeRef<'_> {
+        let rec = &self.inodes[id];
+        let span = |a: u32, b: u32| a as usize..a as usize + b as usize;
+        InodeRef {
+            meta: MetaRef {
+                mode: rec.mode,
+                uid: rec.uid,
+                gid: rec.gid,
+                mtime: rec.mtime,
+                mtime_nsec: rec.mtime_nsec,
+                xattrs: match rec.xattrs {
+                    0 => &NO_XATTRS,
+                    n => &self.xattrs[n as usize - 1],
+                },
+            },
+            data: match rec.kind {
+                DIR => DataRef::Dir,
+                FILE_RUN => DataRef::File {
+                    size: rec.size,
+                    chunks: Chunks::Run {
+                        first: rec.a,
+                        count: rec.b,
+                    },
+                },
+                FILE_LIST => DataRef::File {
+                    size: rec.size,
+                    chunks: Chunks::List(&self.chunk_lists[span(rec.a, rec.b)]),
+                },
+                SYMLINK => DataRef::Symlink(&self.targets[span(rec.a, rec.b)]),
+                CHAR_DEVICE => DataRef::CharDevice {
+                    major: rec.a,
+                    minor: rec.b,
+                },
+                BLOCK_DEVICE => DataRef::BlockDevice {
+                    major: rec.a,
+                    minor: rec.b,
+                },
+                FIFO => DataRef::Fifo,
+                _ => DataRef::Socket,
+            },
+        }
+    }
+
+    /// Whether an inode is a directory.
+    fn is_dir_inode(&self, id: InodeId) -> bool {
+        self.inodes[id].kind == DIR
     }
 
     /// Number of nodes ever created, reachable or not ([`NodeId`]s are below this).
@@ -297,8 +512,8 @@ impl Tree {
     }
 
     /// The inode a node names.
-    pub fn inode_of(&self, node: NodeId) -> &Inode {
-        &self.inodes[self.nodes[node].inode as usize]
+    pub fn inode_of(&self, node: NodeId) -> InodeRef<'_> {
+        self.inode(self.node_inode(node))
     }
 
     /// Find the node at `path`, without following symlinks.
@@ -327,19 +542,16 @@ impl Tree {
     /// Errors (a hardlink to a name never seen, an entry below something that is not a
     /// directory, a root that is not a directory) name the entry; the caller adds the layer.
     pub fn apply(&mut self, entries: Vec<LayerEntry>) -> Result<()> {
-        let (whiteouts, entries): (Vec<LayerEntry>, Vec<LayerEntry>) =
-            entries.into_iter().partition(|e| {
-                e.path
-                    .file_name()
-                    .is_some_and(|n| n.starts_with(WHITEOUT_PREFIX))
-            });
-        for whiteout in &whiteouts {
+        for whiteout in entries.iter().filter(|e| e.is_whiteout()) {
             self.apply_whiteout(&whiteout.path)?;
         }
-        for entry in entries {
-            self.add(entry)?;
-        }
-        Ok(())
+        consume(entries, |entry| {
+            if entry.is_whiteout() {
+                Ok(())
+            } else {
+                self.add(entry)
+            }
+        })
     }
 
     /// Add one layer's entries as they are, whiteouts included as ordinary entries: the tree of
@@ -348,7 +560,7 @@ impl Tree {
     ///
     /// A hardlink to a file of a lower layer fails here; use
     /// [`add_verbatim_over`](Tree::add_verbatim_over) for layers above the first.
-    pub fn add_verbatim(&mut self, entries: Vec<LayerEntry>) -> Result<()> {
+    pub fn add_verbatim(&mut self, entries: impl IntoIterator<Item = LayerEntry>) -> Result<()> {
         self.add_verbatim_over(entries, &Tree::new())
     }
 
@@ -357,7 +569,14 @@ impl Tree {
     /// tree, a file of its own with the lower file's metadata and chunks (later links to the
     /// same lower file share it). A layer's own bootstrap cannot name an inode of another
     /// bootstrap; the merged tree keeps the real hardlink.
-    pub fn add_verbatim_over(&mut self, entries: Vec<LayerEntry>, lower: &Tree) -> Result<()> {
+    ///
+    /// Entries are taken one by one: pass `entries.iter().cloned()` to keep a layer's entries
+    /// without a second copy of all of them at once.
+    pub fn add_verbatim_over(
+        &mut self,
+        entries: impl IntoIterator<Item = LayerEntry>,
+        lower: &Tree,
+    ) -> Result<()> {
         let mut copies: BTreeMap<InodeId, InodeId> = BTreeMap::new();
         for mut entry in entries {
             if let EntryKind::Hardlink(target) = &entry.kind
@@ -369,7 +588,7 @@ impl Tree {
                     self.link_inode(&entry.path, copy)?;
                     continue;
                 }
-                let inode = lower.inodes[lower_inode].clone();
+                let inode = lower.inode(lower_inode).to_inode();
                 entry.meta = inode.meta;
                 entry.kind = EntryKind::Inode(inode.data);
                 self.add(entry.clone())?;
@@ -408,7 +627,7 @@ impl Tree {
             return match kind {
                 EntryKind::Inode(InodeData::Dir) => {
                     let root = self.node_inode(self.root());
-                    self.inodes[root].meta = meta;
+                    self.set_meta(root, meta)?;
                     Ok(())
                 }
                 _ => Err(Error::bad_input(
@@ -429,7 +648,7 @@ impl Tree {
                         ),
                     )
                 })?;
-                if self.inode_of(found).is_dir() {
+                if self.is_dir_inode(self.node_inode(found)) {
                     return Err(Error::bad_input(
                         format!("entry '{path}'"),
                         format!("hardlink to the directory '{target}'"),
@@ -441,17 +660,17 @@ impl Tree {
                 self.node_inode(found)
             }
             EntryKind::Inode(InodeData::Dir) => {
-                if let Some(id) = existing.filter(|&id| self.inode_of(id).is_dir()) {
+                if let Some(id) = existing.filter(|&id| self.is_dir_inode(self.node_inode(id))) {
                     // A directory listed again keeps its entries and takes the new metadata.
                     // Its inode is shared by no one (directories have no hardlinks), so update
                     // it in place.
                     let inode = self.node_inode(id);
-                    self.inodes[inode].meta = meta;
+                    self.set_meta(inode, meta)?;
                     return Ok(());
                 }
-                self.push_inode(meta, InodeData::Dir)
+                self.push_inode(meta, InodeData::Dir)?
             }
-            EntryKind::Inode(data) => self.push_inode(meta, data),
+            EntryKind::Inode(data) => self.push_inode(meta, data)?,
         };
         self.attach(parent, &name, inode)
     }
@@ -488,9 +707,78 @@ impl Tree {
         Ok(())
     }
 
-    fn push_inode(&mut self, meta: Metadata, data: InodeData) -> InodeId {
-        self.inodes.push(Inode { meta, data });
-        self.inodes.len() - 1
+    fn push_inode(&mut self, meta: Metadata, data: InodeData) -> Result<InodeId> {
+        let too_much =
+            || Error::bad_input("image", "more than 4 GiB of symlink targets or chunk lists");
+        let (kind, size, a, b) = match data {
+            InodeData::Dir => (DIR, 0, 0, 0),
+            InodeData::File(f) => {
+                let count = u32::try_from(f.chunks.len()).map_err(|_| too_much())?;
+                let first = f.chunks.first().copied().unwrap_or(0);
+                let run = f
+                    .chunks
+                    .iter()
+                    .enumerate()
+                    .all(|(i, &c)| u64::from(c) == u64::from(first) + i as u64);
+                if run {
+                    (FILE_RUN, f.size, first, count)
+                } else {
+                    let at = u32::try_from(self.chunk_lists.len()).map_err(|_| too_much())?;
+                    self.chunk_lists.extend_from_slice(&f.chunks);
+                    (FILE_LIST, f.size, at, count)
+                }
+            }
+            InodeData::Symlink(target) => {
+                let at = u32::try_from(self.targets.len()).map_err(|_| too_much())?;
+                let len = u32::try_from(target.len()).map_err(|_| too_much())?;
+                self.targets.extend_from_slice(&target);
+                (SYMLINK, 0, at, len)
+            }
+            InodeData::CharDevice { major, minor } => (CHAR_DEVICE, 0, major, minor),
+            InodeData::BlockDevice { major, minor } => (BLOCK_DEVICE, 0, major, minor),
+            InodeData::Fifo => (FIFO, 0, 0, 0),
+            InodeData::Socket => (SOCKET, 0, 0, 0),
+        };
+        let id = self.inodes.len();
+        u32::try_from(id).map_err(|_| Error::bad_input("image", "more than 2^32 inodes"))?;
+        self.inodes.push(InodeRec {
+            mtime: 0,
+            size,
+            a,
+            b,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            mtime_nsec: 0,
+            xattrs: 0,
+            kind,
+        });
+        self.set_meta(id, meta)?;
+        Ok(id)
+    }
+
+    /// Give an inode new metadata.
+    fn set_meta(&mut self, id: InodeId, meta: Metadata) -> Result<()> {
+        let rec = &mut self.inodes[id];
+        rec.mode = meta.mode;
+        rec.uid = meta.uid;
+        rec.gid = meta.gid;
+        rec.mtime = meta.mtime;
+        rec.mtime_nsec = meta.mtime_nsec;
+        if meta.xattrs.is_empty() {
+            if rec.xattrs != 0 {
+                // Left unused in the table: replacing xattrs with none is rare.
+                self.xattrs[rec.xattrs as usize - 1] = BTreeMap::new();
+                rec.xattrs = 0;
+            }
+        } else if rec.xattrs != 0 {
+            self.xattrs[rec.xattrs as usize - 1] = meta.xattrs;
+        } else {
+            rec.xattrs = u32::try_from(self.xattrs.len() + 1)
+                .map_err(|_| Error::bad_input("image", "more than 2^32 inodes with xattrs"))?;
+            self.xattrs.push(meta.xattrs);
+        }
+        Ok(())
     }
 
     /// The directory that will hold `path`, creating missing directories as runtimes do.
@@ -536,7 +824,7 @@ impl Tree {
                 return Ok(Some(dir));
             }
             let (dir, name) = missing.expect("a walk stops only at a missing directory");
-            let inode = self.push_inode(Metadata::implied_dir(), InodeData::Dir);
+            let inode = self.push_inode(Metadata::implied_dir(), InodeData::Dir)?;
             self.attach(dir, &name, inode)?;
         }
     }
@@ -571,9 +859,9 @@ impl Tree {
                 missing(dir, &name);
                 return Ok(None);
             };
-            match &self.inode_of(child).data {
-                InodeData::Dir => stack.push(child),
-                InodeData::Symlink(target) => {
+            match self.inode_of(child).data {
+                DataRef::Dir => stack.push(child),
+                DataRef::Symlink(target) => {
                     follows += 1;
                     if follows > MAX_FOLLOWS {
                         return Err(Error::bad_input(
@@ -656,9 +944,9 @@ mod tests {
         while let Some((id, prefix)) = stack.pop() {
             for (name, child) in tree.children(id) {
                 let path = format!("{prefix}/{}", String::from_utf8_lossy(name));
-                let what = match &tree.inode_of(child).data {
-                    InodeData::File(f) => f.size.to_string(),
-                    InodeData::Dir => "dir".into(),
+                let what = match tree.inode_of(child).data {
+                    DataRef::File { size, .. } => size.to_string(),
+                    DataRef::Dir => "dir".into(),
                     _ => "other".into(),
                 };
                 out.push(format!("{path}:{what}"));
@@ -720,7 +1008,7 @@ mod tests {
         let tree = tree_of(vec![vec![file("x/y/z", 1), file("x/y/z", 7)]]);
         assert_eq!(paths(&tree), ["/x/y/z:7", "/x/y:dir", "/x:dir"]);
         let y = tree.lookup(&ImagePath::parse(b"x/y").unwrap()).unwrap();
-        assert_eq!(tree.inode_of(y).meta, Metadata::implied_dir());
+        assert_eq!(tree.inode_of(y).to_inode().meta, Metadata::implied_dir());
     }
 
     #[test]
@@ -767,7 +1055,7 @@ mod tests {
         again.meta.xattrs.insert(b"user.k".to_vec(), b"v".to_vec());
         tree.apply(vec![again]).unwrap();
         let d = tree.lookup(&ImagePath::parse(b"d").unwrap()).unwrap();
-        assert_eq!(tree.inode_of(d).meta.mode, 0o700);
+        assert_eq!(tree.inode_of(d).to_inode().meta.mode, 0o700);
         assert_eq!(paths(&tree), ["/d/f:1", "/d:dir"]);
     }
 
@@ -830,6 +1118,57 @@ mod tests {
             tree.parent(tree.lookup(&ImagePath::parse(b"d/f7").unwrap()).unwrap()),
             d
         );
+    }
+
+    #[test]
+    fn inodes_come_back_as_they_were_added() {
+        let mut xattrs = BTreeMap::new();
+        xattrs.insert(b"user.a".to_vec(), b"1".to_vec());
+        let full = Metadata {
+            mode: 0o4755,
+            uid: 70_000,
+            gid: 3,
+            mtime: -5,
+            mtime_nsec: 9,
+            xattrs,
+        };
+        let kinds = [
+            InodeData::File(FileData {
+                size: 3 << 20,
+                chunks: vec![7, 8, 9],
+            }),
+            InodeData::File(FileData {
+                size: 3 << 20,
+                chunks: vec![9, 2, 2],
+            }),
+            InodeData::File(FileData::default()),
+            InodeData::Symlink(b"../x/y".to_vec()),
+            InodeData::CharDevice { major: 1, minor: 3 },
+            InodeData::BlockDevice { major: 8, minor: 1 },
+            InodeData::Fifo,
+            InodeData::Socket,
+            InodeData::Dir,
+        ];
+        let mut tree = Tree::new();
+        let entries = kinds
+            .iter()
+            .enumerate()
+            .map(|(i, data)| LayerEntry {
+                path: ImagePath::parse(format!("n{i}").as_bytes()).unwrap(),
+                kind: EntryKind::Inode(data.clone()),
+                meta: full.clone(),
+            })
+            .collect();
+        tree.apply(entries).unwrap();
+        for (i, data) in kinds.iter().enumerate() {
+            let node = tree.lookup(&ImagePath::parse(format!("n{i}").as_bytes()).unwrap());
+            let inode = tree.inode_of(node.unwrap()).to_inode();
+            assert_eq!((&inode.meta, &inode.data), (&full, data));
+        }
+        // A directory listed again takes new metadata, xattrs gone.
+        tree.apply(vec![dir("n8")]).unwrap();
+        let n8 = tree.lookup(&ImagePath::parse(b"n8").unwrap()).unwrap();
+        assert_eq!(tree.inode_of(n8).to_inode().meta, meta(0o755));
     }
 
     #[test]

@@ -27,7 +27,7 @@ use super::ondisk::*;
 use crate::blob::chunk::{BlobInfo, BlobOptions, ChunkTable, Compressor, Digester};
 use crate::blob::ondisk::BLOB_FEATURE_INLINED_CHUNK_DIGEST;
 use crate::error::{Error, ErrorKind, Result};
-use crate::tree::{ChunkIndex, ImagePath, InodeData, NodeId, Tree};
+use crate::tree::{ChunkIndex, DataRef, ImagePath, InodeRef, NodeId, Tree};
 
 const BLOCK: u64 = EROFS_BLOCK_SIZE;
 
@@ -226,8 +226,8 @@ impl<'t> Layout<'t> {
             full_blocks += shape.full_blocks;
             let head = shape.head();
             let body = match &tree.inode_of(node).data {
-                InodeData::File(f) => {
-                    let chunks = f.size.div_ceil(u64::from(chunk_size));
+                DataRef::File { size, .. } => {
+                    let chunks = size.div_ceil(u64::from(chunk_size));
                     head.next_multiple_of(8) - head + chunks * RafsV6InodeChunkAddr::SIZE as u64
                 }
                 _ => shape.inline_tail as u64,
@@ -277,7 +277,7 @@ impl<'t> Layout<'t> {
         let inode = tree.inode(inode_id);
         let xattrs = encode_xattrs(tree, node, &self.paths())?;
         let (d_size, nlink) = match &inode.data {
-            InodeData::Dir => {
+            DataRef::Dir => {
                 let kids = self.kids(*dir);
                 *dir += 1;
                 let subdirs = kids
@@ -286,7 +286,7 @@ impl<'t> Layout<'t> {
                     .count();
                 (dir_size(&pack_dirents(tree, kids)), 2 + subdirs as u32)
             }
-            InodeData::Symlink(target) => {
+            DataRef::Symlink(target) => {
                 if target.is_empty() {
                     return Err(Error::bad_input(
                         format!("entry '{}'", self.paths().path(node)),
@@ -297,12 +297,12 @@ impl<'t> Layout<'t> {
             }
             _ => (0, self.links[inode_id]),
         };
-        let size = match &inode.data {
-            InodeData::File(f) => f.size,
+        let size = match inode.data {
+            DataRef::File { size, .. } => size,
             _ => d_size,
         };
         let mut shape = Shape {
-            compact: fits_compact(inode, nlink, size),
+            compact: fits_compact(&inode, nlink, size),
             xattrs,
             d_size,
             inline_tail: 0,
@@ -331,7 +331,7 @@ fn to_u32(n: usize) -> Result<u32> {
 /// and nlink, a 32-bit size and no mtime at all (nydusd shows 0, the kernel `s_build_time`, which
 /// is 0 here), so only inodes with mtime exactly 0 qualify. Devices stay extended: nydus keeps
 /// no device number in compact inodes.
-fn fits_compact(inode: &crate::tree::Inode, nlink: u32, size: u64) -> bool {
+fn fits_compact(inode: &InodeRef, nlink: u32, size: u64) -> bool {
     let m = &inode.meta;
     m.mtime == 0
         && m.mtime_nsec == 0
@@ -341,7 +341,7 @@ fn fits_compact(inode: &crate::tree::Inode, nlink: u32, size: u64) -> bool {
         && size <= u64::from(u32::MAX)
         && !matches!(
             inode.data,
-            InodeData::CharDevice { .. } | InodeData::BlockDevice { .. }
+            DataRef::CharDevice { .. } | DataRef::BlockDevice { .. }
         )
 }
 
@@ -407,8 +407,8 @@ pub fn write_to(input: &BootstrapInput, out: &mut dyn Write) -> Result<u64> {
     // The chunk info table: every chunk a file uses, sorted by digest then blob.
     let mut used: Vec<ChunkIndex> = Vec::new();
     for &node in &layout.records {
-        if let InodeData::File(f) = &tree.inode_of(node as NodeId).data {
-            used.extend_from_slice(&f.chunks);
+        if let DataRef::File { chunks, .. } = tree.inode_of(node as NodeId).data {
+            used.extend(chunks.iter());
         }
     }
     // A repeated chunk has entries of its own in the chunk table (aliases of the stored one):
@@ -554,24 +554,22 @@ pub fn write_to(input: &BootstrapInput, out: &mut dyn Write) -> Result<u64> {
         // when everything is inline).
         let data_addr = data_block.map_or(Ok(0), |b| block_number(u64::from(meta_blkaddr) + b))?;
         let layout_bits = match &inode.data {
-            InodeData::File(_) => EROFS_INODE_CHUNK_BASED,
-            InodeData::Dir | InodeData::Symlink(_) if shape.inline_tail > 0 => {
-                EROFS_INODE_FLAT_INLINE
-            }
+            DataRef::File { .. } => EROFS_INODE_CHUNK_BASED,
+            DataRef::Dir | DataRef::Symlink(_) if shape.inline_tail > 0 => EROFS_INODE_FLAT_INLINE,
             _ => EROFS_INODE_FLAT_PLAIN,
         };
         let (type_bits, i_u) = match &inode.data {
-            InodeData::Dir => (libc::S_IFDIR, data_addr),
-            InodeData::Symlink(_) => (libc::S_IFLNK, data_addr),
-            InodeData::File(_) => (libc::S_IFREG, chunk_format),
-            InodeData::CharDevice { major, minor } => {
+            DataRef::Dir => (libc::S_IFDIR, data_addr),
+            DataRef::Symlink(_) => (libc::S_IFLNK, data_addr),
+            DataRef::File { .. } => (libc::S_IFREG, chunk_format),
+            DataRef::CharDevice { major, minor } => {
                 (libc::S_IFCHR, rdev(*major, *minor, &layout.paths(), node)?)
             }
-            InodeData::BlockDevice { major, minor } => {
+            DataRef::BlockDevice { major, minor } => {
                 (libc::S_IFBLK, rdev(*major, *minor, &layout.paths(), node)?)
             }
-            InodeData::Fifo => (libc::S_IFIFO, 0),
-            InodeData::Socket => (libc::S_IFSOCK, 0),
+            DataRef::Fifo => (libc::S_IFIFO, 0),
+            DataRef::Socket => (libc::S_IFSOCK, 0),
         };
         let i_mode = (type_bits | (inode.meta.mode & 0o7777)) as u16;
         let i_xattr_icount = xattr_icount(shape.xattrs.len())?;
@@ -614,9 +612,9 @@ pub fn write_to(input: &BootstrapInput, out: &mut dyn Write) -> Result<u64> {
         }
         out.put(at + shape.inode_size() as u64, &shape.xattrs)?;
         match &inode.data {
-            InodeData::File(f) => {
+            DataRef::File { chunks, .. } => {
                 let mut pos = (at + head).next_multiple_of(8);
-                for &c in &f.chunks {
+                for c in chunks.iter() {
                     let info = input.chunks.get(c);
                     let blk = block_number(info.uncompressed_offset / BLOCK)?;
                     let addr = RafsV6InodeChunkAddr::new(info.blob_index, info.ci_index, blk)?;
@@ -637,10 +635,7 @@ pub fn write_to(input: &BootstrapInput, out: &mut dyn Write) -> Result<u64> {
     let mut next_block = layout.first_data_block;
     for &node in &layout.records {
         let node = node as NodeId;
-        if !matches!(
-            tree.inode_of(node).data,
-            InodeData::Dir | InodeData::Symlink(_)
-        ) {
+        if !matches!(tree.inode_of(node).data, DataRef::Dir | DataRef::Symlink(_)) {
             continue;
         }
         let this_dir = dir;
@@ -702,7 +697,7 @@ fn content(
     let tree = layout.tree;
     let full_len = (shape.d_size - shape.inline_tail as u64) as usize;
     match &tree.inode_of(node).data {
-        InodeData::Symlink(target) => buf.extend_from_slice(match part {
+        DataRef::Symlink(target) => buf.extend_from_slice(match part {
             Part::Tail => &target[full_len..],
             Part::Blocks => &target[..full_len],
         }),
@@ -805,13 +800,13 @@ fn encode_dir_block(
             DirTarget::Child(c) => *c,
         };
         let file_type = match &tree.inode_of(node).data {
-            InodeData::Dir => EROFS_FT_DIR,
-            InodeData::File(_) => EROFS_FT_REG_FILE,
-            InodeData::Symlink(_) => EROFS_FT_SYMLINK,
-            InodeData::CharDevice { .. } => EROFS_FT_CHRDEV,
-            InodeData::BlockDevice { .. } => EROFS_FT_BLKDEV,
-            InodeData::Fifo => EROFS_FT_FIFO,
-            InodeData::Socket => EROFS_FT_SOCK,
+            DataRef::Dir => EROFS_FT_DIR,
+            DataRef::File { .. } => EROFS_FT_REG_FILE,
+            DataRef::Symlink(_) => EROFS_FT_SYMLINK,
+            DataRef::CharDevice { .. } => EROFS_FT_CHRDEV,
+            DataRef::BlockDevice { .. } => EROFS_FT_BLKDEV,
+            DataRef::Fifo => EROFS_FT_FIFO,
+            DataRef::Socket => EROFS_FT_SOCK,
         };
         let dirent = RafsV6Dirent {
             e_nid: layout.nid_of(node),
@@ -829,7 +824,7 @@ fn encode_dir_block(
 
 /// The inline xattr area of a node's inode, entries sorted by name so output is deterministic.
 fn encode_xattrs(tree: &Tree, node: NodeId, paths: &PathNames) -> Result<Vec<u8>> {
-    let xattrs = &tree.inode_of(node).meta.xattrs;
+    let xattrs = tree.inode_of(node).meta.xattrs;
     if xattrs.is_empty() {
         return Ok(Vec::new());
     }
