@@ -559,12 +559,7 @@ impl Chains {
             };
             // A bottom layer without whiteouts is its own merged tree: build that tree once,
             // from the entries themselves, instead of a copy for the layer's own bootstrap.
-            let alone = records.is_empty()
-                && !layer_entries.iter().any(|e| {
-                    e.path
-                        .file_name()
-                        .is_some_and(|n| n.starts_with(crate::tree::WHITEOUT_PREFIX))
-                });
+            let alone = records.is_empty() && !layer_entries.iter().any(LayerEntry::is_whiteout);
             let mut pending = Some(layer_entries);
             let mut own_tree: Option<Tree> = None;
             let layer_tree: &Tree = if alone {
@@ -576,8 +571,13 @@ impl Chains {
                 // `merged` still holds the layers below: a hardlink to one of their files
                 // becomes a copy of that file in this layer's own bootstrap.
                 let mut tree = Tree::new();
+                // Entry by entry: the layer's entries are not copied all at once.
                 tree.add_verbatim_over(
-                    pending.as_ref().expect("entries not applied yet").clone(),
+                    pending
+                        .as_ref()
+                        .expect("entries not applied yet")
+                        .iter()
+                        .cloned(),
                     &merged,
                 )
                 .map_err(|e| e.context(&what))?;
