@@ -587,14 +587,16 @@ impl Chains {
             if info.chunk_count > 0 {
                 layer_blobs.push(info.clone());
             }
-            let layer_bootstrap = v6::write(&BootstrapInput {
+            // Bootstraps go to a temporary file, not memory: the one of 200,000 files is over
+            // 40 MiB.
+            let layer_bootstrap = v6::write_temp(&BootstrapInput {
                 tree: layer_tree,
                 chunks: writer.table(),
                 blobs: &layer_blobs,
                 options: options.blob,
             })
             .map_err(|e| e.context(&what))?;
-            let stored = writer.finish(&layer_bootstrap)?.finish()?;
+            let stored = writer.finish(&layer_bootstrap.map()?)?.finish()?;
             let hits = WriterCounts::get(&counts.dedup_hits);
             let report = LayerReport {
                 source: SourceLayer {
@@ -640,14 +642,14 @@ impl Chains {
 
         let mut layers: Vec<Value> = records.iter().map(|r| oci::blob_layer(&r.stored)).collect();
         let mut diff_ids: Vec<String> = records.iter().map(|r| r.stored.digest.clone()).collect();
-        let bootstrap = v6::write(&BootstrapInput {
+        let bootstrap = v6::write_temp(&BootstrapInput {
             tree: &merged,
             chunks: &table,
             blobs: &blobs,
             options: options.blob,
         })?;
         let (boot_layer, boot_diff_id) =
-            oci::bootstrap_layer(layout, &bootstrap, FS_VERSION, options.blob.jobs)?;
+            oci::bootstrap_layer(layout, &bootstrap.map()?, FS_VERSION, options.blob.jobs)?;
         let bootstrap = BlobRef {
             digest: boot_layer["digest"]
                 .as_str()

@@ -21,7 +21,11 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
+use std::ops::Deref;
 use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use super::ondisk::*;
 use crate::blob::chunk::{BlobInfo, BlobOptions, ChunkTable, Compressor, Digester};
@@ -68,6 +72,45 @@ impl Bootstrap {
         }
     }
 
+    /// The whole bootstrap as one slice, for readers that need it whole (the blob writer
+    /// compresses it as one zstd frame, which must be exactly the frame nydus-image writes)
+    /// without holding it in memory: the bytes are the temporary file's pages, mapped, and
+    /// while the view lives a thread takes them out of this process every few milliseconds.
+    /// A page read again comes back from the page cache; a reader going front to back (zstd,
+    /// whose matches reach back only its window, sha256, gzip) holds a few MiB at a time.
+    pub fn map(&self) -> Result<MappedBootstrap> {
+        let io_error =
+            |e: io::Error| Error::new(ErrorKind::Io, format!("mapping the bootstrap: {e}"));
+        // SAFETY: the file is an unnamed temporary file of ours, written and never changed
+        // again, so the mapped bytes cannot change under the slice.
+        let map = Arc::new(unsafe { memmap2::Mmap::map(&self.file) }.map_err(io_error)?);
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let dropper = {
+            let (map, stop) = (Arc::clone(&map), Arc::clone(&stop));
+            std::thread::Builder::new()
+                .name("bootstrap-pages".into())
+                .spawn(move || {
+                    let (stopped, wake) = &*stop;
+                    let mut stopped = stopped.lock().unwrap_or_else(|e| e.into_inner());
+                    while !*stopped {
+                        // SAFETY: a shared mapping of a file: dropped pages are read again
+                        // from the file, never zero-filled.
+                        let _ = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+                        stopped = wake
+                            .wait_timeout(stopped, Duration::from_millis(4))
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0;
+                    }
+                })
+                .map_err(io_error)?
+        };
+        Ok(MappedBootstrap {
+            map,
+            stop,
+            dropper: Some(dropper),
+        })
+    }
+
     /// The whole bootstrap in memory (tests and small images).
     pub fn to_vec(&self) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(self.len as usize);
@@ -75,6 +118,32 @@ impl Bootstrap {
             .read_to_end(&mut out)
             .map_err(|e| Error::new(ErrorKind::Io, format!("reading the bootstrap back: {e}")))?;
         Ok(out)
+    }
+}
+
+/// A [`Bootstrap`] seen as one slice; see [`Bootstrap::map`].
+pub struct MappedBootstrap {
+    map: Arc<memmap2::Mmap>,
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    dropper: Option<JoinHandle<()>>,
+}
+
+impl Deref for MappedBootstrap {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.map
+    }
+}
+
+impl Drop for MappedBootstrap {
+    fn drop(&mut self) {
+        let (stopped, wake) = &*self.stop;
+        *stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        wake.notify_all();
+        if let Some(dropper) = self.dropper.take() {
+            let _ = dropper.join();
+        }
     }
 }
 
@@ -873,5 +942,46 @@ impl PathNames<'_> {
             node = tree.parent(node);
         }
         names.iter().rev().fold(ImagePath::root(), |p, n| p.join(n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::{EntryKind, LayerEntry, Metadata};
+
+    #[test]
+    fn a_bootstrap_in_a_file_is_the_bootstrap_in_memory() {
+        let mut tree = Tree::new();
+        let entries = (0..2000)
+            .map(|n| LayerEntry {
+                path: ImagePath::parse(format!("d{}/some-longer-name-{n}", n % 7).as_bytes())
+                    .unwrap(),
+                kind: EntryKind::Inode(crate::tree::InodeData::Symlink(b"target".to_vec())),
+                meta: Metadata {
+                    mode: 0o777,
+                    ..Metadata::default()
+                },
+            })
+            .collect();
+        tree.apply(entries).unwrap();
+        let input = BootstrapInput {
+            tree: &tree,
+            chunks: &ChunkTable::new(),
+            blobs: &[],
+            options: BlobOptions::default(),
+        };
+        let bytes = write(&input).unwrap();
+        let file = write_temp(&input).unwrap();
+        assert_eq!(file.len(), bytes.len() as u64);
+        assert_eq!(file.to_vec().unwrap(), bytes);
+        let mapped = file.map().unwrap();
+        // Read it twice, slowly, while its pages are being dropped.
+        for _ in 0..2 {
+            for (a, b) in mapped.chunks(4096).zip(bytes.chunks(4096)) {
+                assert_eq!(a, b);
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
     }
 }
