@@ -42,9 +42,9 @@ use crate::layer::readahead::ReadAhead;
 use crate::output::image::{self as oci, Descriptor, Marker};
 use crate::output::interrupt;
 use crate::output::layout::{LayoutWriter, OutputFormat, StoredBlob};
-use crate::progress::{CountingStore, LayerStart, LayerWatch, NoProgress, Progress};
+use crate::progress::{LayerStart, LayerWatch, NoProgress, Progress};
 use crate::rafs::v6::writer::{self as v6, BootstrapInput};
-use crate::source::{self, Image, ImageSource, LayerReader, Platform, Selection};
+use crate::source::{self, Image, ImageSource, Platform, Selection};
 use crate::tree::{ChunkIndex, LayerEntry, Tree};
 
 /// RAFS version of the bootstraps written.
@@ -525,12 +525,8 @@ impl Chains {
             let started = Instant::now();
             let what = layer.label();
             let read = Arc::new(AtomicU64::new(0));
-            let counting = CountingStore {
-                inner: source.store(),
-                read: Arc::clone(&read),
-            };
-            // Reading, verifying and decompressing run on a thread of their own.
-            let mut reader = ReadAhead::spawn(LayerReader::open(&counting, layer)?)?;
+            // Reading (or mapping), verifying and decompressing run on a thread of their own.
+            let mut reader = ReadAhead::open(source.store(), layer, Arc::clone(&read))?;
             let blob_index = u32::try_from(blobs.len()).expect("fewer than 2^32 blobs");
             let mut writer = BlobWriter::new(layout.blob()?, blob_index, options.blob, &mut table)?;
             let counts = writer.counts();

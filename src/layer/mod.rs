@@ -1,8 +1,9 @@
-//! Layer reading: decompress a layer (plain tar, gzip or zstd), walk its tar entries, and cut the
-//! content of each regular file into fixed-size chunks.
+//! Layer reading: decompress a layer (plain tar, gzip or zstd) or map it (a plain tar in a plain
+//! file), walk its tar entries, and cut the content of each regular file into fixed-size chunks.
 
 pub mod decompress;
 pub mod entries;
+pub mod mapped;
 pub mod readahead;
 
 use std::io::Read;

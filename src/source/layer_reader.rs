@@ -3,6 +3,8 @@
 //! Two checks run on every byte, with no second pass and no buffering beyond the decoder's:
 //! the stored (compressed) bytes against the manifest's digest and size, and the uncompressed
 //! bytes against the config's `rootfs.diff_ids` entry. Both are settled when the stream ends.
+//! A layer stored uncompressed is hashed once: its stored bytes are its uncompressed bytes, so
+//! when both digests use one algorithm the stored hash settles the diff_id too.
 //!
 //! ```text
 //! member bytes ─▶ Verifier (digest, size) ─▶ Decompressor (by magic) ─▶ diff_id hash ─▶ caller
@@ -20,6 +22,17 @@ use crate::source::store::BlobStore;
 
 /// A layer's stored bytes, verified as they are read.
 pub type Stored = Verifier<Box<dyn Read + Send>>;
+
+/// How the diff_id is checked.
+enum DiffCheck {
+    /// By hashing the uncompressed bytes.
+    Hash(Hasher),
+    /// The layer is stored uncompressed and its digest has the diff_id's algorithm: once the
+    /// stored bytes matched this digest, the uncompressed bytes have this digest too.
+    Stored(Digest),
+    /// Checked already.
+    Done,
+}
 
 /// What a fully read and verified layer turned out to be.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,7 +56,7 @@ pub struct LayerSummary {
 pub struct LayerReader {
     decoder: Decompressor<Peeked<Stored>>,
     compression: Compression,
-    diff_hasher: Option<Hasher>,
+    diff_check: DiffCheck,
     expected_diff_id: Digest,
     uncompressed: u64,
     /// Set once the stream ended and verified.
@@ -88,7 +101,13 @@ impl LayerReader {
         Ok(LayerReader {
             decoder,
             compression,
-            diff_hasher: Some(Hasher::for_digest(&layer.diff_id, &label)?),
+            diff_check: if compression == Compression::None
+                && layer.digest.algorithm() == layer.diff_id.algorithm()
+            {
+                DiffCheck::Stored(layer.digest.clone())
+            } else {
+                DiffCheck::Hash(Hasher::for_digest(&layer.diff_id, &label)?)
+            },
             expected_diff_id: layer.diff_id.clone(),
             uncompressed: 0,
             done: false,
@@ -129,11 +148,18 @@ impl LayerReader {
     /// Called when the decoder reports the end: the stored bytes must end too (anything after
     /// the compressed stream still has to match the digest), then the diff_id must match.
     fn check_at_end(&mut self) -> io::Result<()> {
-        let Some(hasher) = self.diff_hasher.take() else {
-            return Ok(());
+        let actual = match std::mem::replace(&mut self.diff_check, DiffCheck::Done) {
+            DiffCheck::Done => return Ok(()),
+            DiffCheck::Hash(hasher) => {
+                self.stored().drain()?;
+                hasher.finish()
+            }
+            DiffCheck::Stored(digest) => {
+                // Draining checks the stored bytes against `digest`; past it, they have it.
+                self.stored().drain()?;
+                digest
+            }
         };
-        self.stored().drain()?;
-        let actual = hasher.finish();
         if actual != self.expected_diff_id {
             return Err(into_io(Error::bad_input(
                 &self.location,
@@ -181,7 +207,7 @@ impl Read for LayerReader {
             }),
             Ok(n) => {
                 self.uncompressed += n as u64;
-                if let Some(h) = self.diff_hasher.as_mut() {
+                if let DiffCheck::Hash(h) = &mut self.diff_check {
                     h.update(&buf[..n]);
                 }
                 Ok(n)
