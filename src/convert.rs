@@ -520,7 +520,9 @@ impl Chains {
             .map(|r| merged_blob_info(&r.info, r.stored.hex()))
             .collect();
 
-        for layer in &image.layers[shared..] {
+        // The merged bootstrap, once the last layer's tree is applied (see below).
+        let mut merged_bootstrap: Option<v6::Bootstrap> = None;
+        for (n, layer) in image.layers.iter().enumerate().skip(shared) {
             interrupt::check()?;
             let started = Instant::now();
             let what = layer.label();
@@ -592,6 +594,28 @@ impl Chains {
                 options: options.blob,
             })
             .map_err(|e| e.context(&what))?;
+            drop(own_tree);
+            // After the last layer, the merged tree only has its bootstrap to give: write that
+            // now and free the tree before the layer's blob is finished (compressing the layer's
+            // bootstrap is the other peak of memory). Its blob id, the digest of that blob, is
+            // filled in once known.
+            let last = n + 1 == image.layers.len();
+            if last {
+                if let Some(entries) = pending.take() {
+                    merged.apply(entries).map_err(|e| e.context(&what))?;
+                }
+                let mut final_blobs = blobs.clone();
+                if info.chunk_count > 0 {
+                    final_blobs.push(merged_blob_info(&info, &"0".repeat(64)));
+                }
+                merged_bootstrap = Some(v6::write_temp(&BootstrapInput {
+                    tree: &merged,
+                    chunks: writer.table(),
+                    blobs: &final_blobs,
+                    options: options.blob,
+                })?);
+                merged = Tree::new();
+            }
             let stored = writer.finish(&layer_bootstrap.map()?)?.finish()?;
             let hits = WriterCounts::get(&counts.dedup_hits);
             let report = LayerReport {
@@ -617,13 +641,16 @@ impl Chains {
                 },
             };
             progress.layer_done(&report);
-            drop((own_tree, layer_bootstrap));
+            drop(layer_bootstrap);
 
             if let Some(entries) = pending.take() {
                 merged.apply(entries).map_err(|e| e.context(&what))?;
             }
             if info.chunk_count > 0 {
                 blobs.push(merged_blob_info(&info, stored.hex()));
+            }
+            if let Some(bootstrap) = &merged_bootstrap {
+                v6::set_blob_ids(bootstrap, &blobs, options.blob)?;
             }
             records.push(LayerRecord {
                 digest: layer.digest.to_string(),
@@ -638,12 +665,17 @@ impl Chains {
 
         let mut layers: Vec<Value> = records.iter().map(|r| oci::blob_layer(&r.stored)).collect();
         let mut diff_ids: Vec<String> = records.iter().map(|r| r.stored.digest.clone()).collect();
-        let bootstrap = v6::write_temp(&BootstrapInput {
-            tree: &merged,
-            chunks: &table,
-            blobs: &blobs,
-            options: options.blob,
-        })?;
+        let bootstrap = match merged_bootstrap {
+            Some(bootstrap) => bootstrap,
+            // Every layer was converted for an earlier platform.
+            None => v6::write_temp(&BootstrapInput {
+                tree: &merged,
+                chunks: &table,
+                blobs: &blobs,
+                options: options.blob,
+            })?,
+        };
+        drop(merged);
         let (boot_layer, boot_diff_id) =
             oci::bootstrap_layer(layout, &bootstrap.map()?, FS_VERSION, options.blob.jobs)?;
         let bootstrap = BlobRef {

@@ -277,11 +277,26 @@ fn consume(
     entries.reverse();
     while let Some(entry) = entries.pop() {
         f(entry)?;
-        if entries.capacity() > 1024 && entries.len() < entries.capacity() / 2 {
+        // Often: the tree grows meanwhile, and a shrinking allocation this large is
+        // remapped, not copied.
+        if entries.capacity() - entries.len() >= 4096 {
             entries.shrink_to_fit();
+            give_back_freed_memory();
         }
     }
     Ok(())
+}
+
+/// Return to the system the heap pages that freed entries left empty. Each entry owns small
+/// allocations (its path, its chunk list) that the tree does not take over; glibc keeps freed
+/// small blocks for reuse, and nothing else asks for blocks that small in numbers, so without
+/// this the pages of a layer's entries would stay resident while the tree grows beside them.
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases memory the allocator holds free.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// The kinds of layer entries: inode types, plus hardlinks, which name an existing inode.
@@ -436,12 +451,7 @@ impl Tree {
     /// Index `node` under its directory and name, replacing what had that key.
     fn index_node(&mut self, node: NodeId) {
         if (self.indexed + 1) * 2 > self.index.len() {
-            let old = std::mem::take(&mut self.index);
-            self.index = vec![0; (old.len() * 2).max(64)];
-            self.indexed = 0;
-            for n in old.into_iter().filter(|&n| n != 0) {
-                self.index_node(n as NodeId - 1);
-            }
+            self.rehash((self.index.len() * 2).max(64));
         }
         match self.find_slot(self.nodes[node].parent as NodeId, self.name(node)) {
             Ok(slot) => self.index[slot] = node as u32 + 1,
@@ -449,6 +459,15 @@ impl Tree {
                 self.index[slot] = node as u32 + 1;
                 self.indexed += 1;
             }
+        }
+    }
+
+    /// Rebuild the index with `slots` slots (a power of two).
+    fn rehash(&mut self, slots: usize) {
+        let old = std::mem::replace(&mut self.index, vec![0; slots]);
+        self.indexed = 0;
+        for n in old.into_iter().filter(|&n| n != 0) {
+            self.index_node(n as NodeId - 1);
         }
     }
 
@@ -542,6 +561,7 @@ impl Tree {
     /// Errors (a hardlink to a name never seen, an entry below something that is not a
     /// directory, a root that is not a directory) name the entry; the caller adds the layer.
     pub fn apply(&mut self, entries: Vec<LayerEntry>) -> Result<()> {
+        self.reserve(&entries);
         for whiteout in entries.iter().filter(|e| e.is_whiteout()) {
             self.apply_whiteout(&whiteout.path)?;
         }
@@ -552,6 +572,23 @@ impl Tree {
                 self.add(entry)
             }
         })
+    }
+
+    /// Make room for `entries` at once: grown one by one, the tables would be copied as they
+    /// double while the entries still take their own memory.
+    fn reserve(&mut self, entries: &[LayerEntry]) {
+        let names: usize = entries
+            .iter()
+            .filter_map(|e| e.path.file_name())
+            .map(<[u8]>::len)
+            .sum();
+        self.nodes.reserve_exact(entries.len());
+        self.inodes.reserve_exact(entries.len());
+        self.names.reserve_exact(names);
+        let wanted = ((self.indexed + entries.len()) * 2).next_power_of_two();
+        if wanted > self.index.len() {
+            self.rehash(wanted);
+        }
     }
 
     /// Add one layer's entries as they are, whiteouts included as ordinary entries: the tree of

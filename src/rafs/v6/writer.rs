@@ -451,6 +451,71 @@ impl Emit<'_> {
     }
 }
 
+/// The device slots and the blob table for `blobs`: (offset, bytes) of each entry, in offset
+/// order.
+fn blob_tables(blobs: &[BlobInfo], options: BlobOptions) -> Result<Vec<(u64, Vec<u8>)>> {
+    let blob_table_offset =
+        (EROFS_DEVTABLE_OFFSET + (RafsV6Device::SIZE * blobs.len()) as u64).next_multiple_of(BLOCK);
+    let ids = blobs
+        .iter()
+        .map(|b| blob_id_field(&b.id))
+        .collect::<Result<Vec<_>>>()?;
+    let mut out = Vec::with_capacity(2 * blobs.len());
+    for (i, (blob, &id)) in blobs.iter().zip(&ids).enumerate() {
+        let device = RafsV6Device {
+            blob_id: id,
+            blocks: block_number(blob.uncompressed_size / BLOCK)?,
+            ..RafsV6Device::default()
+        };
+        out.push((
+            EROFS_DEVTABLE_OFFSET + (i * RafsV6Device::SIZE) as u64,
+            device.to_bytes().to_vec(),
+        ));
+    }
+    for (i, (blob, &id)) in blobs.iter().zip(&ids).enumerate() {
+        let entry = RafsV6Blob {
+            blob_id: id,
+            blob_index: i as u32,
+            chunk_size: options.chunk_size,
+            chunk_count: blob.chunk_count,
+            compression_algo: options.compressor.ondisk_id(),
+            digest_algo: options.digester.ondisk_id(),
+            features: blob.features,
+            compressed_size: blob.compressed_size,
+            uncompressed_size: blob.uncompressed_size,
+            blob_toc_size: blob.toc_size,
+            ci_compressor: blob.ci_compressor,
+            ci_offset: blob.ci_offset,
+            ci_compressed_size: blob.ci_compressed_size,
+            ci_uncompressed_size: blob.ci_uncompressed_size,
+            blob_toc_digest: blob.toc_digest,
+            ..RafsV6Blob::default()
+        };
+        out.push((
+            blob_table_offset + (i * RafsV6Blob::SIZE) as u64,
+            entry.to_bytes().to_vec(),
+        ));
+    }
+    Ok(out)
+}
+
+/// Give a bootstrap written by [`write_temp`] the blob table of `blobs`, which must differ from
+/// the blobs it was written with in their ids only: nothing else of a bootstrap depends on blob
+/// ids, so the result is what `write_temp` would write for `blobs`. This lets the merged
+/// bootstrap be written, and the tree freed, before the last layer's blob (whose digest is its
+/// id) is finished.
+pub fn set_blob_ids(bootstrap: &Bootstrap, blobs: &[BlobInfo], options: BlobOptions) -> Result<()> {
+    for (offset, bytes) in blob_tables(blobs, options)? {
+        bootstrap.file.write_all_at(&bytes, offset).map_err(|e| {
+            Error::new(
+                ErrorKind::Io,
+                format!("writing the bootstrap's blob table: {e}"),
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// Build the bootstrap, writing it to `out` front to back; returns its size.
 pub fn write_to(input: &BootstrapInput, out: &mut dyn Write) -> Result<u64> {
     let tree = input.tree;
@@ -555,45 +620,8 @@ pub fn write_to(input: &BootstrapInput, out: &mut dyn Write) -> Result<u64> {
         ..RafsV6SuperBlockExt::default()
     };
     out.put(RAFS_V6_EXT_SUPER_OFFSET, &ext.to_bytes())?;
-    let ids = input
-        .blobs
-        .iter()
-        .map(|b| blob_id_field(&b.id))
-        .collect::<Result<Vec<_>>>()?;
-    for (i, (blob, &id)) in input.blobs.iter().zip(&ids).enumerate() {
-        let device = RafsV6Device {
-            blob_id: id,
-            blocks: block_number(blob.uncompressed_size / BLOCK)?,
-            ..RafsV6Device::default()
-        };
-        out.put(
-            EROFS_DEVTABLE_OFFSET + (i * RafsV6Device::SIZE) as u64,
-            &device.to_bytes(),
-        )?;
-    }
-    for (i, (blob, &id)) in input.blobs.iter().zip(&ids).enumerate() {
-        let entry = RafsV6Blob {
-            blob_id: id,
-            blob_index: i as u32,
-            chunk_size: input.options.chunk_size,
-            chunk_count: blob.chunk_count,
-            compression_algo: input.options.compressor.ondisk_id(),
-            digest_algo: input.options.digester.ondisk_id(),
-            features: blob.features,
-            compressed_size: blob.compressed_size,
-            uncompressed_size: blob.uncompressed_size,
-            blob_toc_size: blob.toc_size,
-            ci_compressor: blob.ci_compressor,
-            ci_offset: blob.ci_offset,
-            ci_compressed_size: blob.ci_compressed_size,
-            ci_uncompressed_size: blob.ci_uncompressed_size,
-            blob_toc_digest: blob.toc_digest,
-            ..RafsV6Blob::default()
-        };
-        out.put(
-            blob_table_offset + (i * RafsV6Blob::SIZE) as u64,
-            &entry.to_bytes(),
-        )?;
+    for (offset, bytes) in blob_tables(input.blobs, input.options)? {
+        out.put(offset, &bytes)?;
     }
     if prefetch_size > 0 {
         let table = RafsV6PrefetchTable {
@@ -983,5 +1011,36 @@ mod tests {
                 std::thread::sleep(Duration::from_micros(50));
             }
         }
+    }
+
+    #[test]
+    fn blob_ids_set_afterwards_give_the_bootstrap_written_with_them() {
+        let tree = Tree::new();
+        let blob = |id: char| BlobInfo {
+            id: id.to_string().repeat(64),
+            chunk_count: 3,
+            compressed_size: 3 << 12,
+            uncompressed_size: 3 << 12,
+            features: BLOB_FEATURE_INLINED_CHUNK_DIGEST,
+            ci_compressor: 0,
+            ci_offset: 3 << 12,
+            ci_compressed_size: 48,
+            ci_uncompressed_size: 48,
+            toc_size: 0,
+            toc_digest: [7; 32],
+        };
+        let chunks = ChunkTable::new();
+        let input = |blobs| BootstrapInput {
+            tree: &tree,
+            chunks: &chunks,
+            blobs,
+            options: BlobOptions::default(),
+        };
+        let real = [blob('a'), blob('b')];
+        let placeholder = [blob('a'), blob('0')];
+        let early = write_temp(&input(&placeholder)).unwrap();
+        assert_ne!(early.to_vec().unwrap(), write(&input(&real)).unwrap());
+        set_blob_ids(&early, &real, BlobOptions::default()).unwrap();
+        assert_eq!(early.to_vec().unwrap(), write(&input(&real)).unwrap());
     }
 }
