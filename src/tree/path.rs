@@ -8,10 +8,11 @@ use std::fmt;
 
 /// A normalised path inside the image: its components, none empty, `.` or `..`, joined by `/`
 /// without a leading one (the root is the empty path). One allocation per path, since a layer of
-/// 200,000 files holds 200,000 of them; ordered component by component.
+/// 200,000 files holds 200,000 of them, and no capacity beside its length; ordered component by
+/// component.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ImagePath {
-    joined: Vec<u8>,
+    joined: Box<[u8]>,
 }
 
 impl Ord for ImagePath {
@@ -82,8 +83,9 @@ impl ImagePath {
                 }
             }
         }
-        joined.shrink_to_fit();
-        Ok(ImagePath { joined })
+        Ok(ImagePath {
+            joined: joined.into_boxed_slice(),
+        })
     }
 
     /// Whether this is the root.
@@ -105,7 +107,7 @@ impl ImagePath {
     pub fn parent(&self) -> ImagePath {
         let cut = self.joined.iter().rposition(|&b| b == b'/').unwrap_or(0);
         ImagePath {
-            joined: self.joined[..cut].to_vec(),
+            joined: self.joined[..cut].into(),
         }
     }
 
@@ -117,7 +119,9 @@ impl ImagePath {
             joined.push(b'/');
         }
         joined.extend_from_slice(name);
-        ImagePath { joined }
+        ImagePath {
+            joined: joined.into_boxed_slice(),
+        }
     }
 
     /// The path as bytes, `/`-separated with a leading `/`.
