@@ -1,8 +1,8 @@
 //! The filesystem tree: what the image shows once its layers are stacked, built by applying each
 //! layer's entries, in order, onto the tree of the layers below.
 //!
-//! Names and inodes are kept apart, as in a real filesystem: a [`Node`] is a name in a directory,
-//! an [`Inode`] is what the name points at. Hardlinks are several nodes sharing one inode, so an
+//! Names and inodes are kept apart, as in a real filesystem: a node ([`NodeId`]) is a name in a
+//! directory, an inode ([`InodeId`]) is what the name points at. Hardlinks are several nodes sharing one inode, so an
 //! upper layer that deletes or replaces one name of a hardlinked file leaves the other names
 //! pointing at the old inode, exactly as a container runtime unpacking the layers would.
 //!
@@ -10,6 +10,12 @@
 //! `.wh..wh..opq` empties its directory of everything the layers below put there; neither appears
 //! in the tree. Within one layer all whiteouts are applied before any entry is added, so a layer
 //! may mark a directory opaque and fill it again, in any order.
+//!
+//! An image may hold hundreds of thousands of names, so the tree is packed: a node is 24 bytes
+//! (its name in one arena shared by all names, found through one hash index by directory and
+//! name), an inode 48 bytes (a file's chunks, almost always one run of the chunk table, are two
+//! numbers); symlink targets, other chunk lists and xattrs sit in side tables. Readers get
+//! borrowed views ([`InodeRef`]) and sorted listings ([`Tree::children`]).
 
 pub mod path;
 
@@ -22,10 +28,10 @@ use crate::error::{Error, Result};
 /// Index of a chunk in the image's chunk table (kept by the blob writer).
 pub type ChunkIndex = u32;
 
-/// Index of an [`Inode`] in its [`Tree`].
+/// Index of an inode in its [`Tree`].
 pub type InodeId = usize;
 
-/// Index of a [`Node`] in its [`Tree`].
+/// Index of a node (a name in a directory) in its [`Tree`].
 pub type NodeId = usize;
 
 /// Prefix of a whiteout entry's name.
