@@ -101,15 +101,18 @@ pub struct ChunkInfo {
 /// one becomes an alias, an entry equal to the one that holds its bytes.
 ///
 /// An image of 200,000 small files has 200,000 entries, so they are kept dense: an entry is the
-/// position of its description (4 bytes; aliases share the stored chunk's description), and the
-/// dedup index is an open-addressing table of entry numbers (about 8 bytes per stored chunk),
-/// whose keys are read from the descriptions themselves.
+/// position of its description (4 bytes; aliases share the stored chunk's description), a
+/// description is packed into 64 bytes ([`Packed`]), and the dedup index is an open-addressing
+/// table of entry numbers (about 8 bytes per stored chunk), whose keys are read from the
+/// descriptions themselves.
 #[derive(Debug, Default)]
 pub struct ChunkTable {
     /// Per entry: the position of its description in `infos`, or [`UNFILLED`].
     entries: Vec<u32>,
     /// The distinct descriptions, in the order they were filled.
-    infos: Vec<ChunkInfo>,
+    infos: Vec<Packed>,
+    /// The descriptions [`Packed`] cannot hold (none from the blob writer), by position.
+    wide: Vec<ChunkInfo>,
     /// Dedup index by (digest, uncompressed size): entry number + 1 of the stored chunk, 0 for
     /// a free slot. Its length is 0 or a power of two, at most half full.
     by_content: Vec<u32>,
@@ -119,6 +122,67 @@ pub struct ChunkTable {
 
 /// An entry reserved and not filled yet.
 const UNFILLED: u32 = u32::MAX;
+
+/// A [`ChunkInfo`] in 64 bytes instead of 80: uncompressed offsets are 4 KiB blocks, the blob
+/// index (at most 255 in RAFS v6) shares a word with the 24-bit ci index, and the `compressed`
+/// flag is a bit of the uncompressed size (at most 16 MiB). A description that does not fit is
+/// kept whole in the table's `wide` list, which `uncompressed_block` then indexes.
+#[derive(Clone, Copy, Debug)]
+struct Packed {
+    digest: [u8; 32],
+    compressed_offset: u64,
+    file_offset: u64,
+    uncompressed_block: u32,
+    compressed_size: u32,
+    /// The uncompressed size, with [`COMPRESSED`] and [`WIDE`].
+    size_flags: u32,
+    /// `ci_index | blob_index << 24`.
+    ci_blob: u32,
+}
+
+/// `Packed::size_flags`: the chunk is stored compressed.
+const COMPRESSED: u32 = 1 << 31;
+/// `Packed::size_flags`: the description is in the `wide` list.
+const WIDE: u32 = 1 << 30;
+
+impl Packed {
+    /// `chunk` packed, if it fits.
+    fn new(chunk: &ChunkInfo) -> Option<Packed> {
+        let fits = chunk.uncompressed_offset % 4096 == 0
+            && chunk.uncompressed_size < WIDE
+            && chunk.ci_index < 1 << 24
+            && chunk.blob_index < 1 << 8;
+        Some(Packed {
+            digest: chunk.digest,
+            compressed_offset: chunk.compressed_offset,
+            file_offset: chunk.file_offset,
+            uncompressed_block: u32::try_from(chunk.uncompressed_offset / 4096)
+                .ok()
+                .filter(|_| fits)?,
+            compressed_size: chunk.compressed_size,
+            size_flags: chunk.uncompressed_size | if chunk.compressed { COMPRESSED } else { 0 },
+            ci_blob: chunk.ci_index | chunk.blob_index << 24,
+        })
+    }
+
+    fn uncompressed_size(&self) -> u32 {
+        self.size_flags & !(COMPRESSED | WIDE)
+    }
+
+    fn unpack(&self) -> ChunkInfo {
+        ChunkInfo {
+            digest: self.digest,
+            blob_index: self.ci_blob >> 24,
+            ci_index: self.ci_blob & 0xff_ffff,
+            compressed_offset: self.compressed_offset,
+            compressed_size: self.compressed_size,
+            uncompressed_offset: u64::from(self.uncompressed_block) * 4096,
+            uncompressed_size: self.uncompressed_size(),
+            compressed: self.size_flags & COMPRESSED != 0,
+            file_offset: self.file_offset,
+        }
+    }
+}
 
 /// Where to start looking for a key in a dedup index of `mask + 1` slots. Digests are
 /// cryptographic, but tests use made-up ones: every byte counts.
@@ -157,8 +221,8 @@ impl ChunkTable {
             match self.by_content[slot] {
                 0 => return Err(slot),
                 entry => {
-                    let info = self.get(entry - 1);
-                    if info.digest == *digest && info.uncompressed_size == uncompressed_size {
+                    let (found, size) = self.key(entry - 1);
+                    if found == digest && size == uncompressed_size {
                         return Ok(slot);
                     }
                 }
@@ -177,8 +241,9 @@ impl ChunkTable {
                 self.index_content(entry - 1);
             }
         }
-        let info = self.get(index);
-        match self.find_slot(&info.digest, info.uncompressed_size) {
+        let (digest, size) = self.key(index);
+        let digest = *digest;
+        match self.find_slot(&digest, size) {
             Ok(slot) => self.by_content[slot] = index + 1,
             Err(slot) => {
                 self.by_content[slot] = index + 1;
@@ -203,14 +268,30 @@ impl ChunkTable {
     pub fn fill(&mut self, index: ChunkIndex, chunk: ChunkInfo, stored: bool) {
         if !stored
             && let Some(found) = self.find(&chunk.digest, chunk.uncompressed_size)
-            && *self.get(found) == chunk
+            && self.get(found) == chunk
         {
             // An alias: the same description as the stored chunk, shared.
             self.entries[index as usize] = self.entries[found as usize];
             return;
         }
         let position = u32::try_from(self.infos.len()).expect("fewer than 2^32 chunks");
-        self.infos.push(chunk);
+        let packed = Packed::new(&chunk).unwrap_or_else(|| {
+            let wide = Packed {
+                uncompressed_block: u32::try_from(self.wide.len()).expect("fewer than 2^32"),
+                size_flags: WIDE,
+                ..Packed::new(&ChunkInfo {
+                    uncompressed_offset: 0,
+                    uncompressed_size: 0,
+                    ci_index: 0,
+                    blob_index: 0,
+                    ..chunk.clone()
+                })
+                .expect("fits")
+            };
+            self.wide.push(chunk);
+            wide
+        });
+        self.infos.push(packed);
         self.entries[index as usize] = position;
         if stored {
             self.index_content(index);
@@ -225,9 +306,29 @@ impl ChunkTable {
         index
     }
 
-    /// A chunk by index. Panics if it was reserved and never filled: every chunk of a file is
+    /// A chunk by index (a copy: the table keeps it packed). Panics if it was reserved and never filled: every chunk of a file is
     /// filled before its blob's data ends, so that would be a bug.
-    pub fn get(&self, index: ChunkIndex) -> &ChunkInfo {
+    pub fn get(&self, index: ChunkIndex) -> ChunkInfo {
+        let packed = self.packed(index);
+        if packed.size_flags & WIDE != 0 {
+            self.wide[packed.uncompressed_block as usize].clone()
+        } else {
+            packed.unpack()
+        }
+    }
+
+    /// The digest and uncompressed size of a chunk: its key for dedup.
+    pub fn key(&self, index: ChunkIndex) -> (&[u8; 32], u32) {
+        let packed = self.packed(index);
+        if packed.size_flags & WIDE != 0 {
+            let wide = &self.wide[packed.uncompressed_block as usize];
+            (&wide.digest, wide.uncompressed_size)
+        } else {
+            (&packed.digest, packed.uncompressed_size())
+        }
+    }
+
+    fn packed(&self, index: ChunkIndex) -> &Packed {
         let position = self.entries[index as usize];
         assert!(position != UNFILLED, "chunk filled before it is read");
         &self.infos[position as usize]
@@ -305,7 +406,7 @@ mod tests {
             let c = chunk(n, 4096);
             let found = table.find(&c.digest, 4096).expect("stored");
             assert_eq!(found, stored[n as usize]);
-            assert_eq!(*table.get(found), c);
+            assert_eq!(table.get(found), c);
         }
         assert_eq!(table.find(&chunk(10_000, 4096).digest, 4096), None);
         assert_eq!(table.find(&chunk(1, 4096).digest, 100), None);
@@ -313,18 +414,33 @@ mod tests {
         let alias = table.reserve();
         let reserved = table.reserve();
         table.fill(alias, chunk(5, 4096), false);
-        assert_eq!(*table.get(alias), chunk(5, 4096));
+        assert_eq!(table.get(alias), chunk(5, 4096));
         assert_eq!(table.find(&chunk(5, 4096).digest, 4096), Some(stored[5]));
         // An alias that differs from the stored chunk keeps its own description.
         let mut odd = chunk(6, 4096);
         odd.file_offset = 1 << 20;
         table.fill(reserved, odd.clone(), false);
-        assert_eq!(*table.get(reserved), odd);
-        assert_eq!(*table.get(stored[6]), chunk(6, 4096));
+        assert_eq!(table.get(reserved), odd);
+        assert_eq!(table.get(stored[6]), chunk(6, 4096));
         assert_eq!(table.len(), 10_003);
 
         // Storing the same content again makes the newer entry the one found.
         let again = table.push(chunk(9, 4096));
         assert_eq!(table.find(&chunk(9, 4096).digest, 4096), Some(again));
+
+        // Descriptions too wide to pack come back whole, and are found by content.
+        let mut odd = chunk(20_000, 4096);
+        odd.uncompressed_offset = 4097;
+        odd.blob_index = 300;
+        odd.ci_index = u32::MAX - 1;
+        let mut huge = chunk(20_001, 1 << 30);
+        huge.compressed = true;
+        for c in [odd, huge] {
+            let index = table.push(c.clone());
+            assert_eq!(table.get(index), c);
+            assert_eq!(table.find(&c.digest, c.uncompressed_size), Some(index));
+            assert_eq!(table.key(index), (&c.digest, c.uncompressed_size));
+        }
+        assert_eq!(table.get(stored[11]), chunk(11, 4096));
     }
 }
