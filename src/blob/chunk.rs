@@ -148,7 +148,7 @@ const WIDE: u32 = 1 << 30;
 impl Packed {
     /// `chunk` packed, if it fits.
     fn new(chunk: &ChunkInfo) -> Option<Packed> {
-        let fits = chunk.uncompressed_offset % 4096 == 0
+        let fits = chunk.uncompressed_offset.is_multiple_of(4096)
             && chunk.uncompressed_size < WIDE
             && chunk.ci_index < 1 << 24
             && chunk.blob_index < 1 << 8;
