@@ -587,12 +587,15 @@ impl Chains {
             }
             // Bootstraps go to a temporary file, not memory: the one of 200,000 files is over
             // 40 MiB.
-            let layer_bootstrap = v6::write_temp(&BootstrapInput {
-                tree: layer_tree,
-                chunks: writer.table(),
-                blobs: &layer_blobs,
-                options: options.blob,
-            })
+            let layer_bootstrap = v6::write_temp(
+                &BootstrapInput {
+                    tree: layer_tree,
+                    chunks: writer.table(),
+                    blobs: &layer_blobs,
+                    options: options.blob,
+                },
+                layout.tmp_dir(),
+            )
             .map_err(|e| e.context(&what))?;
             drop(own_tree);
             // After the last layer, the merged tree only has its bootstrap to give: write that
@@ -608,12 +611,15 @@ impl Chains {
                 if info.chunk_count > 0 {
                     final_blobs.push(merged_blob_info(&info, &"0".repeat(64)));
                 }
-                merged_bootstrap = Some(v6::write_temp(&BootstrapInput {
-                    tree: &merged,
-                    chunks: writer.table(),
-                    blobs: &final_blobs,
-                    options: options.blob,
-                })?);
+                merged_bootstrap = Some(v6::write_temp(
+                    &BootstrapInput {
+                        tree: &merged,
+                        chunks: writer.table(),
+                        blobs: &final_blobs,
+                        options: options.blob,
+                    },
+                    layout.tmp_dir(),
+                )?);
                 merged = Tree::new();
             }
             let stored = writer.finish(&layer_bootstrap.map()?)?.finish()?;
@@ -668,12 +674,15 @@ impl Chains {
         let bootstrap = match merged_bootstrap {
             Some(bootstrap) => bootstrap,
             // Every layer was converted for an earlier platform.
-            None => v6::write_temp(&BootstrapInput {
-                tree: &merged,
-                chunks: &table,
-                blobs: &blobs,
-                options: options.blob,
-            })?,
+            None => v6::write_temp(
+                &BootstrapInput {
+                    tree: &merged,
+                    chunks: &table,
+                    blobs: &blobs,
+                    options: options.blob,
+                },
+                layout.tmp_dir(),
+            )?,
         };
         drop(merged);
         let (boot_layer, boot_diff_id) =

@@ -23,6 +23,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::ops::Deref;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -172,15 +173,16 @@ impl Read for BootstrapReader<'_> {
     }
 }
 
-/// Build the bootstrap into an unnamed temporary file.
-pub fn write_temp(input: &BootstrapInput) -> Result<Bootstrap> {
+/// Build the bootstrap into an unnamed temporary file in `dir`: the output's own directory is
+/// the place, as a temporary directory may be a tmpfs, whose pages are memory too.
+pub fn write_temp(input: &BootstrapInput, dir: &Path) -> Result<Bootstrap> {
     let io_error = |e: io::Error| {
         Error::new(
             ErrorKind::Io,
             format!("writing the bootstrap to a temporary file: {e}"),
         )
     };
-    let file = tempfile::tempfile().map_err(io_error)?;
+    let file = tempfile::tempfile_in(dir).map_err(io_error)?;
     let mut out = BufWriter::with_capacity(256 << 10, file);
     let len = write_to(input, &mut out)?;
     let file = out.into_inner().map_err(|e| io_error(e.into_error()))?;
@@ -1000,7 +1002,7 @@ mod tests {
             options: BlobOptions::default(),
         };
         let bytes = write(&input).unwrap();
-        let file = write_temp(&input).unwrap();
+        let file = write_temp(&input, &std::env::temp_dir()).unwrap();
         assert_eq!(file.len(), bytes.len() as u64);
         assert_eq!(file.to_vec().unwrap(), bytes);
         let mapped = file.map().unwrap();
@@ -1038,7 +1040,7 @@ mod tests {
         };
         let real = [blob('a'), blob('b')];
         let placeholder = [blob('a'), blob('0')];
-        let early = write_temp(&input(&placeholder)).unwrap();
+        let early = write_temp(&input(&placeholder), &std::env::temp_dir()).unwrap();
         assert_ne!(early.to_vec().unwrap(), write(&input(&real)).unwrap());
         set_blob_ids(&early, &real, BlobOptions::default()).unwrap();
         assert_eq!(early.to_vec().unwrap(), write(&input(&real)).unwrap());
