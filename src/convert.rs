@@ -2,11 +2,11 @@
 //!
 //! For each layer, bottom first: its tar streams through [`layer::entries`] into a
 //! [`BlobWriter`], which chunks, deduplicates (against this layer and every lower one) and
-//! compresses file data into the layer's Nydus blob; the layer's own bootstrap (its tree with
-//! whiteouts kept, as nydus builds per-layer bootstraps) is inlined at the blob's tail, and the
-//! layer's entries are applied to the merged tree. Then the merged bootstrap, the bootstrap layer,
-//! config and manifest are written. Once every platform is done, the index naming them, and the
-//! output is put in place ([`LayoutWriter::commit`]).
+//! compresses file data into the layer's Nydus blob, while its entries, one at a time, build the
+//! layer's own tree (whiteouts kept, as nydus builds per-layer bootstraps) and its part of the
+//! merged tree ([`LayerBuilder`]); the own bootstrap is inlined at the blob's tail. Then the
+//! merged bootstrap, the bootstrap layer, config and manifest are written. Once every platform
+//! is done, the index naming them, and the output is put in place ([`LayoutWriter::commit`]).
 //!
 //! ## Layers shared between platforms
 //!
@@ -45,7 +45,7 @@ use crate::output::layout::{LayoutWriter, OutputFormat, StoredBlob};
 use crate::progress::{LayerStart, LayerWatch, NoProgress, Progress};
 use crate::rafs::v6::writer::{self as v6, BootstrapInput};
 use crate::source::{self, Image, ImageSource, Platform, Selection};
-use crate::tree::{ChunkIndex, LayerEntry, Tree};
+use crate::tree::{ChunkIndex, LayerBuilder, PackedEntries, Tree};
 
 /// RAFS version of the bootstraps written.
 const FS_VERSION: u32 = 6;
@@ -429,8 +429,8 @@ struct LayerRecord {
     /// The source layer's digest and diff id.
     digest: String,
     diff_id: String,
-    /// Its entries, to rebuild the merged tree.
-    entries: Vec<LayerEntry>,
+    /// Its entries, to rebuild the merged tree (only if later platforms may share the chain).
+    entries: Arc<PackedEntries>,
     /// Its blob as the layer's own bootstrap describes it (`chunk_count` 0: no data).
     info: BlobInfo,
     stored: StoredBlob,
@@ -497,12 +497,12 @@ impl Chains {
             }
             for layer in &chain.layers[..shared] {
                 merged
-                    .apply(layer.entries.clone())
+                    .apply_packed(&layer.entries)
                     .map_err(|e| e.context(&layer.digest))?;
                 records.push(LayerRecord {
                     digest: layer.digest.clone(),
                     diff_id: layer.diff_id.clone(),
-                    entries: layer.entries.clone(),
+                    entries: Arc::clone(&layer.entries),
                     info: layer.info.clone(),
                     stored: layer.stored.clone(),
                     table_len: layer.table_len,
@@ -544,43 +544,33 @@ impl Chains {
                     writer: Arc::clone(&counts),
                 },
             );
-            let layer_entries =
-                entries::read_layer(&mut reader, &mut writer).map_err(|e| e.context(&what))?;
+            // The layer's trees grow as its entries stream out of the tar, so that the list of a
+            // layer's entries (about 200 bytes a file) is never held whole. Above the bottom
+            // layer, `merged` still holds the layers below: a hardlink to one of their files
+            // becomes a copy of that file in this layer's own bootstrap, and the layer is applied
+            // to `merged` from its packed entries once its own bootstrap is written.
+            let bottom = records.is_empty();
+            let mut builder = if bottom {
+                LayerBuilder::bottom(self.keep)
+            } else {
+                LayerBuilder::over(&merged)
+            };
+            entries::for_each_entry(&mut reader, &mut writer, &mut |entry| builder.add(entry))
+                .map_err(|e| e.context(&what))?;
+            let built = builder.finish();
             // Verifies the rest of the stream and every digest of the layer.
             let read_summary = reader.finish()?;
             let info = writer.finish_data()?;
 
-            let kept = if self.keep {
-                layer_entries.clone()
-            } else {
-                Vec::new()
-            };
-            // A bottom layer without whiteouts is its own merged tree: build that tree once,
-            // from the entries themselves, instead of a copy for the layer's own bootstrap.
-            let alone = records.is_empty() && !layer_entries.iter().any(LayerEntry::is_whiteout);
-            let mut pending = Some(layer_entries);
-            let mut own_tree: Option<Tree> = None;
-            let layer_tree: &Tree = if alone {
-                merged
-                    .apply(pending.take().expect("entries not applied yet"))
-                    .map_err(|e| e.context(&what))?;
-                &merged
-            } else {
-                // `merged` still holds the layers below: a hardlink to one of their files
-                // becomes a copy of that file in this layer's own bootstrap.
-                let mut tree = Tree::new();
-                // Entry by entry: the layer's entries are not copied all at once.
-                tree.add_verbatim_over(
-                    pending
-                        .as_ref()
-                        .expect("entries not applied yet")
-                        .iter()
-                        .cloned(),
-                    &merged,
-                )
-                .map_err(|e| e.context(&what))?;
-                own_tree.insert(tree)
-            };
+            if let Some(tree) = built.merged {
+                merged = tree;
+            }
+            let own_tree = built.own;
+            let packed = built.packed;
+            // A bottom layer is in `merged` already; a layer above still has to be applied.
+            let mut pending = if bottom { None } else { packed.as_ref() };
+            // A bottom layer without whiteouts is its own merged tree: one tree, not two.
+            let layer_tree: &Tree = own_tree.as_ref().unwrap_or(&merged);
             let mut layer_blobs = blobs.clone();
             if info.chunk_count > 0 {
                 layer_blobs.push(info.clone());
@@ -605,7 +595,7 @@ impl Chains {
             let last = n + 1 == image.layers.len();
             if last {
                 if let Some(entries) = pending.take() {
-                    merged.apply(entries).map_err(|e| e.context(&what))?;
+                    merged.apply_packed(entries).map_err(|e| e.context(&what))?;
                 }
                 let mut final_blobs = blobs.clone();
                 if info.chunk_count > 0 {
@@ -650,7 +640,7 @@ impl Chains {
             drop(layer_bootstrap);
 
             if let Some(entries) = pending.take() {
-                merged.apply(entries).map_err(|e| e.context(&what))?;
+                merged.apply_packed(entries).map_err(|e| e.context(&what))?;
             }
             if info.chunk_count > 0 {
                 blobs.push(merged_blob_info(&info, stored.hex()));
@@ -661,7 +651,10 @@ impl Chains {
             records.push(LayerRecord {
                 digest: layer.digest.to_string(),
                 diff_id: layer.diff_id.to_string(),
-                entries: kept,
+                entries: match packed {
+                    Some(packed) if self.keep => Arc::new(packed),
+                    _ => Arc::default(),
+                },
                 info,
                 stored,
                 table_len: table.len(),

@@ -7,7 +7,8 @@
 //! before 1970) over the header's fields, xattrs from `SCHILY.xattr.*` and `LIBARCHIVE.xattr.*`,
 //! empty device fields read as 0, contiguous files as regular files, and sparse files (old GNU
 //! `S`, PAX 0.0, 0.1 and 1.0) streamed with their holes as zeros. Regular file content goes to a
-//! [`ChunkSink`] as it streams past; nothing holds a whole file.
+//! [`ChunkSink`] as it streams past; nothing holds a whole file, and [`for_each_entry`] holds no
+//! more than one entry.
 
 mod sparse;
 mod tar;
@@ -30,14 +31,29 @@ const LIBARCHIVE_XATTR: &[u8] = b"LIBARCHIVE.xattr.";
 ///
 /// Errors name the entry and the problem; the caller adds which layer it was.
 pub fn read_layer(reader: impl Read, sink: &mut dyn ChunkSink) -> Result<Vec<LayerEntry>> {
-    let mut tar = TarReader::new(reader);
     let mut out = Vec::new();
+    for_each_entry(reader, sink, &mut |entry| {
+        out.push(entry);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// [`read_layer`], handing each entry to `each` as soon as it is read (its content already
+/// through `sink`), so that a layer's entries need not all be held at once. An error of `each`
+/// stops the reading and is returned as it is (it names the entry itself).
+pub fn for_each_entry(
+    reader: impl Read,
+    sink: &mut dyn ChunkSink,
+    each: &mut dyn FnMut(LayerEntry) -> Result<()>,
+) -> Result<()> {
+    let mut tar = TarReader::new(reader);
     while let Some(raw) = tar.next()? {
         let what = format!("entry '{}'", raw.name.escape_ascii());
         let entry = layer_entry(&mut tar, raw, sink).map_err(|e| e.context(&what))?;
-        out.push(entry);
+        each(entry)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// One entry's meaning; its data (for regular files) goes to `sink`.

@@ -16,12 +16,20 @@
 //! name), an inode 48 bytes (a file's chunks, almost always one run of the chunk table, are two
 //! numbers); symlink targets, other chunk lists and xattrs sit in side tables. Readers get
 //! borrowed views ([`InodeRef`]) and sorted listings ([`Tree::children`]).
+//!
+//! A layer's entries need not be held all at once: [`LayerBuilder`] builds a layer's trees as its
+//! entries stream out of the tar, and [`PackedEntries`] keeps a layer's entries in a few dozen
+//! bytes each where they are needed twice.
 
+mod packed;
 pub mod path;
+mod stream;
 
 use std::collections::BTreeMap;
 
+pub use packed::PackedEntries;
 pub use path::ImagePath;
+pub use stream::{BuiltLayer, LayerBuilder};
 
 use crate::error::{Error, Result};
 
@@ -313,6 +321,11 @@ pub enum EntryKind {
     Hardlink(ImagePath),
 }
 
+/// For [`Tree::add_verbatim_entry`]: the inode of the layer's tree that each lower file a
+/// hardlink of the layer named was copied into.
+#[derive(Debug, Default)]
+pub struct LowerCopies(BTreeMap<InodeId, InodeId>);
+
 /// The merged tree of every layer applied so far.
 #[derive(Clone, Debug)]
 pub struct Tree {
@@ -567,7 +580,12 @@ impl Tree {
     /// Errors (a hardlink to a name never seen, an entry below something that is not a
     /// directory, a root that is not a directory) name the entry; the caller adds the layer.
     pub fn apply(&mut self, entries: Vec<LayerEntry>) -> Result<()> {
-        self.reserve(&entries);
+        let names = entries
+            .iter()
+            .filter_map(|e| e.path.file_name())
+            .map(<[u8]>::len)
+            .sum();
+        self.reserve(entries.len(), names);
         for whiteout in entries.iter().filter(|e| e.is_whiteout()) {
             self.apply_whiteout(&whiteout.path)?;
         }
@@ -580,18 +598,30 @@ impl Tree {
         })
     }
 
-    /// Make room for `entries` at once: grown one by one, the tables would be copied as they
-    /// double while the entries still take their own memory.
-    fn reserve(&mut self, entries: &[LayerEntry]) {
-        let names: usize = entries
-            .iter()
-            .filter_map(|e| e.path.file_name())
-            .map(<[u8]>::len)
-            .sum();
-        self.nodes.reserve_exact(entries.len());
-        self.inodes.reserve_exact(entries.len());
+    /// [`apply`](Tree::apply) for packed entries: the same changes in the same order, one
+    /// entry unpacked at a time.
+    pub fn apply_packed(&mut self, entries: &PackedEntries) -> Result<()> {
+        self.reserve(entries.len(), entries.name_bytes());
+        if entries.has_whiteouts() {
+            for whiteout in entries.iter().filter(LayerEntry::is_whiteout) {
+                self.apply_whiteout(&whiteout.path)?;
+            }
+        }
+        for entry in entries.iter() {
+            if !entry.is_whiteout() {
+                self.add(entry)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Make room for `entries` entries with `names` bytes of names at once: grown one by one,
+    /// the tables would be copied as they double while the entries still take their own memory.
+    fn reserve(&mut self, entries: usize, names: usize) {
+        self.nodes.reserve_exact(entries);
+        self.inodes.reserve_exact(entries);
         self.names.reserve_exact(names);
-        let wanted = ((self.indexed + entries.len()) * 2).next_power_of_two();
+        let wanted = ((self.indexed + entries) * 2).next_power_of_two();
         if wanted > self.index.len() {
             self.rehash(wanted);
         }
@@ -620,28 +650,38 @@ impl Tree {
         entries: impl IntoIterator<Item = LayerEntry>,
         lower: &Tree,
     ) -> Result<()> {
-        let mut copies: BTreeMap<InodeId, InodeId> = BTreeMap::new();
-        for mut entry in entries {
-            if let EntryKind::Hardlink(target) = &entry.kind
-                && self.resolve_link_target(target)?.is_none()
-                && let Some(found) = lower.resolve_link_target(target)?
-            {
-                let lower_inode = lower.node_inode(found);
-                if let Some(&copy) = copies.get(&lower_inode) {
-                    self.link_inode(&entry.path, copy)?;
-                    continue;
-                }
-                let inode = lower.inode(lower_inode).to_inode();
-                entry.meta = inode.meta;
-                entry.kind = EntryKind::Inode(inode.data);
-                self.add(entry.clone())?;
-                let node = self.resolve_link_target(&entry.path)?.expect("just added");
-                copies.insert(lower_inode, self.node_inode(node));
-                continue;
-            }
-            self.add(entry)?;
+        let mut copies = LowerCopies::default();
+        for entry in entries {
+            self.add_verbatim_entry(entry, lower, &mut copies)?;
         }
         Ok(())
+    }
+
+    /// One entry of [`add_verbatim_over`](Tree::add_verbatim_over); `copies` carries, from one
+    /// entry of the layer to the next, which lower files were copied already.
+    pub fn add_verbatim_entry(
+        &mut self,
+        mut entry: LayerEntry,
+        lower: &Tree,
+        copies: &mut LowerCopies,
+    ) -> Result<()> {
+        if let EntryKind::Hardlink(target) = &entry.kind
+            && self.resolve_link_target(target)?.is_none()
+            && let Some(found) = lower.resolve_link_target(target)?
+        {
+            let lower_inode = lower.node_inode(found);
+            if let Some(&copy) = copies.0.get(&lower_inode) {
+                return self.link_inode(&entry.path, copy);
+            }
+            let inode = lower.inode(lower_inode).to_inode();
+            entry.meta = inode.meta;
+            entry.kind = EntryKind::Inode(inode.data);
+            self.add(entry.clone())?;
+            let node = self.resolve_link_target(&entry.path)?.expect("just added");
+            copies.0.insert(lower_inode, self.node_inode(node));
+            return Ok(());
+        }
+        self.add(entry)
     }
 
     fn apply_whiteout(&mut self, path: &ImagePath) -> Result<()> {

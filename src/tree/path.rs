@@ -124,6 +124,22 @@ impl ImagePath {
         }
     }
 
+    /// The normalised bytes: components joined by `/`, no leading one.
+    pub(super) fn joined(&self) -> &[u8] {
+        &self.joined
+    }
+
+    /// A path from bytes [`joined`](ImagePath::joined) gave (already normalised: no parsing).
+    pub(super) fn from_joined(joined: &[u8]) -> ImagePath {
+        debug_assert_eq!(
+            ImagePath::parse(joined).as_ref().map(|p| p.joined()),
+            Ok(joined)
+        );
+        ImagePath {
+            joined: joined.into(),
+        }
+    }
+
     /// The path as bytes, `/`-separated with a leading `/`.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.joined.len() + 1);
