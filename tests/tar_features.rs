@@ -352,6 +352,37 @@ fn layer_merge_matches_umoci() {
     );
 }
 
+/// Whiteouts in the bottom layer hide nothing (there is nothing below), but the layer's own
+/// bootstrap keeps them while the merged tree drops them: the converter then builds the two
+/// trees apart from the first whiteout on (src/tree/stream.rs). Entries after it, hardlinks to
+/// files before it among them, must land in the merged tree as umoci unpacks them.
+#[test]
+fn bottom_layer_whiteouts_match_umoci() {
+    let scratch = common::scratch();
+    let mut l1 = Tar::new();
+    l1.add(Entry::dir("before"))
+        .add(Entry::file("before/file", "before the first whiteout").mode(0o640))
+        .add(Entry::symlink("before/link", "file"))
+        .add(Entry::file(".wh.never-existed", ""))
+        .add(Entry::dir("empty-opaque"))
+        .add(Entry::file("empty-opaque/.wh..wh..opq", ""))
+        .add(Entry::hardlink("after-hardlink", "before/file"))
+        .add(Entry::dir("after"))
+        .add(Entry::file("after/file", "after the whiteouts").owner(7, 8))
+        .add(Entry::file("after/.wh.ghost", ""))
+        .add(Entry::hardlink("after/to-before-link", "before/link"))
+        .add(Entry::dir("before/sub"))
+        .add(Entry::file(
+            "before/sub/late",
+            "added to an early directory late",
+        ));
+    // An upper layer changes a file of the hardlink group and removes one name of it.
+    let mut l2 = Tar::new();
+    l2.add(Entry::file("after/file", "changed above"))
+        .add(Entry::file("before/.wh.file", ""));
+    judge(scratch.path(), &[l1.finish(), l2.finish()], &[]);
+}
+
 /// GNU tar writes a sparse file `name` of `size` bytes with `pieces` of data at their offsets,
 /// in `format` (`gnu`, or PAX with `--sparse-version`), into `dir/name.tar`.
 fn gnu_tar_sparse(
