@@ -375,11 +375,18 @@ fn bottom_layer_whiteouts_match_umoci() {
         .add(Entry::file(
             "before/sub/late",
             "added to an early directory late",
-        ));
-    // An upper layer changes a file of the hardlink group and removes one name of it.
+        ))
+        // A whiteout hides only what lower layers hold (image-spec layer.md), not a name its
+        // own layer adds, before or after it; umoci keeps such names too.
+        .add(Entry::file("same-layer", "kept"))
+        .add(Entry::file(".wh.same-layer", ""));
+    // An upper layer changes a file of the hardlink group and removes one name of it; and
+    // adds a name it whites out itself.
     let mut l2 = Tar::new();
     l2.add(Entry::file("after/file", "changed above"))
-        .add(Entry::file("before/.wh.file", ""));
+        .add(Entry::file("before/.wh.file", ""))
+        .add(Entry::file("upper-same-layer", "kept"))
+        .add(Entry::file(".wh.upper-same-layer", ""));
     judge(scratch.path(), &[l1.finish(), l2.finish()], &[]);
 }
 
