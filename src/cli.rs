@@ -51,6 +51,7 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         nydus-offline check ./oci-out\n  \
         nydus-offline check ./oci-out --source ./oci-in\n  \
+        nydus-offline check ./app-nydus.tar                   # an oci-archive output\n  \
         nydus-offline check ./oci-out --source app.tar && \\\n      \
         skopeo copy --all oci:./oci-out:latest docker://registry.example/app:nydus\n\n\
         Every chunk of every blob is decompressed and compared with its digest; with --source\n\
@@ -84,7 +85,8 @@ const EXIT_CODES_HELP: &str = "Exit codes:\n  \
 /// Options of `check`.
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
-    /// The converted image: the OCI image layout directory `convert` wrote.
+    /// The converted image: the OCI image layout directory or the oci-archive `convert` wrote
+    /// (an archive is unpacked into a temporary directory first).
     pub output: PathBuf,
     /// The image it was converted from (OCI layout, oci-archive or docker save tarball): compare
     /// every path and every file's content with it.

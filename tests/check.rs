@@ -506,3 +506,61 @@ fn a_file_missing_from_the_tree_is_caught() {
         &["/bin/su-tool", "in the source, missing from the output"],
     );
 }
+
+/// An oci-archive output is checked as its layout is: clean when good, its damage named by the
+/// archive's path and member; a tar holding anything but a layout is refused (exit 3).
+#[test]
+fn an_oci_archive_output_is_checked_in_place() {
+    let scratch = common::scratch();
+    let archive = scratch.path().join("sample-nydus.tar");
+    common::run(
+        Command::new(env!("CARGO_BIN_EXE_nydus-offline"))
+            .args(["convert", "--output-format", "oci-archive"])
+            .arg(common::sample_image())
+            .arg(&archive),
+    );
+    let (code, text) = check(&archive, true);
+    assert_eq!(code, 0, "a good archive must pass:\n{text}");
+    assert!(text.contains("paths compared"), "{text}");
+
+    // Flip the last byte of the largest member's data (a Nydus blob) inside the tar.
+    let mut bytes = fs::read(&archive).unwrap();
+    let mut tar = tar::Archive::new(&bytes[..]);
+    let (name, end) = tar
+        .entries()
+        .unwrap()
+        .map(Result::unwrap)
+        .map(|e| {
+            let start = e.raw_file_position() as usize;
+            (
+                e.path().unwrap().display().to_string(),
+                start + e.size() as usize,
+                e.size(),
+            )
+        })
+        .max_by_key(|(_, _, size)| *size)
+        .map(|(name, end, _)| (name, end))
+        .unwrap();
+    bytes[end - 1] ^= 0xff;
+    let damaged = scratch.path().join("damaged.tar");
+    fs::write(&damaged, &bytes).unwrap();
+    let hex = name.rsplit('/').next().unwrap();
+    assert_caught(&damaged, false, &["damaged.tar:", hex]);
+
+    // A tar that is not an OCI image layout.
+    let stray = scratch.path().join("stray.tar");
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_ustar();
+    header.set_size(2);
+    header.set_mode(0o644);
+    builder
+        .append_data(&mut header, "etc/passwd", &b"hi"[..])
+        .unwrap();
+    fs::write(&stray, builder.into_inner().unwrap()).unwrap();
+    let (code, text) = check(&stray, false);
+    assert_eq!(code, 3, "{text}");
+    assert!(
+        text.contains("stray.tar") && text.contains("is not part of an OCI image layout"),
+        "{text}"
+    );
+}

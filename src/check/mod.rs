@@ -24,6 +24,7 @@
 //! a check goes on with whatever the damage leaves readable. Only failures of the machine (an
 //! unreadable file) end it early, as an [`ErrorKind::Io`](crate::ErrorKind::Io) error.
 
+mod archive;
 mod blob;
 mod bootstrap;
 mod compare;
@@ -91,26 +92,41 @@ impl Findings {
     }
 }
 
-/// Check the Nydus image in the OCI layout `out`.
+/// Check the Nydus image in `out`: an OCI image layout directory, or an oci-archive (a tar of
+/// one), which is first unpacked into a temporary directory (see [`archive`]).
 ///
-/// Fails with [`ErrorKind::BadInput`] only when `out` is not a directory at all (nothing to
-/// check) or the source given with `--source` cannot be read; with [`ErrorKind::Io`] when a
-/// file cannot be read. Everything wrong *inside* `out` is a problem in the returned report.
+/// Fails with [`ErrorKind::BadInput`] only when `out` is neither (nothing to check) or the
+/// source given with `--source` cannot be read; with [`ErrorKind::Io`] when a file cannot be
+/// read. Everything wrong *inside* `out` is a problem in the returned report.
 pub fn check(out: &Path, options: &CheckOptions) -> Result<Report> {
     match std::fs::metadata(out) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => {
-            return Err(Error::bad_input(
-                out.display(),
-                "is not a directory; check reads an OCI image layout directory \
-                 (for an oci-archive: mkdir DIR && tar -xf ARCHIVE -C DIR, then check DIR)",
-            ));
+        Ok(m) if m.is_dir() => check_layout(out, options),
+        Ok(m) if m.is_file() => {
+            let unpacked = archive::unpack(out)?;
+            let mut report = check_layout(unpacked.path(), options)?;
+            // Problems name the archive's members, not the temporary copy.
+            let copy = unpacked.path().display().to_string();
+            let named = format!("{}:", out.display());
+            for problem in &mut report.problems {
+                *problem = problem
+                    .replace(&format!("{copy}/"), &named)
+                    .replace(&copy, &named);
+            }
+            Ok(report)
         }
+        Ok(_) => Err(Error::bad_input(
+            out.display(),
+            "is neither an OCI image layout directory nor an oci-archive file",
+        )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::bad_input(out.display(), "does not exist"));
+            Err(Error::bad_input(out.display(), "does not exist"))
         }
-        Err(e) => return Err(Error::io(out, e)),
+        Err(e) => Err(Error::io(out, e)),
     }
+}
+
+/// [`check`] of a layout directory.
+fn check_layout(out: &Path, options: &CheckOptions) -> Result<Report> {
     let mut findings = Findings::default();
     let mut report = Report::default();
     let images = layout::read(out, &mut findings)?;
