@@ -752,6 +752,44 @@ fn an_existing_layout_gets_the_image_added() {
     top_entry(&file, "latest");
 }
 
+/// Runs adding to one layout at the same time take turns at commit and read the index again
+/// under the lock: every image stays named (without it, the last commit would keep only its
+/// own tag, as all of them read the index when they started).
+#[test]
+fn runs_adding_to_one_layout_at_once_keep_every_image() {
+    let scratch = common::scratch();
+    let out = scratch.path().join("out");
+    convert(&common::sample_image(), &out, &[]);
+    let tags: Vec<String> = (0..4).map(|i| format!("t{i}")).collect();
+    let runs: Vec<_> = tags
+        .iter()
+        .map(|tag| {
+            Command::new(env!("CARGO_BIN_EXE_nydus-offline"))
+                .args(["convert", "--quiet", "--tag", tag])
+                .arg(common::sample_image())
+                .arg(&out)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut run in runs {
+        assert!(run.wait().unwrap().success());
+    }
+    let index = read_json(&out.join("index.json"));
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 5, "{index}");
+    for tag in tags.iter().map(String::as_str).chain(["latest"]) {
+        top_entry(&out, tag);
+    }
+    assert_eq!(
+        names_in(scratch.path())
+            .iter()
+            .filter(|n| n.starts_with('.'))
+            .count(),
+        0,
+        "no staging directory left"
+    );
+}
+
 #[test]
 fn the_same_input_gives_the_same_bytes_in_both_forms() {
     let scratch = common::scratch();

@@ -15,7 +15,9 @@
 //! ```
 //!
 //! Adding to a layout keeps every image it held; an entry with the same tag
-//! (`org.opencontainers.image.ref.name`) as a new one is replaced by it. Blobs the layout holds
+//! (`org.opencontainers.image.ref.name`) as a new one is replaced by it. Runs adding to one
+//! layout at once take turns at commit (an `flock` on the layout directory), each reading the
+//! index again under the lock, so no run's image is lost. Blobs the layout holds
 //! already are not copied again. If adding fails half way, the blobs moved in so far are removed
 //! again; were the process killed outright in that instant, what could remain are blobs no index
 //! names, which no reader sees.
@@ -74,9 +76,8 @@ impl StoredBlob {
 enum Target {
     /// It becomes the destination; `replace`: something is there already and goes.
     New { replace: bool },
-    /// The destination is an OCI layout with this `index.json`: blobs are added, the index
-    /// replaced.
-    AddTo { index: Value },
+    /// The destination is an OCI layout: blobs are added, the index replaced.
+    AddTo,
     /// It is packed into a tar file that becomes the destination.
     Archive { replace: bool },
 }
@@ -117,9 +118,11 @@ impl LayoutWriter {
         let empty_dir = fs::read_dir(destination).is_ok_and(|mut d| d.next().is_none());
         let target = match format {
             OutputFormat::Layout if empty_dir => Target::New { replace: false },
-            OutputFormat::Layout if exists && is_layout(destination) => Target::AddTo {
-                index: read_index(destination)?,
-            },
+            OutputFormat::Layout if exists && is_layout(destination) => {
+                // Read now so that an index we cannot add to fails before any work.
+                read_index(destination)?;
+                Target::AddTo
+            }
             _ if exists && !force => {
                 let what = match format {
                     OutputFormat::Layout => "already exists and is not an OCI image layout",
@@ -221,8 +224,15 @@ impl LayoutWriter {
     /// `entries` has; the new entries follow.
     pub fn commit(mut self, entries: Vec<Value>) -> Result<()> {
         interrupt::check()?;
+        // Held until the layout has the new index (released when dropped).
+        let mut lock: Option<File> = None;
         let index = match &self.target {
-            Target::AddTo { index } => added_index(index, entries),
+            Target::AddTo => {
+                // Another run may have added to the layout since this one started: under the
+                // layout's lock, its index is read again, so both images stay named.
+                lock = Some(lock_dir(&self.destination)?);
+                added_index(&read_index(&self.destination)?, entries)
+            }
             _ => json!({
                 "schemaVersion": 2,
                 "mediaType": MEDIA_TYPE_INDEX,
@@ -248,10 +258,11 @@ impl LayoutWriter {
                 super::archive::write(&self.staging, &self.archive_tmp, &self.destination)?;
                 self.move_into_place(&self.archive_tmp, replace)?;
             }
-            Target::AddTo { .. } => self.add_to_layout()?,
+            Target::AddTo => self.add_to_layout()?,
         }
         self.committed = true;
         self.remove_temporaries();
+        drop(lock);
         Ok(())
     }
 
@@ -547,6 +558,25 @@ fn write_synced(path: &Path, bytes: &[u8], destination: &Path) -> Result<()> {
         file.sync_all()
     };
     write().map_err(|e| out_error(destination, e))
+}
+
+/// An exclusive `flock` on the directory `dir`, waiting for another holder (another run adding
+/// to the same layout) to finish; released when the file is closed. A lock on the directory
+/// itself, so that nothing is added to the layout for it.
+fn lock_dir(dir: &Path) -> Result<File> {
+    use std::os::fd::AsRawFd;
+    let file = File::open(dir).map_err(|e| out_error(dir, e))?;
+    loop {
+        // SAFETY: flock on a descriptor this function owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(file);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(out_error(dir, err));
+        }
+        interrupt::check()?;
+    }
 }
 
 pub(crate) fn sync_dir(dir: &Path, destination: &Path) -> Result<()> {
