@@ -579,8 +579,9 @@ impl BlobOut for Vec<u8> {
     }
 }
 
-/// Any writer, hashed as it goes: for outputs that do not hash themselves (benchmarks write
-/// to a sink through this, paying what the output file pays).
+/// Any writer, hashed as it goes: the bootstrap layer's tar on its way into gzip (its diff
+/// id), and benchmarks, which write blobs to a sink through this and so pay what the output
+/// file pays.
 pub struct Hashed<W> {
     inner: W,
     hasher: Sha256,

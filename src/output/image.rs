@@ -10,10 +10,10 @@ use std::io::Write;
 
 use flate2::Compression;
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 
 use super::gzip::ParallelGzip;
 use super::layout::{LayoutWriter, StoredBlob};
+use crate::blob::writer::{BlobOut, Hashed};
 use crate::error::{Error, Result};
 use crate::source::Platform;
 
@@ -77,16 +77,9 @@ pub fn bootstrap_layer(
             format!("writing the bootstrap layer: {e}"),
         )
     };
-    let hashed = write_bootstrap_tar(
-        Hashing {
-            inner: gz,
-            hasher: Sha256::new(),
-        },
-        bootstrap,
-    )
-    .map_err(io_error)?;
-    let diff_id = format!("sha256:{}", hex(&hashed.hasher.finalize()));
-    let blob = hashed.inner.finish().map_err(io_error)?;
+    let hashed = write_bootstrap_tar(Hashed::new(gz), bootstrap).map_err(io_error)?;
+    let diff_id = format!("sha256:{}", hex(&hashed.sha256_so_far()));
+    let blob = hashed.into_inner().finish().map_err(io_error)?;
     let stored = blob.finish()?;
     let descriptor = json!({
         "mediaType": MEDIA_TYPE_LAYER_GZIP,
@@ -98,24 +91,6 @@ pub fn bootstrap_layer(
         },
     });
     Ok((descriptor, diff_id))
-}
-
-/// A writer that hashes what goes through it.
-struct Hashing<W> {
-    inner: W,
-    hasher: Sha256,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// Write the bootstrap layer's tar to `out`: directory `image` (0755) and `image/image.boot`
