@@ -372,13 +372,7 @@ fn good_output_passes_and_the_real_readers_agree() {
         reference::inlined_bootstrap(&layout.blob(&hex), &inlined);
         reference::check(&inlined, &blob_dir);
     }
-    let sample = common::sample_image();
-    let rootfs = unpack::umoci(
-        &format!("oci:{}:latest", sample.display()),
-        scratch.path(),
-        "expected",
-        false,
-    );
+    let rootfs = unpack::umoci_sample(scratch.path());
     {
         let mnt = mounts::nydusd_localfs(&boot, &blob_dir, scratch.path(), "nydusd");
         tree::assert_same_nydusd(

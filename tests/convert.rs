@@ -211,12 +211,7 @@ fn walk_inos(dir: &Path) -> Vec<u64> {
 fn sample_with_every_compressor_digester_and_chunk_size() {
     let scratch = common::scratch();
     let sample = common::sample_image();
-    let rootfs = unpack::umoci(
-        &format!("oci:{}:latest", sample.display()),
-        scratch.path(),
-        "expected",
-        false,
-    );
+    let rootfs = unpack::umoci_sample(scratch.path());
     let expected = tree::list(&rootfs, ListOptions::NYDUSD);
     for compressor in ["none", "lz4_block", "zstd"] {
         for digester in ["blake3", "sha256"] {

@@ -21,12 +21,7 @@ struct Fixture {
 
 fn fixture(scratch: &Path) -> Fixture {
     let sample = common::sample_image();
-    let rootfs = unpack::umoci(
-        &format!("oci:{}:latest", sample.display()),
-        scratch,
-        "expected",
-        false,
-    );
+    let rootfs = unpack::umoci_sample(scratch);
     let image = reference::read_oci(&sample, "latest");
     let nydus = reference::build(&image, scratch, &[]);
     Fixture {

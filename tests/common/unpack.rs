@@ -7,6 +7,18 @@ use std::process::Command;
 
 use super::run;
 
+/// The sample image (`testdata/sample`) unpacked by umoci into `scratch/expected`: the tree
+/// every reader of its conversion must show.
+pub fn umoci_sample(scratch: &Path) -> PathBuf {
+    let sample = super::sample_image();
+    umoci(
+        &format!("oci:{}:latest", sample.display()),
+        scratch,
+        "expected",
+        false,
+    )
+}
+
 /// Unpack the image named by the skopeo reference `source` (`oci:DIR:TAG`, `oci-archive:FILE:TAG`,
 /// `docker-archive:FILE`) into `scratch/name` and return its rootfs.
 ///
