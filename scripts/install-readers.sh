@@ -3,9 +3,12 @@
 #   - from Debian: skopeo, umoci, erofs-utils, docker-registry, fuse3, libarchive-tools (bsdtar),
 #     and cmake (needed to build nydus-rs);
 #   - nydus-image and nydusd 2.2.0, built once with `cargo install` (about 13 minutes) into a cache
-#     directory and reused by every later run.
+#     directory and reused by every later run;
+#   - nydus-image and nydusd 2.4.4, the newest release, which no package registry serves: built once
+#     (about 10 minutes) from the source snapshot in ../shared/readers beside the checkout
+#     (NYDUS_READERS_SRC overrides), into $CACHE/nydus-2.4.4/bin, where the tests look for it.
 #
-# Usage: scripts/install-readers.sh          prints the directory holding nydus-image and nydusd
+# Usage: scripts/install-readers.sh          prints the directory holding nydus-image and nydusd 2.2.0
 # Environment: NYDUS_OFFLINE_CACHE  cache root (default /var/cache/nydus-offline)
 set -euo pipefail
 
@@ -45,6 +48,20 @@ else
   cargo install --quiet --locked nydus-rs --version "$NYDUS_VERSION" --root "$tmp"
   rm -rf "$NYDUS_ROOT"
   mv "$tmp" "$NYDUS_ROOT"
+fi
+
+# The newest release, from the source snapshot (its build script is idempotent: a cached binary
+# that runs is kept). Built into a temporary root by that script and moved into place, as above.
+NEW_VERSION=2.4.4
+NEW_ROOT="$CACHE/nydus-$NEW_VERSION"
+READERS_SRC="${NYDUS_READERS_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/../shared/readers}"
+if "$NEW_ROOT/bin/nydusd" --version >/dev/null 2>&1 && "$NEW_ROOT/bin/nydus-image" --version >/dev/null 2>&1; then
+  log "nydus $NEW_VERSION found in $NEW_ROOT/bin"
+else
+  [[ -x "$READERS_SRC/build-nydus.sh" ]] || { log "no nydus $NEW_VERSION sources at $READERS_SRC (set NYDUS_READERS_SRC)"; exit 1; }
+  log "building nydus-image and nydusd $NEW_VERSION into $NEW_ROOT (about 10 minutes, once)"
+  mkdir -p "$CACHE"
+  bash "$READERS_SRC/build-nydus.sh" "$NEW_ROOT" >/dev/null
 fi
 
 # FUSE needs its device node and the kernel needs EROFS; both are there on these machines, but say
