@@ -21,7 +21,7 @@
 //! ```
 //!
 //! The default layout (no flags) is just `chunk data | ci table | ci header`.
-//! See `shared/nydus-format/blob.md` for which sections are present when.
+//! See `docs/format.md` §2 for which sections are present when.
 
 use std::io::{self, Write};
 use std::mem::size_of;

@@ -1,6 +1,6 @@
 //! The Nydus data blob of one layer, written the way nydus-snapshotter's converter has
 //! nydus-image 2.2.0 write it (`create --type tar-rafs --blob-inline-meta --features blob-toc`,
-//! `shared/nydus-format/blob.md` §1):
+//! `docs/format.md` §2.1):
 //!
 //! ```text
 //! chunks | T(image.blob) | ci table | ci header | T(blob.meta) | chunk digests | T(blob.digest)

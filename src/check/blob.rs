@@ -2,7 +2,7 @@
 //! tar header after every section, every TOC entry's content against its digest and size, the
 //! ci header against the merged bootstrap's blob table entry, the ci table's ordering rules, and
 //! every chunk decompressed and compared with its digest in `blob.digest`
-//! (`shared/nydus-format/blob.md`).
+//! (`docs/format.md` §5.2).
 //!
 //! What survives is kept for the bootstrap and tree checks: the ci table, each chunk's digest and
 //! the sha256 of its decompressed bytes, and the inlined bootstrap.

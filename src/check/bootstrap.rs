@@ -1,5 +1,5 @@
 //! One RAFS v6 bootstrap, decoded with [`crate::rafs::v6::ondisk`] and judged by the rules
-//! nydus 2.2.0 and the kernel apply (`shared/nydus-format/rafs-v6.md` §13): super blocks, device
+//! nydus 2.2.0 and the kernel apply (`docs/format.md` §5.3): super blocks, device
 //! slots, blob table, prefetch and chunk info tables, then the whole tree from the root: every
 //! inode, its inline xattrs, dirents (sorted, `.` and `..` right, names inside their block),
 //! symlink targets, and every chunk index resolved through its blob's ci table and through the

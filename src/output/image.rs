@@ -1,5 +1,5 @@
 //! The Nydus image's OCI objects, laid out as nydus-snapshotter's converter lays them out
-//! (`shared/nydus-format/oci-packaging.md`): one blob layer per source layer, then a gzip
+//! (`docs/format.md` §1): one blob layer per source layer, then a gzip
 //! bootstrap layer holding `image/image.boot`; the source config with `rootfs.diff_ids` and
 //! `history` rewritten; a manifest with the annotations the snapshotter reads; the descriptors
 //! and image index that name manifests, with Nydus manifests marked as nydusify marks them.

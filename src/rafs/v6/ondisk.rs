@@ -36,7 +36,7 @@
 //!
 //! The kernel reads the EROFS part (super block, device table, inodes, xattrs, chunk indexes,
 //! dirents); nydusd reads the extended super block and the blob table; `nydus-image check`,
-//! `unpack` and `merge` also read the chunk info table. See `shared/nydus-format/rafs-v6.md`.
+//! `unpack` and `merge` also read the chunk info table. See `docs/format.md` §4.
 
 use std::io::{self, Write};
 use std::mem::size_of;
