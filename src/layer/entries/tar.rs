@@ -626,7 +626,7 @@ impl Extensions {
             }
             _ => Err(format!(
                 "the extension headers of one entry (PAX records, GNU long names and links, \
-                 sparse maps) hold more than the {} MiB allowed ({} bytes read, {size} more)",
+                 sparse maps) hold more than the {} MiB allowed ({size} bytes here after {})",
                 MAX_EXTENSIONS >> 20,
                 self.bytes
             )),
