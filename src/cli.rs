@@ -92,6 +92,50 @@ pub struct CheckArgs {
     /// every path and every file's content with it.
     #[arg(long, value_name = "INPUT")]
     pub source: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// What layers may declare beyond the bytes they store (README: "Limits").
+#[derive(Debug, clap::Args)]
+pub struct LimitArgs {
+    /// Most bytes of holes the sparse files of one image may have together (holes are stored
+    /// as zeros), written as bytes or with a unit (16GiB, 1TiB).
+    #[arg(long, value_name = "SIZE", default_value = "16GiB", value_parser = parse_size)]
+    pub max_sparse_holes: u64,
+}
+
+impl LimitArgs {
+    /// The limits these options set.
+    pub fn limits(&self) -> crate::layer::entries::Limits {
+        crate::layer::entries::Limits::new(self.max_sparse_holes)
+    }
+}
+
+/// Parse a size: decimal bytes, or a number with K/KiB, M/MiB, G/GiB or T/TiB.
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let lower = s.trim().to_ascii_lowercase();
+    let split = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
+    let (number, unit) = lower.split_at(split);
+    let shift = match unit.trim() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in size '{s}' (use GiB or TiB)"
+            ));
+        }
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("'{s}' is not a size (examples: 17179869184, 16GiB)"))
 }
 
 /// Options of `completions`.
@@ -222,6 +266,8 @@ pub struct ConvertArgs {
     /// Also write the JSON report to FILE.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 /// `--progress` values.
@@ -336,6 +382,7 @@ pub fn run(cli: Cli) -> Result<()> {
 fn check(args: &CheckArgs) -> Result<()> {
     let options = crate::check::CheckOptions {
         source: args.source.clone(),
+        limits: args.limits.limits(),
     };
     let report = crate::check::check(&args.output, &options)?;
     let stdout = std::io::stdout();
@@ -446,7 +493,9 @@ fn convert(args: &ConvertArgs) -> Result<()> {
         },
         merge_platform: args.merge_platform,
         with_referrer: args.with_referrer,
+        limits: args.limits.limits(),
     };
+    crate::error::set_quiet(args.quiet);
     crate::output::interrupt::install()?;
     let mode = match (args.quiet, args.progress) {
         (true, _) | (false, ProgressArg::None) => None,
@@ -525,7 +574,17 @@ fn inspect(args: &InspectArgs) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_chunk_size;
+    use super::{parse_chunk_size, parse_size};
+
+    #[test]
+    fn sizes_in_every_spelling() {
+        assert_eq!(parse_size("16GiB"), Ok(16 << 30));
+        assert_eq!(parse_size("1 TiB"), Ok(1 << 40));
+        assert_eq!(parse_size("123"), Ok(123));
+        for bad in ["", "GiB", "1PiB", "99999999999TiB", "-1"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn chunk_sizes_in_every_spelling() {

@@ -66,6 +66,8 @@ pub struct ConvertOptions {
     pub merge_platform: bool,
     /// Name the source manifest as each Nydus manifest's `subject` (nydusify `--with-referrer`).
     pub with_referrer: bool,
+    /// What each image's layers may declare beyond the bytes they store (`--max-sparse-holes`).
+    pub limits: entries::Limits,
 }
 
 /// What was written: the report `--json` and `--report` print.
@@ -522,6 +524,8 @@ impl Chains {
 
         // The merged bootstrap, once the last layer's tree is applied (see below).
         let mut merged_bootstrap: Option<v6::Bootstrap> = None;
+        // One budget for the image: many layers must not multiply what one may declare.
+        let mut limits = options.limits;
         for (n, layer) in image.layers.iter().enumerate().skip(shared) {
             interrupt::check()?;
             let started = Instant::now();
@@ -555,11 +559,14 @@ impl Chains {
             } else {
                 LayerBuilder::over(&merged)
             };
-            entries::for_each_entry(&mut reader, &mut writer, &mut |entry| builder.add(entry))
-                .map_err(|e| e.context(&what))?;
+            let notes = entries::for_each_entry(&mut reader, &mut writer, &mut limits, &mut |e| {
+                builder.add(e)
+            })
+            .map_err(|e| e.context(&what))?;
             let built = builder.finish();
             // Verifies the rest of the stream and every digest of the layer.
-            let read_summary = reader.finish()?;
+            let read_summary = reader.finish().map_err(|e| e.context(&what))?;
+            notes.warn(&what);
             let info = writer.finish_data()?;
 
             if let Some(tree) = built.merged {

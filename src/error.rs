@@ -3,10 +3,14 @@
 //! Every failure a user can meet is an [`Error`] whose message names the file (or image, layer,
 //! entry) and the problem. Its [`ErrorKind`] decides the process exit code, so that scripts can
 //! tell "your image is bad" from "the disk is full" without parsing text.
+//!
+//! Warnings (an input accepted with a doubt the user should hear of) go through [`warn`], the
+//! one place that prints them, so that a logging facade can take its place later.
 
 use std::fmt;
 use std::io;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What class of failure this is; each class has its own exit code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,6 +114,37 @@ impl<T> IoContext<T> for io::Result<T> {
     }
 }
 
+/// Set by `--quiet`: warnings are not printed.
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Print no warnings from now on (`--quiet`).
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+/// Tell the user of something accepted with a doubt: one line on stderr, unless `--quiet`.
+pub fn warn(message: impl fmt::Display) {
+    if !QUIET.load(Ordering::Relaxed) {
+        eprintln!("nydus-offline: warning: {message}");
+    }
+}
+
+/// Bytes from the input (a name, a path) as a message shows them: escaped, and cut in the middle
+/// when long, so that a hostile name of megabytes cannot make a message of megabytes.
+pub fn shown(bytes: &[u8]) -> String {
+    /// Bytes kept from each end of a long name.
+    const KEEP: usize = 256;
+    if bytes.len() <= 3 * KEEP {
+        return bytes.escape_ascii().to_string();
+    }
+    format!(
+        "{}...({} bytes)...{}",
+        bytes[..KEEP].escape_ascii(),
+        bytes.len(),
+        bytes[bytes.len() - KEEP..].escape_ascii()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,5 +171,13 @@ mod tests {
         let e = Error::bad_input("index.json", "not JSON").context("reading ./img");
         assert_eq!(e.to_string(), "reading ./img: index.json: not JSON");
         assert_eq!(e.kind(), ErrorKind::BadInput);
+    }
+
+    #[test]
+    fn long_names_are_cut_in_messages() {
+        assert_eq!(shown(b"a\xffb"), "a\\xffb");
+        let long = [b'x'; 5000];
+        let s = shown(&long);
+        assert!(s.len() < 600 && s.contains("(5000 bytes)"), "{s}");
     }
 }

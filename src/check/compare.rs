@@ -35,14 +35,17 @@ const MAX_DIFFERENCES: usize = 100;
 /// The image OUT was converted from.
 pub(crate) struct Source {
     inner: Box<dyn ImageSource>,
+    /// What its layers may declare, as `convert` was told (`--max-sparse-holes`).
+    limits: entries::Limits,
 }
 
 impl Source {
     /// Open the source input (any form `convert` reads). A source that cannot be read is an
     /// error of its own kind, not a problem of OUT.
-    pub fn open(path: &Path) -> Result<Source> {
+    pub fn open(path: &Path, limits: entries::Limits) -> Result<Source> {
         Ok(Source {
             inner: source::open(path).map_err(|e| e.context("--source"))?,
+            limits,
         })
     }
 
@@ -108,11 +111,14 @@ impl Source {
         };
         let mut merged = Tree::new();
         let mut compared = 0;
+        let mut limits = self.limits;
         for (i, layer) in source.layers.iter().enumerate() {
             let mut reader = self.inner.open_layer(layer)?;
-            let layer_entries = entries::read_layer(&mut reader, &mut sink)
-                .map_err(|e| e.context(format!("--source {}", layer.label())))?;
-            reader.finish()?;
+            let source_layer = format!("--source {}", layer.label());
+            let (layer_entries, notes) = entries::read_layer(&mut reader, &mut sink, &mut limits)
+                .map_err(|e| e.context(&source_layer))?;
+            reader.finish().map_err(|e| e.context(&source_layer))?;
+            notes.warn(&source_layer);
             if let (Some(Some((lboot, llisting))), Some(blob)) =
                 (checked.layers.get(i), image.blobs.get(i))
             {

@@ -40,6 +40,8 @@ use crate::error::{Error, ErrorKind, Result};
 pub struct CheckOptions {
     /// The image OUT was converted from; when given, the trees are compared.
     pub source: Option<PathBuf>,
+    /// What the source's layers may declare beyond the bytes they store.
+    pub limits: crate::layer::entries::Limits,
 }
 
 /// What a check found and what it looked at.
@@ -131,7 +133,7 @@ fn check_layout(out: &Path, options: &CheckOptions) -> Result<Report> {
     let mut report = Report::default();
     let images = layout::read(out, &mut findings)?;
     let source = match &options.source {
-        Some(path) => Some(compare::Source::open(path)?),
+        Some(path) => Some(compare::Source::open(path, options.limits)?),
         None => None,
     };
     for image in &images {

@@ -83,6 +83,25 @@ pub fn detect(head: &[u8]) -> Detected {
     }
 }
 
+/// What to warn of when a layer's media type says `declared` and its magic number says
+/// `stored`; `None` when they agree. The layer is read as its bytes are, whatever the label.
+pub fn mislabelled(media_type: &str, declared: Compression, stored: Compression) -> Option<String> {
+    if declared == stored {
+        return None;
+    }
+    let really = match stored {
+        Compression::None => "is not compressed (read as a plain tar)".to_string(),
+        other => format!("is {other}-compressed (read as {other})"),
+    };
+    let said = match declared {
+        Compression::None => "no compression".to_string(),
+        other => other.to_string(),
+    };
+    Some(format!(
+        "its media type {media_type} says {said}, but it {really}"
+    ))
+}
+
 /// A reader that has had its first bytes looked at; they are given back before the rest.
 pub type Peeked<R> = Chain<Cursor<Vec<u8>>, R>;
 
@@ -203,6 +222,30 @@ mod tests {
         assert_eq!(
             detect(&[0xfd, 0x37, 0x7a, 0x58, 0x5a, 0]),
             Detected::Unsupported("xz")
+        );
+    }
+
+    #[test]
+    fn a_mislabelled_layer_is_said_as_it_is() {
+        let media = "application/vnd.oci.image.layer.v1.tar+gzip";
+        assert_eq!(
+            mislabelled(media, Compression::Gzip, Compression::Gzip),
+            None
+        );
+        assert_eq!(
+            mislabelled(media, Compression::Gzip, Compression::Zstd).unwrap(),
+            format!("its media type {media} says gzip, but it is zstd-compressed (read as zstd)")
+        );
+        assert!(
+            mislabelled(media, Compression::Gzip, Compression::None)
+                .unwrap()
+                .ends_with("but it is not compressed (read as a plain tar)")
+        );
+        let plain = "application/vnd.oci.image.layer.v1.tar";
+        assert!(
+            mislabelled(plain, Compression::None, Compression::Gzip)
+                .unwrap()
+                .contains("says no compression, but it is gzip-compressed")
         );
     }
 

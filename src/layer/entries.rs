@@ -12,31 +12,121 @@
 
 mod sparse;
 mod tar;
+mod xattrs;
 
-use std::collections::BTreeMap;
 use std::io::Read;
 
 use self::sparse::SparseReader;
 use self::tar::{RawEntry, SparseMap, TarReader, flag};
 use super::ChunkSink;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, shown, warn};
 use crate::tree::{EntryKind, ImagePath, InodeData, LayerEntry, Metadata};
 
-/// PAX keys that hold extended attributes: SCHILY's carry raw bytes, libarchive's carry a
-/// percent-encoded name and a base64 value.
-const SCHILY_XATTR: &[u8] = b"SCHILY.xattr.";
-const LIBARCHIVE_XATTR: &[u8] = b"LIBARCHIVE.xattr.";
+pub use self::sparse::MAX_SPARSE_EXTENTS;
+pub use self::tar::MAX_EXTENSIONS;
+pub use self::xattrs::XATTR_NAME_MAX;
+
+/// What the layers of one image may declare beyond the bytes they store: holes of sparse
+/// files, which are stored as zeros (and cost the time of hashing them) but take no bytes of the
+/// layer. Everything else an entry declares is bounded by the bytes the layer really holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most bytes of holes the sparse files of all the image's layers may have together.
+    pub max_sparse_holes: u64,
+    /// Bytes of holes taken so far by the layers read with these limits.
+    sparse_holes: u64,
+}
+
+impl Limits {
+    /// The default of [`max_sparse_holes`](Limits::max_sparse_holes): 16 GiB, far beyond the
+    /// sparse files of real images, and a few seconds of hashing zeros.
+    pub const DEFAULT_MAX_SPARSE_HOLES: u64 = 16 << 30;
+
+    /// Limits allowing `max_sparse_holes` bytes of holes, none taken yet.
+    pub fn new(max_sparse_holes: u64) -> Limits {
+        Limits {
+            max_sparse_holes,
+            sparse_holes: 0,
+        }
+    }
+
+    /// Take `holes` bytes of holes for one sparse file, if they fit in what is left.
+    fn take_holes(&mut self, holes: u64) -> Result<(), String> {
+        match self.sparse_holes.checked_add(holes) {
+            Some(total) if total <= self.max_sparse_holes => {
+                self.sparse_holes = total;
+                Ok(())
+            }
+            _ => Err(format!(
+                "a sparse file with {holes} bytes of holes: the image's sparse files may have \
+                 {} bytes of holes in all ({} taken already); --max-sparse-holes raises the \
+                 limit",
+                self.max_sparse_holes, self.sparse_holes
+            )),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits::new(Limits::DEFAULT_MAX_SPARSE_HOLES)
+    }
+}
+
+/// What reading a layer accepted with a doubt, to warn of once per layer.
+#[derive(Debug, Default, PartialEq, Eq)]
+#[must_use = "warn() tells the user"]
+pub struct Notes {
+    /// The first xattr skipped because no Linux filesystem holds it: entry and xattr name.
+    first_skipped_xattr: Option<(Vec<u8>, Vec<u8>)>,
+    /// How many were skipped in all.
+    skipped_xattrs: u64,
+}
+
+impl Notes {
+    /// How many xattrs were skipped (as no Linux filesystem holds them).
+    pub fn skipped_xattrs(&self) -> u64 {
+        self.skipped_xattrs
+    }
+
+    /// Print the warnings, one per kind, naming `layer`.
+    pub fn warn(&self, layer: &str) {
+        if let Some((entry, name)) = &self.first_skipped_xattr {
+            let others = match self.skipped_xattrs - 1 {
+                0 => String::new(),
+                n => format!(" (and {n} more in this layer)"),
+            };
+            warn(format!(
+                "{layer}: entry '{}': xattr '{}' skipped{others}: no Linux filesystem holds \
+                 xattrs outside the user., trusted., security. and system. namespaces \
+                 (containerd and Docker skip them too)",
+                shown(entry),
+                shown(name)
+            ));
+        }
+    }
+
+    fn skipped_xattr(&mut self, entry: &[u8], name: Vec<u8>) {
+        self.skipped_xattrs += 1;
+        self.first_skipped_xattr
+            .get_or_insert_with(|| (entry.to_vec(), name));
+    }
+}
 
 /// Read every entry of an uncompressed layer tar, handing regular files' content to `sink`.
 ///
 /// Errors name the entry and the problem; the caller adds which layer it was.
-pub fn read_layer(reader: impl Read, sink: &mut dyn ChunkSink) -> Result<Vec<LayerEntry>> {
+pub fn read_layer(
+    reader: impl Read,
+    sink: &mut dyn ChunkSink,
+    limits: &mut Limits,
+) -> Result<(Vec<LayerEntry>, Notes)> {
     let mut out = Vec::new();
-    for_each_entry(reader, sink, &mut |entry| {
+    let notes = for_each_entry(reader, sink, limits, &mut |entry| {
         out.push(entry);
         Ok(())
     })?;
-    Ok(out)
+    Ok((out, notes))
 }
 
 /// [`read_layer`], handing each entry to `each` as soon as it is read (its content already
@@ -45,15 +135,18 @@ pub fn read_layer(reader: impl Read, sink: &mut dyn ChunkSink) -> Result<Vec<Lay
 pub fn for_each_entry(
     reader: impl Read,
     sink: &mut dyn ChunkSink,
+    limits: &mut Limits,
     each: &mut dyn FnMut(LayerEntry) -> Result<()>,
-) -> Result<()> {
+) -> Result<Notes> {
     let mut tar = TarReader::new(reader);
+    let mut notes = Notes::default();
     while let Some(raw) = tar.next()? {
-        let what = format!("entry '{}'", raw.name.escape_ascii());
-        let entry = layer_entry(&mut tar, raw, sink).map_err(|e| e.context(&what))?;
+        let what = format!("entry '{}'", shown(&raw.name));
+        let entry =
+            layer_entry(&mut tar, raw, sink, limits, &mut notes).map_err(|e| e.context(&what))?;
         each(entry)?;
     }
-    Ok(())
+    Ok(notes)
 }
 
 /// One entry's meaning; its data (for regular files) goes to `sink`.
@@ -61,38 +154,26 @@ fn layer_entry<R: Read>(
     tar: &mut TarReader<R>,
     raw: RawEntry,
     sink: &mut dyn ChunkSink,
+    limits: &mut Limits,
+    notes: &mut Notes,
 ) -> Result<LayerEntry> {
     let bad = |p: String| Error::new(ErrorKind::BadInput, p);
     let path = ImagePath::parse(&raw.name).map_err(|e| bad(e.to_string()))?;
-    let meta = metadata(&raw).map_err(bad)?;
+    let (mut meta, skipped) = metadata(&raw).map_err(bad)?;
+    for name in skipped {
+        notes.skipped_xattr(&raw.name, name);
+    }
     let kind = match raw.typeflag {
         flag::REGULAR | flag::CONTIGUOUS | flag::GNU_SPARSE => {
-            let data = match &raw.sparse {
-                None => sink.file(&path, &mut tar.data(), raw.data_size)?,
-                Some(s) => {
-                    let mut stored = raw.data_size;
-                    let mut data = tar.data();
-                    let map = match &s.map {
-                        SparseMap::Known(map) => map.clone(),
-                        SparseMap::InData => {
-                            let (map, used) = sparse::read_map_1_0(&mut data)
-                                .map_err(|p| bad(format!("sparse map: {p}")))?;
-                            stored = stored.checked_sub(used).ok_or_else(|| {
-                                bad("the sparse map is larger than the entry".into())
-                            })?;
-                            map
-                        }
-                    };
-                    sparse::check_map(&map, s.real_size, stored)
-                        .map_err(|p| bad(format!("sparse map: {p}")))?;
-                    let mut file = SparseReader::new(&mut data, map, s.real_size);
-                    sink.file(&path, &mut file, s.real_size)?
-                }
-            };
-            EntryKind::Inode(InodeData::File(data))
+            EntryKind::Inode(InodeData::File(file(tar, &raw, &path, sink, limits)?))
         }
         flag::DIRECTORY | flag::GNU_DUMPDIR => EntryKind::Inode(InodeData::Dir),
-        flag::SYMLINK => EntryKind::Inode(InodeData::Symlink(raw.link_name.clone())),
+        flag::SYMLINK => {
+            // Every Linux unpacker shows a symlink as 0777 whatever its header says (lchmod
+            // does not exist); some tar writers say 0755.
+            meta.mode = 0o777;
+            EntryKind::Inode(InodeData::Symlink(raw.link_name.clone()))
+        }
         flag::HARDLINK => {
             let target = ImagePath::parse(&raw.link_name)
                 .map_err(|e| bad(format!("hardlink target: {e}")))?;
@@ -122,8 +203,42 @@ fn layer_entry<R: Read>(
     Ok(LayerEntry { path, kind, meta })
 }
 
-/// The entry's metadata: header fields, overridden by PAX records.
-fn metadata(raw: &RawEntry) -> Result<Metadata, String> {
+/// A regular file's content, through `sink`: as stored, or a sparse file whole, its holes as
+/// zeros (once they fit in `limits`).
+fn file<R: Read>(
+    tar: &mut TarReader<R>,
+    raw: &RawEntry,
+    path: &ImagePath,
+    sink: &mut dyn ChunkSink,
+    limits: &mut Limits,
+) -> Result<crate::tree::FileData> {
+    let bad = |p: String| Error::new(ErrorKind::BadInput, p);
+    let Some(s) = &raw.sparse else {
+        return sink.file(path, &mut tar.data(), raw.data_size);
+    };
+    let mut stored = raw.data_size;
+    let mut data = tar.data();
+    let map = match &s.map {
+        SparseMap::Known(map) => map.clone(),
+        SparseMap::InData => {
+            let (map, used) =
+                sparse::read_map_1_0(&mut data).map_err(|p| bad(format!("sparse map: {p}")))?;
+            stored = stored
+                .checked_sub(used)
+                .ok_or_else(|| bad("the sparse map is larger than the entry".into()))?;
+            map
+        }
+    };
+    sparse::check_map(&map, s.real_size, stored).map_err(|p| bad(format!("sparse map: {p}")))?;
+    // The map lies inside the file and names exactly the stored bytes: the rest is holes.
+    limits.take_holes(s.real_size - stored).map_err(bad)?;
+    let mut file = SparseReader::new(&mut data, map, s.real_size);
+    sink.file(path, &mut file, s.real_size)
+}
+
+/// The entry's metadata (header fields, overridden by PAX records), and the names of the xattrs
+/// skipped as no Linux filesystem holds them.
+fn metadata(raw: &RawEntry) -> Result<(Metadata, Vec<Vec<u8>>), String> {
     let pax = &raw.pax;
     let header = &raw.header;
     let number = |key: &str, from_header: Result<u64, String>| -> Result<u32, String> {
@@ -137,30 +252,17 @@ fn metadata(raw: &RawEntry) -> Result<Metadata, String> {
         Some(v) => parse_time(v).ok_or("PAX mtime is not a time")?,
         None => (header.mtime()?, 0),
     };
-    let mut xattrs = BTreeMap::new();
-    for (key, value) in pax {
-        if let Some(name) = key.strip_prefix(SCHILY_XATTR) {
-            xattrs.insert(name.to_vec(), value.clone());
-        }
-    }
-    // libarchive writes each xattr twice, as SCHILY and as LIBARCHIVE records; its own spelling
-    // (which can carry any name) wins.
-    for (key, value) in pax {
-        if let Some(name) = key.strip_prefix(LIBARCHIVE_XATTR) {
-            let name = percent_decode(name).ok_or("bad LIBARCHIVE.xattr name")?;
-            let value = base64_decode(value).ok_or("bad LIBARCHIVE.xattr value (not base64)")?;
-            xattrs.insert(name, value);
-        }
-    }
+    let (xattrs, skipped) = xattrs::from_pax(pax)?;
     let mode = header.mode()?;
-    Ok(Metadata {
+    let meta = Metadata {
         mode: (mode & 0o7777) as u32,
         uid: number("uid", header.uid())?,
         gid: number("gid", header.gid())?,
         mtime,
         mtime_nsec,
         xattrs,
-    })
+    };
+    Ok((meta, skipped))
 }
 
 /// A PAX time: `[-]SECONDS[.FRACTION]`, as seconds and non-negative nanoseconds.
@@ -189,50 +291,6 @@ fn parse_time(v: &[u8]) -> Option<(i64, u32)> {
     })
 }
 
-fn percent_decode(s: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        if s[i] == b'%' {
-            let hex = std::str::from_utf8(s.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(s[i]);
-            i += 1;
-        }
-    }
-    Some(out)
-}
-
-fn base64_decode(s: &[u8]) -> Option<Vec<u8>> {
-    let value = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    // libarchive writes base64 without padding; accept it with padding too.
-    let s: Vec<u8> = s.iter().copied().filter(|&c| c != b'=').collect();
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    for group in s.chunks(4) {
-        if group.len() == 1 {
-            return None;
-        }
-        let mut acc = 0u32;
-        for (i, &c) in group.iter().enumerate() {
-            acc |= value(c)? << (18 - 6 * i);
-        }
-        let bytes = acc.to_be_bytes();
-        out.extend_from_slice(&bytes[1..group.len()]);
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,6 +315,11 @@ mod tests {
                 chunks: vec![],
             })
         }
+    }
+
+    /// The entries of a layer, read with the default limits.
+    fn read(tar: &[u8], sink: &mut dyn ChunkSink) -> Result<Vec<LayerEntry>> {
+        read_layer(tar, sink, &mut Limits::default()).map(|(entries, _)| entries)
     }
 
     /// One test entry: name, type, content, PAX records.
@@ -296,7 +359,7 @@ mod tests {
             ],
         )]);
         let mut sink = Collect::default();
-        let entries = read_layer(&tar[..], &mut sink).unwrap();
+        let entries = read(&tar[..], &mut sink).unwrap();
         assert_eq!(entries.len(), 1);
         let m = &entries[0].meta;
         assert_eq!(
@@ -328,7 +391,7 @@ mod tests {
         b.append_pax_extensions([("uid", &b"7"[..])]).unwrap();
         b.append_data(&mut h, "b", &[][..]).unwrap();
         let tar = b.into_inner().unwrap();
-        let entries = read_layer(&tar[..], &mut Collect::default()).unwrap();
+        let entries = read(&tar[..], &mut Collect::default()).unwrap();
         let uids: Vec<_> = entries.iter().map(|e| e.meta.uid).collect();
         assert_eq!(
             uids,
@@ -340,17 +403,17 @@ mod tests {
     #[test]
     fn escaping_names_and_truncated_streams_are_errors_naming_the_entry() {
         let tar = pax_tar(&[("a/../../etc/passwd", EntryType::Regular, b"x", &[])]);
-        let err = read_layer(&tar[..], &mut Collect::default()).unwrap_err();
+        let err = read(&tar[..], &mut Collect::default()).unwrap_err();
         assert!(err.to_string().contains("a/../../etc/passwd"), "{err}");
         assert!(err.to_string().contains("escapes"), "{err}");
 
         let tar = pax_tar(&[("big", EntryType::Regular, &[7u8; 4000], &[])]);
-        let err = read_layer(&tar[..1500], &mut Collect::default()).unwrap_err();
+        let err = read(&tar[..1500], &mut Collect::default()).unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::BadInput, "{err}");
     }
 
     #[test]
-    fn pax_times_and_base64() {
+    fn pax_times() {
         assert_eq!(
             parse_time(b"1700000000.123456789123"),
             Some((1700000000, 123456789))
@@ -358,8 +421,127 @@ mod tests {
         assert_eq!(parse_time(b"-5"), Some((-5, 0)));
         assert_eq!(parse_time(b"12.5"), Some((12, 500_000_000)));
         assert_eq!(parse_time(b"x"), None);
-        assert_eq!(base64_decode(b"aGVsbG8="), Some(b"hello".to_vec()));
-        assert_eq!(base64_decode(b"aGVsbG8"), Some(b"hello".to_vec()));
-        assert_eq!(base64_decode(b"a"), None);
+    }
+
+    /// An extension header (`x`, `L`, `K`) of `data`, padded.
+    fn extension(typeflag: u8, data: &[u8]) -> Vec<u8> {
+        let mut h = Header::new_ustar();
+        h.set_entry_type(EntryType::new(typeflag));
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        let mut out = h.as_bytes().to_vec();
+        out.extend_from_slice(data);
+        out.resize(out.len().next_multiple_of(512), 0);
+        out
+    }
+
+    #[test]
+    fn symlinks_are_0777_whatever_their_header_says() {
+        let tar = pax_tar(&[("l", EntryType::Symlink, b"", &[("linkpath", b"t")])]);
+        let entries = read(&tar, &mut Collect::default()).unwrap();
+        assert_eq!(entries[0].meta.mode, 0o777);
+    }
+
+    #[test]
+    fn xattrs_no_linux_filesystem_holds_are_skipped_and_counted() {
+        let quarantine: &[(&str, &[u8])] = &[
+            ("SCHILY.xattr.com.apple.quarantine", b"q"),
+            ("SCHILY.xattr.user.kept", b"k"),
+        ];
+        let tar = pax_tar(&[
+            ("a", EntryType::Regular, b"", quarantine),
+            ("b", EntryType::Regular, b"", quarantine),
+        ]);
+        let (entries, notes) =
+            read_layer(&tar[..], &mut Collect::default(), &mut Limits::default()).unwrap();
+        assert_eq!(notes.skipped_xattrs(), 2);
+        assert_eq!(
+            notes.first_skipped_xattr,
+            Some((b"a".to_vec(), b"com.apple.quarantine".to_vec()))
+        );
+        let names: Vec<_> = entries[1].meta.xattrs.keys().cloned().collect();
+        assert_eq!(names, [b"user.kept".to_vec()]);
+    }
+
+    #[test]
+    fn sizes_near_2_64_are_errors_not_overflows() {
+        let tar = pax_tar(&[(
+            "f",
+            EntryType::Regular,
+            b"",
+            &[("size", u64::MAX.to_string().as_bytes())],
+        )]);
+        let err = read(&tar, &mut Collect::default()).unwrap_err();
+        assert!(err.to_string().contains("overflows"), "{err}");
+    }
+
+    #[test]
+    fn extension_headers_are_bounded_per_entry_not_per_header() {
+        // Three PAX headers of 1.5 MiB: each fits, together they pass the 4 MiB an entry may
+        // have.
+        let value = vec![b'v'; 3 << 19];
+        let record = {
+            let body = format!(" comment={}\n", String::from_utf8_lossy(&value));
+            let len = body.len() + 7;
+            format!("{len}{body}").into_bytes()
+        };
+        let mut tar = Vec::new();
+        for _ in 0..3 {
+            tar.extend(extension(b'x', &record));
+        }
+        tar.extend(pax_tar(&[("f", EntryType::Regular, b"", &[])]));
+        let err = read(&tar, &mut Collect::default()).unwrap_err();
+        assert!(err.to_string().contains("more than the 4 MiB"), "{err}");
+        // GNU long names count too.
+        let mut tar = Vec::new();
+        for flag in [b'L', b'K', b'L'] {
+            tar.extend(extension(flag, &value));
+        }
+        tar.extend(pax_tar(&[("f", EntryType::Regular, b"", &[])]));
+        let err = read(&tar, &mut Collect::default()).unwrap_err();
+        assert!(err.to_string().contains("more than the 4 MiB"), "{err}");
+    }
+
+    #[test]
+    fn holes_of_sparse_files_are_bounded_per_image() {
+        let sparse: &[(&str, &[u8])] = &[
+            ("GNU.sparse.major", b"0"),
+            ("GNU.sparse.minor", b"1"),
+            ("GNU.sparse.size", b"1000"),
+            ("GNU.sparse.map", b"999,1"),
+        ];
+        let tar = pax_tar(&[
+            ("a", EntryType::Regular, b"x", sparse),
+            ("b", EntryType::Regular, b"y", sparse),
+        ]);
+        let mut limits = Limits::new(2000);
+        let (entries, _) = read_layer(&tar[..], &mut Collect::default(), &mut limits).unwrap();
+        assert_eq!(entries.len(), 2);
+        // The budget is the image's: what one layer took is gone for the next.
+        let err = read_layer(&tar[..], &mut Collect::default(), &mut limits).unwrap_err();
+        assert!(err.to_string().contains("entry 'a'"), "{err}");
+        assert!(err.to_string().contains("999 bytes of holes"), "{err}");
+        assert!(read_layer(&tar[..], &mut Collect::default(), &mut Limits::new(1997)).is_err());
+    }
+
+    #[test]
+    fn a_stream_that_is_no_tar_is_not_echoed() {
+        let junk = b"PNG secret bytes that must not be shown ".repeat(20);
+        let err = read(&junk, &mut Collect::default()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::BadInput);
+        assert!(
+            err.to_string().starts_with("not a tar header at byte 0"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("secret"), "{err}");
+        // A broken PAX record is named by number, not shown.
+        let mut tar = extension(b'x', b"12 uid=secret\n");
+        tar.extend(pax_tar(&[("f", EntryType::Regular, b"", &[])]));
+        let err = read(&tar, &mut Collect::default()).unwrap_err();
+        assert!(
+            err.to_string().contains("PAX record 1 (at byte 0)"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("secret"), "{err}");
     }
 }

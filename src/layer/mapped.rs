@@ -226,9 +226,9 @@ impl MappedLayer {
             return Err(Error::bad_input(
                 &self.location,
                 format!(
-                    "{}: uncompressed content has digest {diff_id}, but the config's \
+                    "uncompressed content has digest {diff_id}, but the config's \
                      rootfs.diff_ids says {}",
-                    self.label, self.diff_id
+                    self.diff_id
                 ),
             ));
         }

@@ -20,7 +20,8 @@ use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, warn};
+use crate::layer::decompress::mislabelled;
 use crate::layer::mapped::{MappedLayer, Window};
 use crate::progress::CountingStore;
 use crate::source::{BlobStore, Layer, LayerReader, LayerSummary};
@@ -74,7 +75,12 @@ pub struct ReadAhead {
 impl ReadAhead {
     /// Start reading `layer` of `store` on a new thread: mapped when its tar lies uncompressed
     /// in a plain file, else streamed. `read` counts the stored bytes read, for progress.
+    /// A layer whose media type names another compression than its bytes have is read as its
+    /// bytes are, with a warning.
     pub fn open(store: &dyn BlobStore, layer: &Layer, read: Arc<AtomicU64>) -> Result<ReadAhead> {
+        if let Some(doubt) = mislabelled(&layer.media_type, layer.declared, layer.stored) {
+            warn(format!("{}: {doubt}", layer.label()));
+        }
         match MappedLayer::open(layer, Arc::clone(&read))? {
             Some(mapped) => ReadAhead::spawn_mapped(mapped),
             None => ReadAhead::spawn(LayerReader::open(
@@ -365,9 +371,9 @@ mod tests {
             assert_eq!(
                 e.to_string(),
                 format!(
-                    "the-layer: layer 1 ({}): uncompressed content has digest {}, but the \
-                     config's rootfs.diff_ids says {}",
-                    good.digest, good.digest, l.diff_id
+                    "the-layer: uncompressed content has digest {}, but the config's \
+                     rootfs.diff_ids says {}",
+                    good.digest, l.diff_id
                 )
             );
 

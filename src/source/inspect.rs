@@ -110,7 +110,10 @@ pub fn report(source: &dyn ImageSource, selection: &Selection, quick: bool) -> R
                     } else if quick {
                         (layer.stored == Compression::None).then_some(layer.size)
                     } else {
-                        let summary = source.open_layer(layer)?.finish()?;
+                        let summary = source
+                            .open_layer(layer)?
+                            .finish()
+                            .map_err(|e| e.context(layer.label()))?;
                         measured.insert(key, summary.uncompressed_size);
                         Some(summary.uncompressed_size)
                     };

@@ -64,7 +64,6 @@ pub struct LayerReader {
     /// Set once a check failed; every later read repeats the failure instead of pretending the
     /// stream ended cleanly.
     failure: Option<(ErrorKind, String)>,
-    label: String,
     location: String,
 }
 
@@ -112,7 +111,6 @@ impl LayerReader {
             uncompressed: 0,
             done: false,
             failure: None,
-            label,
             location: layer.location.clone(),
         })
     }
@@ -164,9 +162,9 @@ impl LayerReader {
             return Err(into_io(Error::bad_input(
                 &self.location,
                 format!(
-                    "{}: uncompressed content has digest {actual}, but the config's \
+                    "uncompressed content has digest {actual}, but the config's \
                      rootfs.diff_ids says {}",
-                    self.label, self.expected_diff_id
+                    self.expected_diff_id
                 ),
             )));
         }
@@ -182,12 +180,10 @@ impl LayerReader {
         if let Err(stored_err) = self.stored().drain() {
             return stored_err;
         }
+        // The layer's label is the caller's to add, as for every error of its reading.
         into_io(Error::bad_input(
             &self.location,
-            format!(
-                "{}: {} data is truncated or corrupt: {e}",
-                self.label, self.compression
-            ),
+            format!("{} data is truncated or corrupt: {e}", self.compression),
         ))
     }
 }

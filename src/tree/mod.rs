@@ -26,6 +26,8 @@ pub mod path;
 mod stream;
 
 use std::collections::BTreeMap;
+use std::ops::Range;
+use std::rc::Rc;
 
 pub use packed::PackedEntries;
 pub use path::ImagePath;
@@ -883,7 +885,7 @@ impl Tree {
         let Some(name) = target.file_name() else {
             return Ok(Some(self.root()));
         };
-        let found = self.walk_dir(target, &mut |_, _| {})?;
+        let found = self.walk_dir(target)?;
         Ok(found.and_then(|dir| self.child(dir, name)))
     }
 
@@ -892,94 +894,170 @@ impl Tree {
     /// parents is followed, inside the image (an absolute target starts again at the root, `..`
     /// stops at the root), so `link/file` under `link -> dir` lands in `dir/file`. Missing
     /// directories are created (with `create`; otherwise the answer is `None`). A parent that
-    /// is neither a directory nor a symlink, and a symlink loop, are errors naming the entry.
+    /// is neither a directory nor a symlink, a symlink loop, and a walk deeper than
+    /// [`MAX_DEPTH`](path::MAX_DEPTH) are errors naming the entry.
     fn resolve_dir(&mut self, path: &ImagePath, create: bool) -> Result<Option<NodeId>> {
         if !create {
-            return self.walk_dir(path, &mut |_, _| {});
+            return self.walk_dir(path);
         }
-        // Walk again after creating each missing directory the walk stopped at.
+        // The walk goes on below each directory it creates: one pass, whatever the depth.
+        let mut walk = Walk::new(path);
         loop {
-            let mut missing = None;
-            let found = self.walk_dir(path, &mut |dir, name| {
-                missing = Some((dir, name.to_vec()));
-            })?;
-            if let Some(dir) = found {
-                return Ok(Some(dir));
+            match self.walk_on(path, &mut walk)? {
+                Step::Found(dir) => return Ok(Some(dir)),
+                Step::Missing(dir, name) => {
+                    let inode = self.push_inode(Metadata::implied_dir(), InodeData::Dir)?;
+                    self.attach(dir, &name, inode)?;
+                    let created = self.child(dir, &name).expect("just attached");
+                    walk.stack.push(created);
+                }
             }
-            let (dir, name) = missing.expect("a walk stops only at a missing directory");
-            let inode = self.push_inode(Metadata::implied_dir(), InodeData::Dir)?;
-            self.attach(dir, &name, inode)?;
         }
     }
 
-    /// The walk of [`resolve_dir`](Tree::resolve_dir), read-only: `missing(dir, name)` is told of
-    /// the first directory that does not exist, and the walk gives `None` there.
-    fn walk_dir(
-        &self,
-        path: &ImagePath,
-        missing: &mut dyn FnMut(NodeId, &[u8]),
-    ) -> Result<Option<NodeId>> {
+    /// [`resolve_dir`](Tree::resolve_dir) without creating anything: `None` at the first
+    /// directory that does not exist.
+    fn walk_dir(&self, path: &ImagePath) -> Result<Option<NodeId>> {
+        match self.walk_on(path, &mut Walk::new(path))? {
+            Step::Found(dir) => Ok(Some(dir)),
+            Step::Missing(..) => Ok(None),
+        }
+    }
+
+    /// Go on with `walk` through `path`'s parents until they are all behind it, or until a
+    /// directory is missing (the walk then stands in the directory that lacks it).
+    fn walk_on(&self, path: &ImagePath, walk: &mut Walk) -> Result<Step> {
         /// Linux's limit on symlinks followed in one lookup (`MAXSYMLINKS`).
         const MAX_FOLLOWS: usize = 40;
-        let parents = path.parent();
-        let mut todo: std::collections::VecDeque<Vec<u8>> =
-            parents.components().map(<[u8]>::to_vec).collect();
-        let mut stack = vec![self.root()];
-        let mut follows = 0;
-        while let Some(name) = todo.pop_front() {
-            match &name[..] {
-                b"" | b"." => continue,
+        /// The longest symlink target followed: Linux's `PATH_MAX`, which no symlink on a
+        /// Linux filesystem exceeds. Each component of a followed target costs a step of every
+        /// walk through it, and every entry below the symlink walks through it.
+        const MAX_FOLLOWED_TARGET: usize = 4096;
+        let error = |problem: String| Error::bad_input(format!("entry '{path}'"), problem);
+        while let Some((bytes, range)) = walk.next_name() {
+            let name = &bytes[range];
+            match name {
+                b"." => continue,
                 b".." => {
-                    if stack.len() > 1 {
-                        stack.pop();
+                    if walk.stack.len() > 1 {
+                        walk.stack.pop();
                     }
                     continue;
                 }
                 _ => {}
             }
-            let dir = *stack.last().expect("the root stays");
-            let Some(child) = self.child(dir, &name) else {
-                missing(dir, &name);
-                return Ok(None);
+            if name.len() > path::NAME_MAX || name.contains(&0) {
+                // Only a symlink target can hold such a name; the entry's own path was checked.
+                return Err(error(format!(
+                    "a symlink among its parent directories has a target with a name no \
+                     filesystem can hold ('{}')",
+                    crate::error::shown(name)
+                )));
+            }
+            if walk.stack.len() > path::MAX_DEPTH {
+                return Err(error(format!(
+                    "its parent directories are more than {} deep once symlinks are followed",
+                    path::MAX_DEPTH
+                )));
+            }
+            let dir = *walk.stack.last().expect("the root stays");
+            let Some(child) = self.child(dir, name) else {
+                return Ok(Step::Missing(dir, name.to_vec()));
             };
             match self.inode_of(child).data {
-                DataRef::Dir => stack.push(child),
+                DataRef::Dir => walk.stack.push(child),
                 DataRef::Symlink(target) => {
-                    follows += 1;
-                    if follows > MAX_FOLLOWS {
-                        return Err(Error::bad_input(
-                            format!("entry '{path}'"),
-                            format!(
-                                "a symlink loop in its parent directories (more than {MAX_FOLLOWS} symlinks followed, at '{}')",
-                                self.stack_path(&stack, &name)
-                            ),
-                        ));
+                    walk.follows += 1;
+                    if walk.follows > MAX_FOLLOWS {
+                        return Err(error(format!(
+                            "a symlink loop in its parent directories (more than {MAX_FOLLOWS} symlinks followed, at '{}')",
+                            self.stack_path(&walk.stack, name)
+                        )));
+                    }
+                    if target.len() > MAX_FOLLOWED_TARGET {
+                        return Err(error(format!(
+                            "the symlink '{}' among its parent directories has a target of {} bytes, more than the {MAX_FOLLOWED_TARGET} a symlink on Linux may have",
+                            self.stack_path(&walk.stack, name),
+                            target.len()
+                        )));
                     }
                     if target.starts_with(b"/") {
-                        stack.truncate(1);
+                        walk.stack.truncate(1);
                     }
-                    for part in target.split(|&b| b == b'/').rev() {
-                        todo.push_front(part.to_vec());
-                    }
+                    walk.todo.push((target.into(), 0));
                 }
                 _ => {
-                    return Err(Error::bad_input(
-                        format!("entry '{path}'"),
-                        format!("'{}' is not a directory", self.stack_path(&stack, &name)),
-                    ));
+                    return Err(error(format!(
+                        "'{}' is not a directory",
+                        self.stack_path(&walk.stack, name)
+                    )));
                 }
             }
         }
-        Ok(Some(*stack.last().expect("the root stays")))
+        Ok(Step::Found(*walk.stack.last().expect("the root stays")))
     }
 
     /// The path of the directory at the top of a walk's stack, joined with `name`.
     fn stack_path(&self, stack: &[NodeId], name: &[u8]) -> ImagePath {
-        stack[1..]
-            .iter()
-            .fold(ImagePath::root(), |p, &id| p.join(self.name(id)))
-            .join(name)
+        // Joined at once: joining one name at a time would copy the path once per component.
+        let names: Vec<&[u8]> = stack[1..].iter().map(|&id| self.name(id)).collect();
+        let mut joined = names.join(&b'/');
+        if !joined.is_empty() {
+            joined.push(b'/');
+        }
+        joined.extend_from_slice(name);
+        ImagePath::from_joined(&joined)
     }
+}
+
+/// Where a walk through an entry's parent directories stands: the names still to go, the
+/// directories it is in (the root first), and how many symlinks it followed.
+struct Walk {
+    /// Paths still to go and how far into each the walk is, the one to go on with last: the
+    /// entry's parents, then each symlink target as it is followed. Components are cut from them
+    /// as they are needed, so a step costs its name's bytes and nothing per component else.
+    todo: Vec<(Rc<[u8]>, usize)>,
+    stack: Vec<NodeId>,
+    follows: usize,
+}
+
+impl Walk {
+    /// A walk from the root through `path`'s parents.
+    fn new(path: &ImagePath) -> Walk {
+        Walk {
+            todo: vec![(path.parent().joined().into(), 0)],
+            stack: vec![0],
+            follows: 0,
+        }
+    }
+
+    /// The next non-empty component to walk through: the path that holds it, and where.
+    fn next_name(&mut self) -> Option<(Rc<[u8]>, Range<usize>)> {
+        while let Some((bytes, at)) = self.todo.last_mut() {
+            let start = *at;
+            let len = bytes[start..]
+                .iter()
+                .position(|&b| b == b'/')
+                .unwrap_or(bytes.len() - start);
+            let bytes = Rc::clone(bytes);
+            *at = (start + len + 1).min(bytes.len());
+            if start + len >= bytes.len() {
+                self.todo.pop();
+            }
+            if len > 0 {
+                return Some((bytes, start..start + len));
+            }
+        }
+        None
+    }
+}
+
+/// How far [`Tree::walk_on`] got.
+enum Step {
+    /// Every parent is behind: the directory that holds the last component.
+    Found(NodeId),
+    /// Directory `.0` has no entry `.1`, which the walk needs next.
+    Missing(NodeId, Vec<u8>),
 }
 
 #[cfg(test)]
@@ -1267,5 +1345,38 @@ mod tests {
             layer.lookup(&ImagePath::parse(b"c").unwrap()).unwrap(),
         );
         assert_eq!(layer.node_inode(b), layer.node_inode(c));
+    }
+
+    #[test]
+    fn deep_paths_are_walked_once_and_bounded_through_symlinks() {
+        // 4096 missing parents: created in one walk, each below the last.
+        let deep = "d/".repeat(path::MAX_DEPTH - 1) + "f";
+        let mut tree = Tree::new();
+        tree.apply(vec![file(&deep, 0o644)]).unwrap();
+        let found = tree.lookup(&ImagePath::parse(deep.as_bytes()).unwrap());
+        assert!(found.is_some());
+        assert_eq!(tree.node_count(), path::MAX_DEPTH + 1);
+
+        // A symlink to a deep directory and more below it: deeper than a path may be.
+        let mut tree = Tree::new();
+        let target = "/".to_string() + &"d/".repeat(2000);
+        let err = tree
+            .apply(vec![
+                dir(&"d/".repeat(2000)),
+                symlink("link", &target),
+                file(&format!("link/{}", "e/".repeat(2500) + "f"), 0o644),
+            ])
+            .unwrap_err();
+        assert!(err.to_string().contains("more than 4096 deep"), "{err}");
+
+        // A target longer than Linux lets a symlink be is not followed.
+        let mut tree = Tree::new();
+        let err = tree
+            .apply(vec![
+                symlink("link", &"./".repeat(3000)),
+                file("link/f", 0o644),
+            ])
+            .unwrap_err();
+        assert!(err.to_string().contains("target of 6000 bytes"), "{err}");
     }
 }

@@ -36,6 +36,8 @@ pub enum PathError {
     NameTooLong,
     /// The name holds a NUL byte, which no filesystem can store.
     Nul,
+    /// More than [`MAX_DEPTH`] components.
+    TooDeep,
 }
 
 impl fmt::Display for PathError {
@@ -44,12 +46,18 @@ impl fmt::Display for PathError {
             PathError::EscapesRoot => "the path escapes the image root through '..'",
             PathError::NameTooLong => "a path component is longer than 255 bytes",
             PathError::Nul => "the path contains a NUL byte",
+            PathError::TooDeep => "the path has more than 4096 components",
         })
     }
 }
 
 /// The longest file name Linux filesystems (and EROFS dirents) accept.
 pub const NAME_MAX: usize = 255;
+
+/// The most components a path may have. A path Linux can open (`PATH_MAX`, 4096 bytes) has at
+/// most 2048; deeper ones are refused so that nothing downstream (the trees, `check`, a reader
+/// walking the image) can be made to work per component per entry on 100,000-deep paths.
+pub const MAX_DEPTH: usize = 4096;
 
 impl ImagePath {
     /// The root directory.
@@ -59,11 +67,13 @@ impl ImagePath {
 
     /// Normalise a raw tar name: leading `/` and `./`, repeated and trailing slashes, and `.`
     /// components go; `..` removes the previous component and may not climb above the root.
+    /// The result has at most [`MAX_DEPTH`] components.
     pub fn parse(raw: &[u8]) -> Result<ImagePath, PathError> {
         if raw.contains(&0) {
             return Err(PathError::Nul);
         }
         let mut joined: Vec<u8> = Vec::with_capacity(raw.len());
+        let mut depth = 0usize;
         for part in raw.split(|&b| b == b'/') {
             match part {
                 b"" | b"." => {}
@@ -73,6 +83,7 @@ impl ImagePath {
                     }
                     let cut = joined.iter().rposition(|&b| b == b'/').unwrap_or(0);
                     joined.truncate(cut);
+                    depth -= 1;
                 }
                 name if name.len() > NAME_MAX => return Err(PathError::NameTooLong),
                 name => {
@@ -80,8 +91,12 @@ impl ImagePath {
                         joined.push(b'/');
                     }
                     joined.extend_from_slice(name);
+                    depth += 1;
                 }
             }
+        }
+        if depth > MAX_DEPTH {
+            return Err(PathError::TooDeep);
         }
         Ok(ImagePath {
             joined: joined.into_boxed_slice(),
@@ -150,9 +165,9 @@ impl ImagePath {
 }
 
 impl fmt::Display for ImagePath {
-    /// Shows the path with non-UTF-8 bytes escaped, for messages.
+    /// Shows the path with non-UTF-8 bytes escaped (and a very long one cut), for messages.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.to_bytes().escape_ascii())
+        f.write_str(&crate::error::shown(&self.to_bytes()))
     }
 }
 
@@ -192,6 +207,23 @@ mod tests {
         assert_eq!(ImagePath::parse(b"a\0b"), Err(PathError::Nul));
         assert_eq!(ImagePath::parse(&[b'x'; 256]), Err(PathError::NameTooLong));
         assert!(ImagePath::parse(&[b'x'; 255]).is_ok());
+    }
+
+    #[test]
+    fn depth_is_counted_after_normalising() {
+        let deep = "a/".repeat(MAX_DEPTH);
+        assert_eq!(
+            ImagePath::parse(deep.as_bytes())
+                .unwrap()
+                .components()
+                .count(),
+            MAX_DEPTH
+        );
+        let deeper = format!("{deep}b");
+        assert_eq!(ImagePath::parse(deeper.as_bytes()), Err(PathError::TooDeep));
+        // Climbing back up on the way is no depth.
+        let back = format!("{deep}../b");
+        assert!(ImagePath::parse(back.as_bytes()).is_ok());
     }
 
     #[test]

@@ -227,6 +227,74 @@ impl Tar {
         self.block(&h).data(&e.data)
     }
 
+    /// An extension header of its own (`x` PAX records, `L` GNU long name, `K` GNU long link,
+    /// `g` PAX global records) holding `data`, as hostile tars repeat them.
+    pub fn extension(&mut self, typeflag: u8, data: &[u8]) -> &mut Tar {
+        let h = header(
+            b"././@Extension",
+            typeflag,
+            0o644,
+            0,
+            0,
+            0,
+            data.len() as u64,
+            b"",
+            None,
+            if typeflag == b'L' || typeflag == b'K' {
+                Format::Gnu
+            } else {
+                Format::Ustar
+            },
+        );
+        self.block(&h).data(data)
+    }
+
+    /// An old GNU sparse file (`S`): a file of `real_size` bytes whose data extents are `map`
+    /// (offset, length), their bytes `data` back to back. The first four extents sit in the
+    /// header, the others in extension blocks of 21 after it.
+    pub fn old_gnu_sparse(
+        &mut self,
+        name: &[u8],
+        real_size: u64,
+        map: &[(u64, u64)],
+        data: &[u8],
+    ) -> &mut Tar {
+        let slot = |field: &mut [u8], (offset, len): (u64, u64)| {
+            numeric(&mut field[..12], offset as i64);
+            numeric(&mut field[12..24], len as i64);
+        };
+        let mut h = header(
+            name,
+            b'S',
+            0o644,
+            0,
+            0,
+            1_600_000_000,
+            data.len() as u64,
+            b"",
+            None,
+            Format::Gnu,
+        );
+        let (first, rest) = map.split_at(map.len().min(4));
+        for (i, &extent) in first.iter().enumerate() {
+            slot(&mut h[386 + 24 * i..386 + 24 * (i + 1)], extent);
+        }
+        h[482] = u8::from(!rest.is_empty());
+        numeric(&mut h[483..495], real_size as i64);
+        set_checksum(&mut h);
+        self.block(&h);
+        let blocks: Vec<&[(u64, u64)]> = rest.chunks(21).collect();
+        for (n, extents) in blocks.iter().enumerate() {
+            let mut block = [0u8; 512];
+            for (i, &extent) in extents.iter().enumerate() {
+                slot(&mut block[24 * i..24 * (i + 1)], extent);
+            }
+            block[504] = u8::from(n + 1 < blocks.len());
+            self.block(&block);
+        }
+        self.data(data)
+    }
+
     /// Raw bytes, for hand-made records.
     pub fn block(&mut self, bytes: &[u8]) -> &mut Tar {
         self.bytes.extend_from_slice(bytes);
@@ -297,40 +365,100 @@ fn header(
         numeric(&mut h[329..337], i64::from(major));
         numeric(&mut h[337..345], i64::from(minor));
     }
+    set_checksum(&mut h);
+    h
+}
+
+/// Fill in a header's checksum (after any change to it).
+fn set_checksum(h: &mut [u8; 512]) {
     h[148..156].copy_from_slice(b"        ");
     let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
     h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-    h
+}
+
+/// One layer blob of a layout being assembled, as its manifest descriptor and the config's
+/// `rootfs.diff_ids` name it.
+#[derive(Clone, Debug)]
+pub struct Blob {
+    pub media_type: String,
+    pub digest: String,
+    pub size: u64,
+    pub diff_id: String,
+}
+
+/// The blobs directory of the layout at `dir`, created.
+fn blobs_dir(dir: &Path) -> PathBuf {
+    let blobs = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    blobs
+}
+
+/// Store `bytes` as a blob of the layout at `dir`; its digest and size.
+fn put(dir: &Path, bytes: &[u8]) -> (String, u64) {
+    let hex = super::hex(&Sha256::digest(bytes));
+    fs::write(blobs_dir(dir).join(&hex), bytes).unwrap();
+    (format!("sha256:{hex}"), bytes.len() as u64)
+}
+
+/// A layer blob of the layout at `dir`: `stored` under `media_type`, whose uncompressed tar is
+/// `tar` (the same bytes for an uncompressed layer). Nothing checks that the media type says
+/// what the bytes are: mislabelled layers are made so.
+pub fn blob(dir: &Path, stored: &[u8], tar: &[u8], media_type: &str) -> Blob {
+    let (digest, size) = put(dir, stored);
+    Blob {
+        media_type: media_type.to_string(),
+        digest,
+        size,
+        diff_id: format!("sha256:{}", super::hex(&Sha256::digest(tar))),
+    }
+}
+
+/// An uncompressed layer blob of the layout at `dir` from the tar file at `file` (moved in),
+/// hashed by `sha256sum`: a layer of hundreds of MiB would take minutes to hash in a debug build.
+pub fn blob_file(dir: &Path, file: &Path) -> Blob {
+    let out = run(Command::new("sha256sum").arg(file));
+    let hex = String::from_utf8(out.stdout).unwrap()[..64].to_string();
+    let size = fs::metadata(file).unwrap().len();
+    fs::rename(file, blobs_dir(dir).join(&hex)).unwrap();
+    Blob {
+        media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+        digest: format!("sha256:{hex}"),
+        size,
+        diff_id: format!("sha256:{hex}"),
+    }
 }
 
 /// Write an OCI image layout at `dir` whose image, tagged `latest`, has these uncompressed
 /// layer tars, bottom first.
 pub fn oci_layout(dir: &Path, layers: &[Vec<u8>]) -> PathBuf {
-    let blobs = dir.join("blobs/sha256");
-    fs::create_dir_all(&blobs).unwrap();
-    let put = |bytes: &[u8]| -> (String, u64) {
-        let hex = super::hex(&Sha256::digest(bytes));
-        fs::write(blobs.join(&hex), bytes).unwrap();
-        (format!("sha256:{hex}"), bytes.len() as u64)
-    };
-    let mut descriptors = Vec::new();
-    let mut diff_ids = Vec::new();
-    for layer in layers {
-        let (digest, size) = put(layer);
-        diff_ids.push(digest.clone());
-        descriptors.push(serde_json::json!({
-            "mediaType": "application/vnd.oci.image.layer.v1.tar",
-            "digest": digest,
-            "size": size,
-        }));
-    }
+    let blobs: Vec<Blob> = layers
+        .iter()
+        .map(|tar| blob(dir, tar, tar, "application/vnd.oci.image.layer.v1.tar"))
+        .collect();
+    oci_layout_of(dir, &blobs)
+}
+
+/// Write an OCI image layout at `dir` whose image, tagged `latest`, has these layer blobs
+/// (stored in `dir` already), bottom first.
+pub fn oci_layout_of(dir: &Path, layers: &[Blob]) -> PathBuf {
+    let descriptors: Vec<_> = layers
+        .iter()
+        .map(|b| {
+            serde_json::json!({
+                "mediaType": b.media_type,
+                "digest": b.digest,
+                "size": b.size,
+            })
+        })
+        .collect();
+    let diff_ids: Vec<&str> = layers.iter().map(|b| b.diff_id.as_str()).collect();
     let config = serde_json::json!({
         "architecture": "amd64",
         "os": "linux",
         "config": {},
         "rootfs": { "type": "layers", "diff_ids": diff_ids },
     });
-    let (config_digest, config_size) = put(&serde_json::to_vec(&config).unwrap());
+    let (config_digest, config_size) = put(dir, &serde_json::to_vec(&config).unwrap());
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -341,7 +469,7 @@ pub fn oci_layout(dir: &Path, layers: &[Vec<u8>]) -> PathBuf {
         },
         "layers": descriptors,
     });
-    let (manifest_digest, manifest_size) = put(&serde_json::to_vec(&manifest).unwrap());
+    let (manifest_digest, manifest_size) = put(dir, &serde_json::to_vec(&manifest).unwrap());
     let index = serde_json::json!({
         "schemaVersion": 2,
         "manifests": [{

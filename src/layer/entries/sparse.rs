@@ -6,6 +6,11 @@ use std::io::{self, Read};
 
 use super::tar::BLOCK;
 
+/// Most data extents a PAX 1.0 map (stored in the entry's data) may list: 16 MiB of map in
+/// memory. Maps in headers are bounded by the extension budget already
+/// ([`MAX_EXTENSIONS`](super::tar::MAX_EXTENSIONS)).
+pub const MAX_SPARSE_EXTENTS: u64 = 1 << 20;
+
 /// Check a map against the file's real size and the bytes the tar stores: extents in order,
 /// not overlapping, inside the file, and together exactly the stored data.
 pub fn check_map(map: &[(u64, u64)], real_size: u64, stored: u64) -> Result<(), String> {
@@ -24,7 +29,10 @@ pub fn check_map(map: &[(u64, u64)], real_size: u64, stored: u64) -> Result<(), 
             ));
         }
         end = extent_end;
-        total += len;
+        // Cannot overflow: the extents lie apart inside the file. Checked all the same.
+        total = total
+            .checked_add(len)
+            .ok_or("the sparse extents overflow")?;
     }
     if total != stored {
         return Err(format!(
@@ -36,36 +44,68 @@ pub fn check_map(map: &[(u64, u64)], real_size: u64, stored: u64) -> Result<(), 
 
 /// Read the PAX 1.0 sparse map from the start of an entry's data: decimal numbers, each ended by
 /// `'\n'` (the count, then offset and length of each extent), padded with NULs to whole blocks.
-/// Returns the map and how many bytes of data it took.
+/// Returns the map and how many bytes of data it took. Only the block being read is held.
 pub fn read_map_1_0(data: &mut dyn Read) -> Result<(Vec<(u64, u64)>, u64), String> {
-    let mut consumed = 0u64;
-    let mut block = Vec::new();
-    let mut pos = 0usize;
-    let mut next_number = |block: &mut Vec<u8>, consumed: &mut u64| -> Result<u64, String> {
-        loop {
-            if let Some(nl) = block[pos..].iter().position(|&b| b == b'\n') {
-                let digits = &block[pos..pos + nl];
-                pos += nl + 1;
-                return super::tar::decimal(digits)
-                    .ok_or_else(|| format!("'{}' is not a number", digits.escape_ascii()));
-            }
-            if block.len() - pos > 64 {
-                return Err("a number is too long".into());
-            }
-            let start = block.len();
-            block.resize(start + BLOCK, 0);
-            read_exact(data, &mut block[start..])?;
-            *consumed += BLOCK as u64;
-        }
+    let mut numbers = MapNumbers {
+        data,
+        block: [0; BLOCK],
+        pos: BLOCK,
+        consumed: 0,
+        digits: Vec::new(),
     };
-    let count = next_number(&mut block, &mut consumed)?;
+    let count = numbers.next()?;
+    if count > MAX_SPARSE_EXTENTS {
+        return Err(format!(
+            "{count} extents, more than the {MAX_SPARSE_EXTENTS} a sparse file may have"
+        ));
+    }
     let mut map = Vec::new();
     for _ in 0..count {
-        let offset = next_number(&mut block, &mut consumed)?;
-        let len = next_number(&mut block, &mut consumed)?;
+        let offset = numbers.next()?;
+        let len = numbers.next()?;
         map.push((offset, len));
     }
-    Ok((map, consumed))
+    Ok((map, numbers.consumed))
+}
+
+/// The decimal numbers of a PAX 1.0 map, read a block at a time.
+struct MapNumbers<'a> {
+    data: &'a mut dyn Read,
+    block: [u8; BLOCK],
+    /// Where the next number starts in `block` (`BLOCK`: read the next block first).
+    pos: usize,
+    /// Bytes of data read, whole blocks.
+    consumed: u64,
+    /// The digits of a number that runs across blocks.
+    digits: Vec<u8>,
+}
+
+impl MapNumbers<'_> {
+    fn next(&mut self) -> Result<u64, String> {
+        self.digits.clear();
+        loop {
+            if self.pos == BLOCK {
+                read_exact(self.data, &mut self.block)?;
+                self.consumed += BLOCK as u64;
+                self.pos = 0;
+            }
+            let rest = &self.block[self.pos..];
+            let end = rest.iter().position(|&b| b == b'\n');
+            let take = end.unwrap_or(rest.len());
+            self.digits.extend_from_slice(&rest[..take]);
+            if self.digits.len() > 64 {
+                return Err("a number is too long".into());
+            }
+            match end {
+                Some(nl) => {
+                    self.pos += nl + 1;
+                    return super::tar::decimal(&self.digits)
+                        .ok_or_else(|| "a number of the map is not a decimal number".into());
+                }
+                None => self.pos = BLOCK,
+            }
+        }
+    }
 }
 
 fn read_exact(data: &mut dyn Read, buf: &mut [u8]) -> Result<(), String> {

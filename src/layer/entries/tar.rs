@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result, shown};
 use crate::source::digest::from_io;
 
 /// The tar block size: headers are one block, data is padded to whole blocks.
@@ -47,9 +47,12 @@ pub mod flag {
     pub const GNU_VOLUME: u8 = b'V';
 }
 
-/// Extension data (PAX records, GNU long names) larger than this is refused rather than held in
-/// memory: no real name or xattr set comes near it.
-const MAX_EXTENSION: u64 = 64 << 20;
+/// Most bytes of extension data one entry may have (its PAX `x` headers, GNU long name and link,
+/// old GNU sparse map blocks, together), and one PAX global header on its own; more is refused
+/// rather than held in memory. Go's `archive/tar`, which containerd and Docker unpack layers
+/// with, refuses any one extension header above 1 MiB; no real name, xattr set or sparse map
+/// comes near this.
+pub const MAX_EXTENSIONS: u64 = 4 << 20;
 
 /// One 512-byte header block, with its fields decoded on demand.
 #[derive(Clone)]
@@ -179,10 +182,7 @@ fn numeric(field: &[u8], name: &str) -> Result<i64, String> {
     let end = field.iter().rposition(|&b| b != b' ' && b != 0).unwrap() + 1;
     let digits = &field[start..end];
     if !digits.iter().all(|b| (b'0'..=b'7').contains(b)) {
-        return Err(format!(
-            "the {name} field '{}' is not an octal number",
-            digits.escape_ascii()
-        ));
+        return Err(format!("the {name} field is not an octal number"));
     }
     let s = std::str::from_utf8(digits).expect("octal digits are ASCII");
     i64::from_str_radix(s, 8).map_err(|_| format!("the {name} field overflows"))
@@ -203,32 +203,32 @@ pub fn pax_records(data: &[u8]) -> Result<Vec<PaxRecord>, String> {
     let mut rest = data;
     // Some writers pad the records with NULs to the block.
     while !rest.iter().all(|&b| b == 0) {
+        // Named by number and offset, never shown: the bytes may be anything at all.
+        let which = || {
+            format!(
+                "PAX record {} (at byte {})",
+                out.len() + 1,
+                data.len() - rest.len()
+            )
+        };
         let space = rest
             .iter()
             .position(|&b| b == b' ')
             .filter(|&n| n > 0 && rest[..n].iter().all(u8::is_ascii_digit))
-            .ok_or_else(|| {
-                format!(
-                    "PAX record '{}' does not start with its length",
-                    rest[..rest.len().min(40)].escape_ascii()
-                )
-            })?;
+            .ok_or_else(|| format!("{} does not start with its length", which()))?;
         let len: usize = std::str::from_utf8(&rest[..space])
             .expect("digits")
             .parse()
-            .map_err(|_| "PAX record length overflows".to_string())?;
+            .map_err(|_| format!("{}: its length overflows", which()))?;
         if len < space + 3 || len > rest.len() || rest[len - 1] != b'\n' {
-            return Err(format!(
-                "PAX record '{}' has a wrong length ({len})",
-                rest[..rest.len().min(40)].escape_ascii()
-            ));
+            return Err(format!("{} has a wrong length ({len})", which()));
         }
         let record = &rest[space + 1..len - 1];
         let eq = record
             .iter()
             .position(|&b| b == b'=')
             .filter(|&n| n > 0)
-            .ok_or_else(|| format!("PAX record '{}' has no key", record.escape_ascii()))?;
+            .ok_or_else(|| format!("{} has no key", which()))?;
         out.push((record[..eq].to_vec(), record[eq + 1..].to_vec()));
         rest = &rest[len..];
     }
@@ -295,6 +295,19 @@ pub struct TarReader<R> {
     done: bool,
 }
 
+/// The extension headers read before an entry, not yet applied to it.
+#[derive(Default)]
+struct Extensions {
+    /// The records of the entry's PAX `x` headers, in order.
+    local: Vec<PaxRecord>,
+    long_name: Option<Vec<u8>>,
+    long_link: Option<Vec<u8>>,
+    /// Bytes of extension data read for the entry (the budget [`MAX_EXTENSIONS`] bounds).
+    bytes: u64,
+    /// Whether any extension header was read: the entry it belongs to must follow.
+    pending: bool,
+}
+
 impl<R: Read> TarReader<R> {
     pub fn new(inner: R) -> TarReader<R> {
         TarReader {
@@ -309,12 +322,14 @@ impl<R: Read> TarReader<R> {
 
     /// Where we are, for messages: the byte offset and the entry before it.
     fn here(&self, at: u64) -> String {
+        format!("tar header at byte {at}{}", self.after())
+    }
+
+    /// " (after entry 'NAME')" once an entry was read, for messages.
+    fn after(&self) -> String {
         match &self.last_name {
-            Some(name) => format!(
-                "tar header at byte {at} (after entry '{}')",
-                name.escape_ascii()
-            ),
-            None => format!("tar header at byte {at}"),
+            Some(name) => format!(" (after entry '{}')", shown(name)),
+            None => String::new(),
         }
     }
 
@@ -330,154 +345,167 @@ impl<R: Read> TarReader<R> {
             return Ok(None);
         }
         self.skip_rest()?;
-        let mut local: Vec<PaxRecord> = Vec::new();
-        let mut long_name: Option<Vec<u8>> = None;
-        let mut long_link: Option<Vec<u8>> = None;
-        let mut pending = false;
+        let mut ext = Extensions::default();
         loop {
-            let at = self.pos;
-            let mut block = [0u8; BLOCK];
-            let n = self.fill(&mut block)?;
-            if n == 0 || block.iter().all(|&b| b == 0) {
-                if pending {
-                    return Err(Error::bad_input(
-                        self.here(at),
-                        "the layer ends after an extension header, before its entry",
-                    ));
-                }
-                if n != 0 && n != BLOCK {
-                    return Err(Error::bad_input(
-                        self.here(at),
-                        "truncated: the layer ends inside the end-of-archive block",
-                    ));
-                }
+            let Some((at, header)) = self.read_header(ext.pending)? else {
                 self.done = true;
                 return Ok(None);
-            }
-            if n < BLOCK {
-                return Err(Error::bad_input(
-                    self.here(at),
-                    format!("truncated: the layer ends {n} bytes into a header"),
-                ));
-            }
-            let header = Header(block);
-            if !header.checksum_ok() {
-                return Err(Error::bad_input(
-                    self.here(at),
-                    "bad header checksum (not a tar header: corrupt or misaligned stream)",
-                ));
-            }
-            let here = self.here(at);
-            let bad = |p: String| Error::bad_input(&here, p);
-            let size = header.size().map_err(bad)?;
-            let typeflag = header.typeflag();
-            match typeflag {
-                flag::PAX_LOCAL | flag::PAX_GLOBAL | flag::GNU_LONG_NAME | flag::GNU_LONG_LINK => {
-                    let data = self.extension_data(at, size)?;
-                    match typeflag {
-                        flag::PAX_LOCAL => {
-                            local.extend(
-                                pax_records(&data).map_err(|p| bad(format!("PAX header: {p}")))?,
-                            );
-                            pending = true;
-                        }
-                        flag::PAX_GLOBAL => {
-                            pax_records(&data)
-                                .map_err(|p| bad(format!("PAX global header: {p}")))?;
-                        }
-                        flag::GNU_LONG_NAME => {
-                            long_name = Some(until_nul(&data).to_vec());
-                            pending = true;
-                        }
-                        _ => {
-                            long_link = Some(until_nul(&data).to_vec());
-                            pending = true;
-                        }
+            };
+            let size = header
+                .size()
+                .map_err(|p| Error::bad_input(self.here(at), p))?;
+            match header.typeflag() {
+                typeflag @ (flag::PAX_LOCAL
+                | flag::PAX_GLOBAL
+                | flag::GNU_LONG_NAME
+                | flag::GNU_LONG_LINK) => self.extension(typeflag, size, at, &mut ext)?,
+                _ => {
+                    let entry = self.entry(header, size, at, ext)?;
+                    if entry.typeflag != flag::GNU_VOLUME {
+                        return Ok(Some(entry));
                     }
-                    continue;
-                }
-                _ => {}
-            }
-
-            let mut pax = BTreeMap::new();
-            for (key, value) in &local {
-                if value.is_empty() && !is_xattr_key(key) {
-                    pax.remove(key);
-                } else {
-                    pax.insert(key.clone(), value.clone());
+                    self.skip_rest()?;
+                    ext = Extensions::default();
                 }
             }
-            let mut name = pax
-                .get(&b"path"[..])
-                .cloned()
-                .or_else(|| long_name.take())
-                .unwrap_or_else(|| header.path());
-            let link_name = pax
-                .get(&b"linkpath"[..])
-                .cloned()
-                .or_else(|| long_link.take())
-                .unwrap_or_else(|| header.link_name());
-            let mut data_size = match pax.get(&b"size"[..]) {
-                Some(v) => decimal(v).ok_or_else(|| bad("PAX size is not a number".into()))?,
-                None => size,
-            };
-            let typeflag = match typeflag {
-                flag::REGULAR_OLD if name.ends_with(b"/") => flag::DIRECTORY,
-                flag::REGULAR_OLD => flag::REGULAR,
-                other => other,
-            };
-            // Entries that are only a header: whatever their size field says, no data follows
-            // (Go's archive/tar reads them so; GNU tar never writes data for them).
-            if matches!(
-                typeflag,
-                flag::HARDLINK
-                    | flag::SYMLINK
-                    | flag::CHAR
-                    | flag::BLOCK
-                    | flag::DIRECTORY
-                    | flag::FIFO
-            ) {
-                data_size = 0;
-            }
-
-            let mut sparse = None;
-            if typeflag == flag::GNU_SPARSE {
-                if !header.is_gnu() {
-                    return Err(bad("a sparse entry ('S') without a GNU header".into()));
-                }
-                let map = self.old_gnu_sparse_map(&header, at)?;
-                sparse = Some(Sparse {
-                    real_size: header.gnu_real_size().map_err(bad)?,
-                    map: SparseMap::Known(map),
-                });
-            } else if matches!(typeflag, flag::REGULAR | flag::CONTIGUOUS)
-                && let Some((real_name, s)) = pax_sparse(&pax, &local).map_err(bad)?
-            {
-                if let Some(real_name) = real_name {
-                    name = real_name;
-                }
-                sparse = Some(s);
-            }
-
-            self.remaining = data_size;
-            self.padding = padding(data_size);
-            self.last_name = Some(name.clone());
-            if typeflag == flag::GNU_VOLUME {
-                self.skip_rest()?;
-                local.clear();
-                pending = false;
-                continue;
-            }
-            return Ok(Some(RawEntry {
-                header,
-                typeflag,
-                name,
-                link_name,
-                pax,
-                data_size,
-                sparse,
-            }));
         }
+    }
+
+    /// The next header block and where it starts, its checksum checked; `None` at the
+    /// end-of-archive block or a clean end of stream. `pending` says an extension header was
+    /// read, whose entry must follow.
+    fn read_header(&mut self, pending: bool) -> Result<Option<(u64, Header)>> {
+        let at = self.pos;
+        let mut block = [0u8; BLOCK];
+        let n = self.fill(&mut block)?;
+        if n == 0 || block.iter().all(|&b| b == 0) {
+            if pending {
+                return Err(Error::bad_input(
+                    self.here(at),
+                    "the layer ends after an extension header, before its entry",
+                ));
+            }
+            if n != 0 && n != BLOCK {
+                return Err(Error::bad_input(
+                    self.here(at),
+                    "truncated: the layer ends inside the end-of-archive block",
+                ));
+            }
+            return Ok(None);
+        }
+        if n < BLOCK {
+            return Err(Error::bad_input(
+                self.here(at),
+                format!("truncated: the layer ends {n} bytes into a header"),
+            ));
+        }
+        let header = Header(block);
+        if !header.checksum_ok() {
+            // Said without its bytes: a stream that is no tar at all lands here, and whatever it
+            // holds has no place in a message.
+            return Err(Error::new(
+                ErrorKind::BadInput,
+                format!(
+                    "not a tar header at byte {at}{}: its checksum does not match (a corrupt or \
+                     misaligned stream, or no tar at all)",
+                    self.after()
+                ),
+            ));
+        }
+        Ok(Some((at, header)))
+    }
+
+    /// Read an extension header's data of `size` bytes into `ext` (a global header's records
+    /// are checked and dropped).
+    fn extension(&mut self, typeflag: u8, size: u64, at: u64, ext: &mut Extensions) -> Result<()> {
+        let here = self.here(at);
+        let bad = |p: String| Error::bad_input(&here, p);
+        if typeflag == flag::PAX_GLOBAL {
+            if size > MAX_EXTENSIONS {
+                return Err(bad(format!(
+                    "a PAX global header of {size} bytes, more than the {} MiB allowed",
+                    MAX_EXTENSIONS >> 20
+                )));
+            }
+            let data = self.extension_data(at, size)?;
+            pax_records(&data).map_err(|p| bad(format!("PAX global header: {p}")))?;
+            return Ok(());
+        }
+        ext.add_bytes(size).map_err(bad)?;
+        let data = self.extension_data(at, size)?;
+        match typeflag {
+            flag::PAX_LOCAL => {
+                ext.local
+                    .extend(pax_records(&data).map_err(|p| bad(format!("PAX header: {p}")))?);
+            }
+            flag::GNU_LONG_NAME => ext.long_name = Some(until_nul(&data).to_vec()),
+            _ => ext.long_link = Some(until_nul(&data).to_vec()),
+        }
+        ext.pending = true;
+        Ok(())
+    }
+
+    /// The entry of `header` with its extensions applied; its data is next in the stream.
+    fn entry(
+        &mut self,
+        header: Header,
+        size: u64,
+        at: u64,
+        mut ext: Extensions,
+    ) -> Result<RawEntry> {
+        let here = self.here(at);
+        let bad = |p: String| Error::bad_input(&here, p);
+        let pax = pax_map(&ext.local);
+        let mut name = pax
+            .get(&b"path"[..])
+            .cloned()
+            .or_else(|| ext.long_name.take())
+            .unwrap_or_else(|| header.path());
+        let link_name = pax
+            .get(&b"linkpath"[..])
+            .cloned()
+            .or_else(|| ext.long_link.take())
+            .unwrap_or_else(|| header.link_name());
+        let typeflag = match header.typeflag() {
+            flag::REGULAR_OLD if name.ends_with(b"/") => flag::DIRECTORY,
+            flag::REGULAR_OLD => flag::REGULAR,
+            other => other,
+        };
+        let data_size = data_size(typeflag, &pax, size).map_err(bad)?;
+        let mut sparse = None;
+        if typeflag == flag::GNU_SPARSE {
+            if !header.is_gnu() {
+                return Err(bad("a sparse entry ('S') without a GNU header".into()));
+            }
+            let map = self.old_gnu_sparse_map(&header, at, &mut ext)?;
+            sparse = Some(Sparse {
+                real_size: header.gnu_real_size().map_err(bad)?,
+                map: SparseMap::Known(map),
+            });
+        } else if matches!(typeflag, flag::REGULAR | flag::CONTIGUOUS)
+            && let Some((real_name, s)) = pax_sparse(&pax, &ext.local).map_err(bad)?
+        {
+            if let Some(real_name) = real_name {
+                name = real_name;
+            }
+            sparse = Some(s);
+        }
+        // Checked here, once: every later sum of the entry's sizes stays below this.
+        let padded = data_size
+            .checked_next_multiple_of(BLOCK as u64)
+            .ok_or_else(|| bad(format!("a data size of {data_size} bytes overflows")))?;
+        self.remaining = data_size;
+        self.padding = padded - data_size;
+        self.last_name = Some(name.clone());
+        Ok(RawEntry {
+            header,
+            typeflag,
+            name,
+            link_name,
+            pax,
+            data_size,
+            sparse,
+        })
     }
 
     /// The current entry's data: at most its remaining bytes. A stream that ends early gives a
@@ -501,19 +529,25 @@ impl<R: Read> TarReader<R> {
         Ok(filled)
     }
 
-    /// The data of an extension header, padding consumed.
+    /// The data of an extension header, padding consumed. `size` was checked against the
+    /// budget; even so the buffer grows with what the stream really holds.
     fn extension_data(&mut self, at: u64, size: u64) -> Result<Vec<u8>> {
-        if size > MAX_EXTENSION {
-            return Err(Error::bad_input(
-                self.here(at),
-                format!("an extension header of {size} bytes (more than {MAX_EXTENSION})"),
-            ));
+        let mut data = Vec::new();
+        let mut chunk = [0u8; 8192];
+        while (data.len() as u64) < size {
+            let want = (size - data.len() as u64).min(chunk.len() as u64) as usize;
+            let n = self.fill(&mut chunk[..want])?;
+            if n < want {
+                return Err(Error::bad_input(
+                    self.here(at),
+                    "truncated: the layer ends inside an extension header",
+                ));
+            }
+            data.extend_from_slice(&chunk[..n]);
         }
-        let mut data = vec![0u8; size as usize];
-        let n = self.fill(&mut data)?;
-        let mut pad = vec![0u8; padding(size) as usize];
-        let p = self.fill(&mut pad)?;
-        if n < data.len() || p < pad.len() {
+        let mut pad = [0u8; BLOCK];
+        let pad = &mut pad[..padding(size) as usize];
+        if self.fill(pad)? < pad.len() {
             return Err(Error::bad_input(
                 self.here(at),
                 "truncated: the layer ends inside an extension header",
@@ -523,8 +557,14 @@ impl<R: Read> TarReader<R> {
     }
 
     /// The map of an old GNU sparse header: four slots in the header, then 21 in each extension
-    /// block while the "is extended" flag is set.
-    fn old_gnu_sparse_map(&mut self, header: &Header, at: u64) -> Result<Vec<(u64, u64)>> {
+    /// block while the "is extended" flag is set. The blocks count against the entry's
+    /// extension budget.
+    fn old_gnu_sparse_map(
+        &mut self,
+        header: &Header,
+        at: u64,
+        ext: &mut Extensions,
+    ) -> Result<Vec<(u64, u64)>> {
         let here = self.here(at);
         let bad = |p: String| Error::bad_input(&here, p);
         let mut map = Vec::new();
@@ -542,6 +582,7 @@ impl<R: Read> TarReader<R> {
         read_slots(&header.0[386..482], &mut map).map_err(bad)?;
         let mut extended = header.0[482] != 0;
         while extended {
+            ext.add_bytes(BLOCK as u64).map_err(bad)?;
             let mut block = [0u8; BLOCK];
             if self.fill(&mut block)? < BLOCK {
                 return Err(bad("truncated: the layer ends inside a sparse map".into()));
@@ -554,6 +595,7 @@ impl<R: Read> TarReader<R> {
 
     /// Skip what is left of the current entry's data and its padding.
     fn skip_rest(&mut self) -> Result<()> {
+        // No overflow: `entry` checked that the padded size fits.
         let mut left = self.remaining + self.padding;
         let mut buf = [0u8; 8192];
         while left > 0 {
@@ -562,7 +604,7 @@ impl<R: Read> TarReader<R> {
             if n == 0 {
                 let name = self.last_name.clone().unwrap_or_default();
                 return Err(Error::bad_input(
-                    format!("entry '{}'", name.escape_ascii()),
+                    format!("entry '{}'", shown(&name)),
                     "truncated: the layer ends inside its data",
                 ));
             }
@@ -572,6 +614,57 @@ impl<R: Read> TarReader<R> {
         self.padding = 0;
         Ok(())
     }
+}
+
+impl Extensions {
+    /// Count `size` more bytes of extension data against the entry's budget.
+    fn add_bytes(&mut self, size: u64) -> Result<(), String> {
+        match self.bytes.checked_add(size) {
+            Some(total) if total <= MAX_EXTENSIONS => {
+                self.bytes = total;
+                Ok(())
+            }
+            _ => Err(format!(
+                "the extension headers of one entry (PAX records, GNU long names and links, \
+                 sparse maps) hold more than the {} MiB allowed ({size} bytes here after {})",
+                MAX_EXTENSIONS >> 20,
+                self.bytes
+            )),
+        }
+    }
+}
+
+/// The entry's PAX records as a map: a later record wins, and an empty value unsets its key
+/// (POSIX), except for xattrs, where it is an empty attribute.
+fn pax_map(local: &[PaxRecord]) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let mut pax = BTreeMap::new();
+    for (key, value) in local {
+        if value.is_empty() && !is_xattr_key(key) {
+            pax.remove(key);
+        } else {
+            pax.insert(key.clone(), value.clone());
+        }
+    }
+    pax
+}
+
+/// Bytes of data that follow an entry's header: PAX `size` over the header's, and none for
+/// entries that are only a header, whatever their size field says (Go's archive/tar reads them
+/// so; GNU tar never writes data for them).
+fn data_size(
+    typeflag: u8,
+    pax: &BTreeMap<Vec<u8>, Vec<u8>>,
+    header_size: u64,
+) -> Result<u64, String> {
+    let size = match pax.get(&b"size"[..]) {
+        Some(v) => decimal(v).ok_or("PAX size is not a number")?,
+        None => header_size,
+    };
+    let header_only = matches!(
+        typeflag,
+        flag::HARDLINK | flag::SYMLINK | flag::CHAR | flag::BLOCK | flag::DIRECTORY | flag::FIFO
+    );
+    Ok(if header_only { 0 } else { size })
 }
 
 /// Reader of the current entry's data.
@@ -592,8 +685,9 @@ impl<R: Read> Read for EntryData<'_, R> {
     }
 }
 
+/// Padding after `size` bytes of data, to the next block.
 fn padding(size: u64) -> u64 {
-    size.next_multiple_of(BLOCK as u64) - size
+    (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64
 }
 
 /// A decimal number, as PAX records spell them.
