@@ -16,13 +16,16 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use nydus_offline::blob::chunk::FileData;
 use nydus_offline::blob::chunk::{BlobOptions, ChunkTable};
+use nydus_offline::blob::sink::ChunkSink;
 use nydus_offline::blob::writer::{BlobWriter, Hashed};
-use nydus_offline::layer::ChunkSink;
+use nydus_offline::common::path::ImagePath;
+use nydus_offline::layer::entry::{EntryKind, InodeData, LayerEntry, Metadata};
 use nydus_offline::layer::readahead::ReadAhead;
 use nydus_offline::rafs::v6::writer::{self as v6, BootstrapInput};
 use nydus_offline::source::{self, Selection};
-use nydus_offline::tree::{EntryKind, FileData, ImagePath, InodeData, LayerEntry, Metadata, Tree};
+use nydus_offline::tree::Tree;
 
 /// Deterministic bytes: text-like (compressible about 3:1) or random (incompressible).
 fn data(len: usize, text: bool) -> Vec<u8> {

@@ -10,8 +10,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::blob::chunk::{BlobOptions, Compressor, Digester};
+use crate::common::error::{Error, Result};
 use crate::convert::ConvertOptions;
-use crate::error::{Error, Result};
 use crate::output::layout::OutputFormat;
 use crate::progress::{Display, Mode, PLAIN_DELAY};
 use crate::source::{Platform, PlatformChoice, Selection};
@@ -495,7 +495,7 @@ fn convert(args: &ConvertArgs) -> Result<()> {
         with_referrer: args.with_referrer,
         limits: args.limits.limits(),
     };
-    crate::error::set_quiet(args.quiet);
+    crate::common::error::set_quiet(args.quiet);
     crate::output::interrupt::install()?;
     let mode = match (args.quiet, args.progress) {
         (true, _) | (false, ProgressArg::None) => None,
@@ -557,7 +557,7 @@ fn convert(args: &ConvertArgs) -> Result<()> {
 /// `inspect`: list every image and platform unless narrowed.
 fn inspect(args: &InspectArgs) -> Result<()> {
     let selection = args.select.selection(PlatformChoice::All);
-    let report = crate::source::inspect::inspect(&args.input, &selection, args.quick)?;
+    let report = crate::inspect::inspect(&args.input, &selection, args.quick)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let written = if args.json {

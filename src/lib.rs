@@ -1,21 +1,33 @@
 //! nydus-offline turns an ordinary container image into a Nydus image, with no registry, no daemon
 //! and no network.
 //!
-//! The program is a pipeline, and the modules follow the data:
+//! The program is a pipeline, and the modules follow the data. They are listed here
+//! bottom first: each imports only modules above it in this list
+//! (`tests/module_graph.rs` fails on any other import).
 //!
 //! ```text
-//! source/   find the image in an OCI layout, oci-archive or docker save tarball; verify digests
+//! common/   errors and exit codes, sha256 digests, hex, little-endian fields, image paths
+//! ondisk/   every on-disk structure of a Nydus blob and a RAFS v6 bootstrap, declared once
 //!   │
-//! layer/    decompress each layer, walk its tar entries, cut regular files into chunks
-//!   │
-//! blob/     digest, dedup and compress chunks; write one Nydus data blob per layer
+//! source/   find the image in an OCI layout, oci-archive or docker save tarball; open its
+//!   │       layers as verified, decompressed streams
+//! blob/     cut file content into chunks; digest, dedup and compress them; write one Nydus data
+//!   │       blob per layer (the layer reader hands file content to its ChunkSink)
+//! layer/    walk a layer's tar entries (PAX, GNU, sparse), decode each into a LayerEntry
 //!   │
 //! tree/     the filesystem tree of each layer and their merge (whiteouts, hardlinks)
 //!   │
-//! rafs/     the RAFS bootstrap writers over the merged tree: v6 (EROFS) and v5
+//! rafs/     the RAFS v6 bootstrap writer over a tree
 //!   │
-//! output/   the new OCI image: blob layers, bootstrap layer, config, manifest, index
+//! output/   the new OCI image: blob layers, bootstrap layer, config, manifest, index, written
+//!           whole or not at all
+//! report/   what a conversion wrote, as `--json` prints it;  progress/  its display on stderr
+//! inspect/  check/  convert/   the commands;  cli/  the command line
 //! ```
+//!
+//! `blob` sits below `layer` although the tar is read first: the layer reader pushes each file's
+//! bytes into the blob side's [`blob::sink::ChunkSink`] and keeps the chunk list it returns, so
+//! the layer side names blob types, never the other way round.
 //!
 //! `check` reads a converted image back (layout, blobs, bootstraps) and compares it with its
 //! source; it shares the input side with `convert` and writes nothing.
@@ -26,13 +38,16 @@
 pub mod blob;
 pub mod check;
 pub mod cli;
+pub mod common;
 pub mod convert;
-pub mod error;
+pub mod inspect;
 pub mod layer;
+pub mod ondisk;
 pub mod output;
 pub mod progress;
 pub mod rafs;
+pub mod report;
 pub mod source;
 pub mod tree;
 
-pub use error::{Error, ErrorKind, Result};
+pub use common::error::{Error, ErrorKind, Result};

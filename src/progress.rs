@@ -1,6 +1,6 @@
 //! Progress of a conversion, shown on stderr while it runs.
 //!
-//! The pipeline knows nothing about terminals: [`convert`](crate::convert) calls a [`Progress`]
+//! The pipeline knows nothing about terminals: `convert` calls a [`Progress`]
 //! at a few points (the run begins, a platform begins, a layer begins and ends) and hands over a
 //! [`LayerWatch`], the layer's running counters (atomics the layer reader and the blob writer
 //! bump once per read or per batch of chunks). [`Display`] is the implementation the CLI uses:
@@ -9,7 +9,6 @@
 //! or a pipe. [`NoProgress`] shows nothing.
 
 use std::fmt::Write as _;
-use std::io::{self, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,10 +18,8 @@ use std::time::{Duration, Instant};
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::blob::writer::WriterCounts;
-use crate::convert::LayerReport;
-use crate::error::Result;
+use crate::report::LayerReport;
 use crate::source::Platform;
-use crate::source::store::{BlobStore, Member};
 
 /// What the pipeline tells about its progress. Every method has an empty default; all are
 /// called from the converting thread.
@@ -68,45 +65,6 @@ pub struct LayerWatch {
     pub read: Arc<AtomicU64>,
     /// The blob writer's counts.
     pub writer: Arc<WriterCounts>,
-}
-
-/// A [`BlobStore`] that counts the bytes read from the members it opens into one counter.
-pub struct CountingStore<'a> {
-    pub inner: &'a dyn BlobStore,
-    pub read: Arc<AtomicU64>,
-}
-
-impl BlobStore for CountingStore<'_> {
-    fn describe(&self, name: &str) -> String {
-        self.inner.describe(name)
-    }
-
-    fn open(&self, name: &str) -> Result<Option<Member>> {
-        Ok(self.inner.open(name)?.map(|member| Member {
-            reader: Box::new(CountingReader {
-                inner: member.reader,
-                read: Arc::clone(&self.read),
-            }),
-            ..member
-        }))
-    }
-
-    fn contains(&self, name: &str) -> bool {
-        self.inner.contains(name)
-    }
-}
-
-struct CountingReader<R> {
-    inner: R,
-    read: Arc<AtomicU64>,
-}
-
-impl<R: Read> Read for CountingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.read.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
 }
 
 /// How [`Display`] shows progress.

@@ -22,7 +22,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use nydus_offline::rafs::v6::ondisk::*;
+use nydus_offline::ondisk::rafs_v6::*;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 

@@ -9,7 +9,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use nydus_offline::ErrorKind;
-use nydus_offline::layer::decompress::Compression;
+use nydus_offline::source::compression::Compression;
 use nydus_offline::source::{self, Image, ImageSource, Platform, PlatformChoice, Selection};
 use serde_json::json;
 use source_support::*;
@@ -403,7 +403,7 @@ fn corruption_is_caught_while_streaming() {
     let mut reader = src.open_layer(&image.layers[0]).unwrap();
     let mut sink = Vec::new();
     let err = reader.read_to_end(&mut sink).unwrap_err();
-    let err = nydus_offline::source::digest::from_io(err, "layer");
+    let err = nydus_offline::common::digest::from_io(err, "layer");
     assert_eq!(err.kind(), ErrorKind::BadInput);
     assert!(err.to_string().contains("content has digest"), "{err}");
     assert!(

@@ -5,10 +5,19 @@
 //! with the same content (in that layer or an upper one) refers to the same [`ChunkInfo`] by its
 //! [`ChunkIndex`].
 
-use super::ondisk::{
+use crate::ondisk::blob::{
     COMPRESSOR_LZ4_BLOCK, COMPRESSOR_NONE, COMPRESSOR_ZSTD, DIGESTER_BLAKE3, DIGESTER_SHA256,
 };
-use crate::tree::ChunkIndex;
+
+/// Index of a chunk in the image's chunk table (kept by the blob writer).
+pub type ChunkIndex = u32;
+
+/// The content of a regular file: its size and its chunks, in file order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileData {
+    pub size: u64,
+    pub chunks: Vec<ChunkIndex>,
+}
 
 /// How chunk data is compressed. Each chunk is compressed alone; when that does not make it
 /// strictly smaller it is stored raw, as nydus does.

@@ -11,7 +11,7 @@
 //! the two apart by comparing sizes, so an equal-size "compressed" chunk must never be written.
 
 use crate::blob::chunk::Compressor;
-use crate::error::{Error, Result};
+use crate::common::error::{Error, Result};
 
 /// zstd level nydus uses for chunks, ci tables and bootstraps.
 const ZSTD_LEVEL: i32 = 3;
@@ -84,7 +84,7 @@ pub(crate) fn decompress(
     data: &[u8],
     size: usize,
 ) -> std::result::Result<Vec<u8>, String> {
-    use crate::blob::ondisk::{
+    use crate::ondisk::blob::{
         COMPRESSOR_GZIP, COMPRESSOR_LZ4_BLOCK, COMPRESSOR_NONE, COMPRESSOR_ZSTD,
     };
     use std::io::Read;

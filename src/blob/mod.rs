@@ -3,7 +3,6 @@
 
 pub mod chunk;
 pub(crate) mod compress;
-pub(crate) mod le;
-pub mod ondisk;
 pub mod pipeline;
+pub mod sink;
 pub mod writer;

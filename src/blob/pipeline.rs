@@ -19,8 +19,8 @@ use sha2::{Digest as _, Sha256};
 
 use super::chunk::{Compressor, Digester};
 use super::compress::PieceCompressor;
-use crate::error::{Error, Result};
-use crate::tree::ChunkIndex;
+use crate::blob::chunk::ChunkIndex;
+use crate::common::error::{Error, Result};
 
 /// A batch is submitted once it holds this many bytes (or at the end of the layer).
 pub const BATCH_BYTES: usize = 1 << 20;

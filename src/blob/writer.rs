@@ -31,7 +31,14 @@ use sha2::{Digest as _, Sha256};
 
 use super::chunk::{BlobInfo, BlobOptions, ChunkInfo, ChunkTable, Compressor};
 use super::compress::PieceCompressor;
-use super::ondisk::{
+use super::pipeline::{BATCH_BYTES, Batch, Item, Workers};
+use crate::blob::chunk::INLINED_BLOB_ID_PLACEHOLDER;
+use crate::blob::chunk::{ChunkIndex, FileData};
+use crate::blob::sink::ChunkSink;
+use crate::common::digest::from_io;
+use crate::common::error::{Error, ErrorKind, Result};
+use crate::common::path::ImagePath;
+use crate::ondisk::blob::{
     BLOB_CHUNK_MAX_SIZE, BLOB_FEATURE_ALIGNED, BLOB_FEATURE_CAP_TAR_TOC,
     BLOB_FEATURE_HAS_TAR_HEADER, BLOB_FEATURE_HAS_TOC, BLOB_FEATURE_INLINED_CHUNK_DIGEST,
     BLOB_FEATURE_INLINED_FS_META, BlobChunkInfoV1Ondisk, BlobCompressionContextHeader,
@@ -39,12 +46,6 @@ use super::ondisk::{
     TOC_ENTRY_BLOB_META_HEADER, TOC_ENTRY_BLOB_RAW, TOC_ENTRY_BLOB_TOC, TOC_ENTRY_BOOTSTRAP,
     TOC_FLAG_COMPRESSION_NONE, TOC_FLAG_COMPRESSION_ZSTD, TocEntry,
 };
-use super::pipeline::{BATCH_BYTES, Batch, Item, Workers};
-use crate::blob::chunk::INLINED_BLOB_ID_PLACEHOLDER;
-use crate::error::{Error, ErrorKind, Result};
-use crate::layer::ChunkSink;
-use crate::source::digest::from_io;
-use crate::tree::{ChunkIndex, FileData, ImagePath};
 
 /// Features of every blob this writer produces, with or without chunks: 4 KiB-aligned
 /// uncompressed chunks, bootstrap inlined, reverse tar headers, TOC, "built by ≥ 2.2".

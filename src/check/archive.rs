@@ -13,7 +13,7 @@ use std::path::{Component, Path, PathBuf};
 
 use tempfile::TempDir;
 
-use crate::error::{Error, Result};
+use crate::common::error::{Error, Result};
 
 /// Unpack the oci-archive `archive` into a new temporary directory (removed when dropped).
 pub fn unpack(archive: &Path) -> Result<TempDir> {

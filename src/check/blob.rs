@@ -17,9 +17,10 @@ use sha2::{Digest as _, Sha256};
 use super::Findings;
 use super::layout::BlobLayer;
 use crate::blob::compress::decompress;
-use crate::blob::ondisk::*;
-use crate::error::{Error, Result};
-use crate::rafs::v6::ondisk::RafsV6Blob;
+use crate::common::error::{Error, Result};
+pub(crate) use crate::common::hex::hex;
+use crate::ondisk::blob::*;
+use crate::ondisk::rafs_v6::RafsV6Blob;
 
 /// A blob's TOC and its tar header must fit the last 4096 bytes, where readers look for them.
 const TOC_LIMIT: u64 = 4096;
@@ -569,9 +570,4 @@ fn check_ci_rules(
     if next_uncompressed != uncompressed_size {
         f.problem(what, format!("chunks end at {next_uncompressed:#x} in uncompressed space, the blob table says {uncompressed_size:#x}"));
     }
-}
-
-/// Lower-case hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -1,4 +1,4 @@
-//! One RAFS v6 bootstrap, decoded with [`crate::rafs::v6::ondisk`] and judged by the rules
+//! One RAFS v6 bootstrap, decoded with [`crate::ondisk::rafs_v6`] and judged by the rules
 //! nydus 2.2.0 and the kernel apply (`docs/format.md` §5.3): super blocks, device
 //! slots, blob table, prefetch and chunk info tables, then the whole tree from the root: every
 //! inode, its inline xattrs, dirents (sorted, `.` and `..` right, names inside their block),
@@ -11,8 +11,8 @@ use super::Findings;
 use super::blob::{BlobSet, hex};
 use super::layout::BlobLayer;
 use crate::blob::chunk::INLINED_BLOB_ID_PLACEHOLDER;
-use crate::blob::ondisk::*;
-use crate::rafs::v6::ondisk::*;
+use crate::ondisk::blob::*;
+use crate::ondisk::rafs_v6::*;
 
 const BLOCK: u64 = EROFS_BLOCK_SIZE;
 

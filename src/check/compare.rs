@@ -22,12 +22,16 @@ use sha2::{Digest as _, Sha256};
 use super::bootstrap::{Bootstrap, Kind, Listing};
 use super::layout::NydusManifest;
 use super::{CheckedImage, Findings};
-use crate::blob::ondisk::BLOB_CHUNK_MAX_SIZE;
-use crate::error::{Error, Result};
-use crate::layer::{ChunkSink, entries};
-use crate::source::digest::from_io;
+use crate::blob::chunk::{ChunkIndex, FileData};
+use crate::blob::sink::ChunkSink;
+use crate::common::digest::from_io;
+use crate::common::error::{Error, Result};
+use crate::common::path::ImagePath;
+use crate::layer::entries;
+use crate::layer::entry::InodeData;
+use crate::ondisk::blob::BLOB_CHUNK_MAX_SIZE;
 use crate::source::{self, ImageEntry, ImageSource, ManifestEntry};
-use crate::tree::{ChunkIndex, FileData, ImagePath, InodeData, Tree};
+use crate::tree::Tree;
 
 /// Most differences listed per tree; the rest are counted.
 const MAX_DIFFERENCES: usize = 100;

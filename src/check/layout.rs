@@ -14,12 +14,12 @@ use oci_spec::image::Digest;
 use serde_json::Value;
 
 use super::Findings;
-use crate::error::{Error, Result};
+use crate::common::digest::{Hasher, check_bytes, from_io, sha256_of};
+use crate::common::error::{Error, Result};
 use crate::output::image::{
     ANNOTATION_NYDUS_BLOB, ANNOTATION_NYDUS_BOOTSTRAP, ANNOTATION_NYDUS_SOURCE_DIGEST,
     BOOTSTRAP_PATH_IN_LAYER, MEDIA_TYPE_NYDUS_BLOB,
 };
-use crate::source::digest::{Hasher, check_bytes, from_io, sha256_of};
 use crate::source::layout::{blob_path, catalog, check_layout_version, read_manifest};
 use crate::source::oci_layout::DirStore;
 use crate::source::store::{BlobStore, METADATA_LIMIT, read_small};

@@ -33,7 +33,7 @@ mod layout;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::common::error::{Error, ErrorKind, Result};
 
 /// What `check` is told.
 #[derive(Clone, Debug, Default)]

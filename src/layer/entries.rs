@@ -18,9 +18,10 @@ use std::io::Read;
 
 use self::sparse::SparseReader;
 use self::tar::{RawEntry, SparseMap, TarReader, flag};
-use super::ChunkSink;
-use crate::error::{Error, ErrorKind, Result, shown, warn};
-use crate::tree::{EntryKind, ImagePath, InodeData, LayerEntry, Metadata};
+use crate::blob::sink::ChunkSink;
+use crate::common::error::{Error, ErrorKind, Result, shown, warn};
+use crate::common::path::ImagePath;
+use crate::layer::entry::{EntryKind, InodeData, LayerEntry, Metadata};
 
 pub use self::sparse::MAX_SPARSE_EXTENTS;
 pub use self::tar::MAX_EXTENSIONS;
@@ -211,7 +212,7 @@ fn file<R: Read>(
     path: &ImagePath,
     sink: &mut dyn ChunkSink,
     limits: &mut Limits,
-) -> Result<crate::tree::FileData> {
+) -> Result<crate::blob::chunk::FileData> {
     let bad = |p: String| Error::new(ErrorKind::BadInput, p);
     let Some(s) = &raw.sparse else {
         return sink.file(path, &mut tar.data(), raw.data_size);
@@ -294,7 +295,7 @@ fn parse_time(v: &[u8]) -> Option<(i64, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tree::FileData;
+    use crate::blob::chunk::FileData;
     use ::tar::{EntryType, Header};
 
     /// Keeps each file's bytes, to check what the reader hands over.

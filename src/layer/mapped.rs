@@ -27,8 +27,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use memmap2::{Mmap, MmapOptions};
 use oci_spec::image::Digest;
 
-use crate::error::{Error, Result};
-use crate::source::digest::Hasher;
+use crate::common::digest::Hasher;
+use crate::common::error::{Error, Result};
 use crate::source::{Layer, LayerSummary};
 
 /// Bytes mapped at a time: large enough that mapping and unmapping cost nothing next to hashing

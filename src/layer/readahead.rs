@@ -20,10 +20,10 @@ use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
-use crate::error::{Error, Result, warn};
-use crate::layer::decompress::mislabelled;
+use crate::common::error::{Error, Result, warn};
 use crate::layer::mapped::{MappedLayer, Window};
-use crate::progress::CountingStore;
+use crate::source::compression::mislabelled;
+use crate::source::store::CountingStore;
 use crate::source::{BlobStore, Layer, LayerReader, LayerSummary};
 
 /// Bytes per block handed over when streaming.
@@ -169,7 +169,7 @@ impl ReadAhead {
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(crate::source::digest::from_io(e, "layer")),
+                Err(e) => return Err(crate::common::digest::from_io(e, "layer")),
             }
         }
         self.end.take().unwrap_or_else(|| {
@@ -263,10 +263,10 @@ mod tests {
 
     use super::*;
     use crate::ErrorKind;
-    use crate::layer::decompress::Compression;
+    use crate::common::digest::sha256_of;
     use crate::layer::mapped::WINDOW;
     use crate::source::FileExtent;
-    use crate::source::digest::sha256_of;
+    use crate::source::compression::Compression;
     use crate::source::oci_layout::DirStore;
 
     /// Bytes that do not repeat, `len` of them.
@@ -324,7 +324,7 @@ mod tests {
     }
 
     fn from_io(e: io::Error) -> Error {
-        crate::source::digest::from_io(e, "test")
+        crate::common::digest::from_io(e, "test")
     }
 
     #[test]
@@ -349,10 +349,7 @@ mod tests {
             let good = layer(dir.path(), &bytes, mapped);
 
             // Another algorithm for the diff_id: hashed on its own.
-            let sha512: String = Sha512::digest(&bytes)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
+            let sha512 = crate::common::hex::hex(&Sha512::digest(&bytes));
             let mut l = good.clone();
             l.diff_id = format!("sha512:{sha512}").parse().unwrap();
             assert_eq!(read(dir.path(), &l).unwrap().1.diff_id, l.diff_id);

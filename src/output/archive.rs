@@ -11,7 +11,7 @@ use std::path::Path;
 
 use super::interrupt;
 use super::layout::out_error;
-use crate::error::Result;
+use crate::common::error::Result;
 
 /// Pack the layout directory `layout` into the tar file `tmp` (created, flushed and synced), for
 /// the caller to rename to `destination` (named in errors).

@@ -14,7 +14,8 @@ use serde_json::{Map, Value, json};
 use super::gzip::ParallelGzip;
 use super::layout::{LayoutWriter, StoredBlob};
 use crate::blob::writer::{BlobOut, Hashed};
-use crate::error::{Error, Result};
+use crate::common::error::{Error, Result};
+use crate::common::hex::hex;
 use crate::source::Platform;
 
 /// Media type of a Nydus data blob layer.
@@ -276,10 +277,6 @@ pub fn tagged(mut descriptor: Value, tag: &str) -> Value {
 
 fn to_bytes(value: &Value) -> Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(|e| Error::internal(format!("encoding JSON: {e}")))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::common::error::{Error, ErrorKind, Result};
 
 static REQUESTED: AtomicBool = AtomicBool::new(false);
 

@@ -43,7 +43,7 @@ use sha2::{Digest, Sha256};
 
 use super::image::{ANNOTATION_REF_NAME, MEDIA_TYPE_INDEX};
 use super::interrupt;
-use crate::error::{Error, ErrorKind, Result};
+use crate::common::error::{Error, ErrorKind, Result};
 
 /// The content of the `oci-layout` file this program writes.
 pub const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
@@ -207,7 +207,7 @@ impl LayoutWriter {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(crate::source::digest::from_io(e, "reading the input")),
+                Err(e) => return Err(crate::common::digest::from_io(e, "reading the input")),
             };
             blob.write_all(&buf[..n])
                 .map_err(|e| out_error(&self.destination, e))?;
@@ -405,12 +405,7 @@ impl BlobFile {
             .out
             .into_inner()
             .map_err(|e| out_error(&dest, e.into_error()))?;
-        let hex: String = self
-            .hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hex = crate::common::hex::hex(&self.hasher.finalize());
         let final_path = self.blobs.join(&hex);
         fs::rename(&self.path, &final_path).map_err(|e| out_error(&dest, e))?;
         if let Some(syncer) = &self.syncer {

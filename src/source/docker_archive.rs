@@ -18,9 +18,10 @@ use std::path::Path;
 use oci_spec::image::{Digest, ImageManifest};
 use serde::Deserialize;
 
-use crate::error::{Error, Result};
-use crate::layer::decompress::{self, Compression};
-use crate::source::digest::{Hasher, from_io, sha256_of};
+use super::compression;
+use crate::common::digest::{Hasher, from_io, sha256_of};
+use crate::common::error::{Error, Result};
+use crate::source::compression::Compression;
 use crate::source::image::{Config, Image, ImageEntry, Layer, Manifest, ManifestEntry, media};
 use crate::source::store::{BlobStore, METADATA_LIMIT, normalize, read_small};
 use crate::source::tar_store::TarStore;
@@ -199,7 +200,7 @@ fn legacy_image(store: &TarStore, entry: &DockerEntry, n: usize) -> Result<(Imag
         })?;
         let len = member.len;
         let extent = member.extent;
-        let (stored, mut reader) = decompress::sniff_readable(member.reader, &location)?;
+        let (stored, mut reader) = compression::sniff_readable(member.reader, &location)?;
         // An uncompressed layer's digest is its diff_id, checked when it is read. A compressed
         // one has no declared digest anywhere, so hash it now, streaming.
         let digest = if stored == Compression::None {

@@ -6,7 +6,7 @@
 
 use oci_spec::image::{Digest, ImageConfiguration, ImageManifest};
 
-use crate::layer::decompress::Compression;
+use crate::source::compression::Compression;
 use crate::source::platform::Platform;
 use crate::source::store::FileExtent;
 
@@ -146,7 +146,7 @@ impl Layer {
 
 /// Media types of the objects in an image.
 pub mod media {
-    use crate::layer::decompress::Compression;
+    use crate::source::compression::Compression;
 
     pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
     pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";

@@ -14,9 +14,10 @@ use std::io::{self, Read};
 
 use oci_spec::image::Digest;
 
-use crate::error::{Error, ErrorKind, Result};
-use crate::layer::decompress::{self, Compression, Decompressor, Peeked};
-use crate::source::digest::{Hasher, Verifier, from_io, into_io};
+use super::compression;
+use crate::common::digest::{Hasher, Verifier, from_io, into_io};
+use crate::common::error::{Error, ErrorKind, Result};
+use crate::source::compression::{Compression, Decompressor, Peeked};
 use crate::source::image::Layer;
 use crate::source::store::BlobStore;
 
@@ -90,7 +91,7 @@ impl LayerReader {
     pub fn open(store: &dyn BlobStore, layer: &Layer) -> Result<LayerReader> {
         let label = layer.label();
         let stored = open_stored(store, layer)?;
-        let (compression, peeked) = decompress::sniff_readable(stored, &layer.location)?;
+        let (compression, peeked) = compression::sniff_readable(stored, &layer.location)?;
         let decoder = Decompressor::new(peeked, compression).map_err(|e| {
             Error::bad_input(
                 &layer.location,

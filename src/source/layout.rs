@@ -11,9 +11,9 @@
 use oci_spec::image::{Descriptor, Digest, ImageConfiguration, ImageIndex, ImageManifest};
 use serde::de::DeserializeOwned;
 
-use crate::error::{Error, Result};
-use crate::layer::decompress;
-use crate::source::digest::check_bytes;
+use super::compression;
+use crate::common::digest::check_bytes;
+use crate::common::error::{Error, Result};
 use crate::source::image::{Config, Image, ImageEntry, Layer, Manifest, ManifestEntry, media};
 use crate::source::platform::Platform;
 use crate::source::store::{BlobStore, METADATA_LIMIT, normalize, read_small};
@@ -347,7 +347,7 @@ pub fn check_layers(
                 ),
             ));
         }
-        let (stored, _) = decompress::sniff_readable(member.reader, &location)?;
+        let (stored, _) = compression::sniff_readable(member.reader, &location)?;
         out.push(Layer {
             index,
             media_type,

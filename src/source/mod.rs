@@ -15,10 +15,9 @@
 //!
 //! Adding a form means adding a module that implements [`ImageSource`] and a line in [`open`].
 
-pub mod digest;
+pub mod compression;
 pub mod docker_archive;
 pub mod image;
-pub mod inspect;
 pub mod layer_reader;
 pub mod layout;
 pub mod oci_archive;
@@ -36,7 +35,7 @@ pub use platform::Platform;
 pub use select::{PlatformChoice, Selection, select};
 pub use store::{BlobStore, FileExtent};
 
-use crate::error::{Error, Result};
+use crate::common::error::{Error, Result};
 
 /// One opened input: the images it holds and access to their bytes.
 ///

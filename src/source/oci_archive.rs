@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::error::Result;
+use crate::common::error::Result;
 use crate::source::image::{Image, ImageEntry, ManifestEntry};
 use crate::source::store::BlobStore;
 use crate::source::tar_store::TarStore;

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, IoContext, Result};
+use crate::common::error::{Error, IoContext, Result};
 use crate::source::image::{Image, ImageEntry, ManifestEntry};
 use crate::source::store::{BlobStore, FileExtent, Member};
 use crate::source::{ImageSource, layout};

@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-use crate::error::Error;
+use crate::common::error::Error;
 
 /// An operating system, CPU architecture and optional architecture variant.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -13,7 +13,7 @@
 //!    image on an amd64 machine is fine offline); with several, the host's platform is taken.
 //!    A platform that is not there is an error listing those that are.
 
-use crate::error::{Error, Result};
+use crate::common::error::{Error, Result};
 use crate::source::ImageSource;
 use crate::source::image::{Image, ImageEntry, ManifestEntry};
 use crate::source::platform::Platform;

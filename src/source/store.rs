@@ -12,9 +12,10 @@ use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::error::{Error, Result};
-use crate::source::digest::into_io;
+use crate::common::digest::into_io;
+use crate::common::error::{Error, Result};
 
 /// Where a member's bytes lie in a plain file on disk, for callers that want to map them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,7 +93,7 @@ pub fn read_small(store: &dyn BlobStore, name: &str, limit: u64) -> Result<Optio
         .reader
         .take(limit + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| crate::source::digest::from_io(e, store.describe(name)))?;
+        .map_err(|e| crate::common::digest::from_io(e, store.describe(name)))?;
     Ok(Some(bytes))
 }
 
@@ -138,6 +139,45 @@ impl Read for RangeReader {
             )));
         }
         self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// A [`BlobStore`] that counts the bytes read from the members it opens into one counter.
+pub struct CountingStore<'a> {
+    pub inner: &'a dyn BlobStore,
+    pub read: Arc<AtomicU64>,
+}
+
+impl BlobStore for CountingStore<'_> {
+    fn describe(&self, name: &str) -> String {
+        self.inner.describe(name)
+    }
+
+    fn open(&self, name: &str) -> Result<Option<Member>> {
+        Ok(self.inner.open(name)?.map(|member| Member {
+            reader: Box::new(CountingReader {
+                inner: member.reader,
+                read: Arc::clone(&self.read),
+            }),
+            ..member
+        }))
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.inner.contains(name)
+    }
+}
+
+struct CountingReader<R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }

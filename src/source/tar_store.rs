@@ -19,8 +19,9 @@ use std::io::{self, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::error::{Error, IoContext, Result};
-use crate::layer::decompress::{self, Compression, Decompressor, Detected};
+use super::compression;
+use crate::common::error::{Error, IoContext, Result};
+use crate::source::compression::{Compression, Decompressor, Detected};
 use crate::source::store::{BlobStore, FileExtent, Member, RangeReader, normalize};
 
 /// How many links in a row we follow before calling it a loop.
@@ -59,7 +60,7 @@ impl TarStore {
                 "is empty (zero bytes), not an image",
             ));
         }
-        let (detected, _) = decompress::sniff(&mut file).with_path(path)?;
+        let (detected, _) = compression::sniff(&mut file).with_path(path)?;
         file.seek(SeekFrom::Start(0)).with_path(path)?;
         let compression = match detected {
             Detected::Known(c) => c,

@@ -22,7 +22,6 @@
 //! bytes each where they are needed twice.
 
 mod packed;
-pub mod path;
 mod stream;
 
 use std::collections::BTreeMap;
@@ -30,69 +29,20 @@ use std::ops::Range;
 use std::rc::Rc;
 
 pub use packed::PackedEntries;
-pub use path::ImagePath;
 pub use stream::{BuiltLayer, LayerBuilder};
 
-use crate::error::{Error, Result};
-
-/// Index of a chunk in the image's chunk table (kept by the blob writer).
-pub type ChunkIndex = u32;
+use crate::blob::chunk::{ChunkIndex, FileData};
+use crate::common::error::{Error, Result};
+use crate::common::path::ImagePath;
+use crate::layer::entry::{
+    EntryKind, InodeData, LayerEntry, Metadata, OPAQUE_WHITEOUT, WHITEOUT_PREFIX,
+};
 
 /// Index of an inode in its [`Tree`].
 pub type InodeId = usize;
 
 /// Index of a node (a name in a directory) in its [`Tree`].
 pub type NodeId = usize;
-
-/// Prefix of a whiteout entry's name.
-pub const WHITEOUT_PREFIX: &[u8] = b".wh.";
-/// Name of the entry that makes its directory opaque.
-pub const OPAQUE_WHITEOUT: &[u8] = b".wh..wh..opq";
-
-/// Ownership, permissions, times and xattrs of an inode.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Metadata {
-    /// Permission bits with setuid, setgid and sticky (`0o7777`); the type is in [`InodeData`].
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-    /// Modification time, seconds since the epoch (negative before 1970).
-    pub mtime: i64,
-    /// Nanoseconds of the modification time.
-    pub mtime_nsec: u32,
-    /// Extended attributes, full names (`user.x`, `security.capability`) to raw values.
-    pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
-}
-
-impl Metadata {
-    /// What container runtimes give a directory that a layer implies but never lists: 0755,
-    /// owned by root.
-    pub fn implied_dir() -> Metadata {
-        Metadata {
-            mode: 0o755,
-            ..Metadata::default()
-        }
-    }
-}
-
-/// The content of a regular file: its size and its chunks, in file order.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct FileData {
-    pub size: u64,
-    pub chunks: Vec<ChunkIndex>,
-}
-
-/// What an inode is, with what only that type has.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum InodeData {
-    Dir,
-    File(FileData),
-    Symlink(Vec<u8>),
-    CharDevice { major: u32, minor: u32 },
-    BlockDevice { major: u32, minor: u32 },
-    Fifo,
-    Socket,
-}
 
 /// One inode: shared by all its names.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -266,23 +216,6 @@ impl InodeRef<'_> {
 /// The xattrs of an inode without any.
 static NO_XATTRS: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
 
-/// What one tar entry of a layer says, already decoded and with its file content chunked.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LayerEntry {
-    pub path: ImagePath,
-    pub kind: EntryKind,
-    pub meta: Metadata,
-}
-
-impl LayerEntry {
-    /// Whether this is a whiteout (`.wh.NAME` or `.wh..wh..opq`).
-    pub fn is_whiteout(&self) -> bool {
-        self.path
-            .file_name()
-            .is_some_and(|n| n.starts_with(WHITEOUT_PREFIX))
-    }
-}
-
 /// Hand each entry, in order, to `f`, giving the list's memory back as it shrinks: the entries
 /// of a layer of 200,000 files take tens of MiB, and the tree they are applied to grows
 /// meanwhile.
@@ -313,14 +246,6 @@ fn give_back_freed_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
-}
-
-/// The kinds of layer entries: inode types, plus hardlinks, which name an existing inode.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum EntryKind {
-    Inode(InodeData),
-    /// Another name for the inode at this path (earlier in this layer or in a lower one).
-    Hardlink(ImagePath),
 }
 
 /// For [`Tree::add_verbatim_entry`]: the inode of the layer's tree that each lower file a
@@ -895,7 +820,7 @@ impl Tree {
     /// stops at the root), so `link/file` under `link -> dir` lands in `dir/file`. Missing
     /// directories are created (with `create`; otherwise the answer is `None`). A parent that
     /// is neither a directory nor a symlink, a symlink loop, and a walk deeper than
-    /// [`MAX_DEPTH`](path::MAX_DEPTH) are errors naming the entry.
+    /// [`MAX_DEPTH`](crate::common::path::MAX_DEPTH) are errors naming the entry.
     fn resolve_dir(&mut self, path: &ImagePath, create: bool) -> Result<Option<NodeId>> {
         if !create {
             return self.walk_dir(path);
@@ -946,18 +871,18 @@ impl Tree {
                 }
                 _ => {}
             }
-            if name.len() > path::NAME_MAX || name.contains(&0) {
+            if name.len() > crate::common::path::NAME_MAX || name.contains(&0) {
                 // Only a symlink target can hold such a name; the entry's own path was checked.
                 return Err(error(format!(
                     "a symlink among its parent directories has a target with a name no \
                      filesystem can hold ('{}')",
-                    crate::error::shown(name)
+                    crate::common::error::shown(name)
                 )));
             }
-            if walk.stack.len() > path::MAX_DEPTH {
+            if walk.stack.len() > crate::common::path::MAX_DEPTH {
                 return Err(error(format!(
                     "its parent directories are more than {} deep once symlinks are followed",
-                    path::MAX_DEPTH
+                    crate::common::path::MAX_DEPTH
                 )));
             }
             let dir = *walk.stack.last().expect("the root stays");
@@ -1350,12 +1275,12 @@ mod tests {
     #[test]
     fn deep_paths_are_walked_once_and_bounded_through_symlinks() {
         // 4096 missing parents: created in one walk, each below the last.
-        let deep = "d/".repeat(path::MAX_DEPTH - 1) + "f";
+        let deep = "d/".repeat(crate::common::path::MAX_DEPTH - 1) + "f";
         let mut tree = Tree::new();
         tree.apply(vec![file(&deep, 0o644)]).unwrap();
         let found = tree.lookup(&ImagePath::parse(deep.as_bytes()).unwrap());
         assert!(found.is_some());
-        assert_eq!(tree.node_count(), path::MAX_DEPTH + 1);
+        assert_eq!(tree.node_count(), crate::common::path::MAX_DEPTH + 1);
 
         // A symlink to a deep directory and more below it: deeper than a path may be.
         let mut tree = Tree::new();

@@ -9,7 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{ChunkIndex, EntryKind, FileData, ImagePath, InodeData, LayerEntry, Metadata};
+use crate::blob::chunk::{ChunkIndex, FileData};
+use crate::common::path::ImagePath;
+use crate::layer::entry::{EntryKind, InodeData, LayerEntry, Metadata};
 
 // Kind tags.
 const DIR: u8 = 0;

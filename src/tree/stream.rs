@@ -14,8 +14,9 @@
 
 use std::borrow::Cow;
 
-use super::{LayerEntry, LowerCopies, PackedEntries, Tree};
-use crate::error::Result;
+use super::{LowerCopies, PackedEntries, Tree};
+use crate::common::error::Result;
+use crate::layer::entry::LayerEntry;
 
 /// Builds one layer's trees from its entries, one at a time, in tar order.
 pub struct LayerBuilder<'l> {
@@ -111,7 +112,9 @@ impl<'l> LayerBuilder<'l> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tree::{EntryKind, FileData, ImagePath, InodeData, Metadata};
+    use crate::blob::chunk::FileData;
+    use crate::common::path::ImagePath;
+    use crate::layer::entry::{EntryKind, InodeData, Metadata};
 
     /// Everything a tree holds but its lookup index (sized differently when reserved ahead).
     fn dump(tree: &Tree) -> String {

@@ -89,11 +89,7 @@ pub fn sha256_hex(path: &Path) -> String {
 
 /// Lowercase hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    nydus_offline::common::hex::hex(bytes)
 }
 
 /// A benchmark-corpus image built by `scripts/build-corpus.sh` (`NAME.oci`, `NAME.oci.tar`,

@@ -36,8 +36,7 @@ pub fn scratch() -> tempfile::TempDir {
 
 pub fn sha256(bytes: &[u8]) -> String {
     let d = Sha256::digest(bytes);
-    let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+    format!("sha256:{}", nydus_offline::common::hex::hex(&d))
 }
 
 /// A tar holding `files` (path, content) as regular files, with parent directories.

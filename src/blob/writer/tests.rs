@@ -9,7 +9,7 @@ use std::process::Command;
 
 use super::*;
 use crate::blob::chunk::Digester;
-use crate::blob::ondisk::BLOB_CCT_MAGIC;
+use crate::ondisk::blob::BLOB_CCT_MAGIC;
 
 const TOC_BLOB: &[u8] = include_bytes!(concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -693,7 +693,7 @@ fn short_and_failing_readers_are_errors_that_keep_their_cause() {
     let message = verify.to_string();
     let mut failing = Failing {
         ok: 100,
-        err: Some(crate::source::digest::into_io(verify)),
+        err: Some(crate::common::digest::into_io(verify)),
     };
     let err = w.file(&path, &mut failing, 10_000).unwrap_err();
     assert_eq!(

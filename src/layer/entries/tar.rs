@@ -11,8 +11,8 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 
-use crate::error::{Error, ErrorKind, Result, shown};
-use crate::source::digest::from_io;
+use crate::common::digest::from_io;
+use crate::common::error::{Error, ErrorKind, Result, shown};
 
 /// The tar block size: headers are one block, data is padded to whole blocks.
 pub const BLOCK: usize = 512;

@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::error::shown;
-use crate::rafs::v6::ondisk::{
+use crate::common::error::shown;
+use crate::ondisk::rafs_v6::{
     RafsV6XattrEntry, RafsV6XattrIbodyHeader, xattr_ibody_size, xattr_split_name,
 };
 

@@ -1,4 +1,4 @@
-//! RAFS v6: the EROFS-compatible bootstrap layout. [`ondisk`] declares its on-disk structures.
+//! RAFS v6: the EROFS-compatible bootstrap layout, written by [`writer`] from the structures
+//! [`crate::ondisk::rafs_v6`] declares.
 
-pub mod ondisk;
 pub mod writer;

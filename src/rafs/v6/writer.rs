@@ -17,7 +17,7 @@
 //! Everything else (xattr bytes, dirent blocks, sizes, inline tails) is derived again, by the
 //! same functions, when it is written.
 //!
-//! Every on-disk structure comes from [`super::ondisk`]; this file only decides where they go.
+//! Every on-disk structure comes from [`crate::ondisk::rafs_v6`]; this file only decides where they go.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -28,11 +28,13 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::ondisk::*;
+use crate::blob::chunk::ChunkIndex;
 use crate::blob::chunk::{BlobInfo, BlobOptions, ChunkTable, Compressor, Digester};
-use crate::blob::ondisk::BLOB_FEATURE_INLINED_CHUNK_DIGEST;
-use crate::error::{Error, ErrorKind, Result};
-use crate::tree::{ChunkIndex, DataRef, ImagePath, InodeRef, NodeId, Tree};
+use crate::common::error::{Error, ErrorKind, Result};
+use crate::common::path::ImagePath;
+use crate::ondisk::blob::BLOB_FEATURE_INLINED_CHUNK_DIGEST;
+use crate::ondisk::rafs_v6::*;
+use crate::tree::{DataRef, InodeRef, NodeId, Tree};
 
 const BLOCK: u64 = EROFS_BLOCK_SIZE;
 
@@ -978,7 +980,7 @@ impl PathNames<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tree::{EntryKind, LayerEntry, Metadata};
+    use crate::layer::entry::{EntryKind, LayerEntry, Metadata};
 
     #[test]
     fn a_bootstrap_in_a_file_is_the_bootstrap_in_memory() {
@@ -987,7 +989,7 @@ mod tests {
             .map(|n| LayerEntry {
                 path: ImagePath::parse(format!("d{}/some-longer-name-{n}", n % 7).as_bytes())
                     .unwrap(),
-                kind: EntryKind::Inode(crate::tree::InodeData::Symlink(b"target".to_vec())),
+                kind: EntryKind::Inode(crate::layer::entry::InodeData::Symlink(b"target".to_vec())),
                 meta: Metadata {
                     mode: 0o777,
                     ..Metadata::default()

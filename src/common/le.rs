@@ -1,5 +1,5 @@
 //! The one little-endian field codec behind every on-disk structure of the program
-//! ([`crate::blob::ondisk`], [`crate::rafs::v6::ondisk`]).
+//! (the blob and RAFS `ondisk` modules).
 //!
 //! A structure's `encode` writes its fields in declaration order through a [`LeWriter`]; its
 //! `decode` reads them back in the same order through a [`LeReader`]. Neither uses `unsafe` or
@@ -9,7 +9,7 @@
 //! The reader checks the input length once, when it is created, so decoding short input is a
 //! clean [`Error`] and never a panic.
 
-use crate::error::{Error, Result};
+use crate::common::error::{Error, Result};
 
 /// Reads little-endian fields, in order, from exactly `size` bytes of a structure.
 pub(crate) struct LeReader<'a> {

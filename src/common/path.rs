@@ -140,12 +140,12 @@ impl ImagePath {
     }
 
     /// The normalised bytes: components joined by `/`, no leading one.
-    pub(super) fn joined(&self) -> &[u8] {
+    pub(crate) fn joined(&self) -> &[u8] {
         &self.joined
     }
 
     /// A path from bytes [`joined`](ImagePath::joined) gave (already normalised: no parsing).
-    pub(super) fn from_joined(joined: &[u8]) -> ImagePath {
+    pub(crate) fn from_joined(joined: &[u8]) -> ImagePath {
         debug_assert_eq!(
             ImagePath::parse(joined).as_ref().map(|p| p.joined()),
             Ok(joined)
@@ -167,7 +167,7 @@ impl ImagePath {
 impl fmt::Display for ImagePath {
     /// Shows the path with non-UTF-8 bytes escaped (and a very long one cut), for messages.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&crate::error::shown(&self.to_bytes()))
+        f.write_str(&crate::common::error::shown(&self.to_bytes()))
     }
 }
 

@@ -7,7 +7,8 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
-use crate::blob::ondisk::{
+use crate::common::hex::hex;
+use crate::ondisk::blob::{
     BLOB_FEATURE_ALIGNED, BLOB_FEATURE_CAP_TAR_TOC, BlobCompressionContextHeader,
     COMPRESSOR_LZ4_BLOCK, COMPRESSOR_NONE, COMPRESSOR_ZSTD, DIGESTER_BLAKE3, DIGESTER_SHA256,
 };
@@ -15,10 +16,6 @@ use crate::blob::ondisk::{
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/testdata/ondisk/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 const LAYER1_BLOB_ID: &str = "a0001eeade559605fdfd7a4cd7fb093ce256f8422d036027cc1c819b92894eb8";
@@ -605,13 +602,13 @@ fn inlined_bootstrap_in_toc_blob_uses_the_placeholder_id() {
     // The zstd bootstrap inside the snapshotter-layout blob is the 2nd section from the end.
     let blob = fixture("toc.blob");
     let toc_hdr = &blob[blob.len() - 512..];
-    let toc_size = crate::blob::ondisk::BlobTarHeader::decode(toc_hdr)
+    let toc_size = crate::ondisk::blob::BlobTarHeader::decode(toc_hdr)
         .unwrap()
         .section_size()
         .unwrap() as usize;
     let boot_hdr_end = blob.len() - 512 - toc_size;
     let boot_hdr =
-        crate::blob::ondisk::BlobTarHeader::decode(&blob[boot_hdr_end - 512..boot_hdr_end])
+        crate::ondisk::blob::BlobTarHeader::decode(&blob[boot_hdr_end - 512..boot_hdr_end])
             .unwrap();
     assert_eq!(boot_hdr.section_name().unwrap(), "image.boot");
     let size = boot_hdr.section_size().unwrap() as usize;

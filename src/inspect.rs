@@ -13,8 +13,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::error::Result;
-use crate::layer::decompress::Compression;
+use crate::common::error::Result;
+use crate::source::compression::Compression;
 use crate::source::select::{Selection, choose};
 use crate::source::{self, ImageSource};
 

@@ -4,9 +4,9 @@
 //! chunk-based and whose "devices" are the Nydus data blobs, plus Nydus-only tables the kernel
 //! never looks at. Every structure is declared once here, in the order a reader meets it, with
 //! its fields in on-disk order; each is encoded and decoded only here, through the little-endian
-//! codec of [`crate::blob::le`], and its size is asserted at compile time beside it. Blob feature
+//! codec of [`crate::common::le`], and its size is asserted at compile time beside it. Blob feature
 //! bits and compressor/digester ids are shared with the blob and live in
-//! [`crate::blob::ondisk`].
+//! [`crate::ondisk::blob`].
 //!
 //! ```text
 //! byte 0        +--------------------------------------------+
@@ -41,8 +41,8 @@
 use std::io::{self, Write};
 use std::mem::size_of;
 
-use crate::blob::le::{LeReader, LeWriter};
-use crate::error::{Error, Result};
+use crate::common::error::{Error, Result};
+use crate::common::le::{LeReader, LeWriter};
 
 // ---------------------------------------------------------------------------------------------
 // Geometry
@@ -508,7 +508,7 @@ impl RafsV6Device {
 ///
 /// Mirrors `RafsV6Blob` (nydus v2.2.0 `rafs/src/metadata/layout/v6.rs`). Feature bits and
 /// algorithm ids are the `BLOB_FEATURE_*`, `COMPRESSOR_*` and `DIGESTER_*` constants of
-/// [`crate::blob::ondisk`].
+/// [`crate::ondisk::blob`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RafsV6Blob {

@@ -11,7 +11,7 @@ use std::io::{self, Chain, Cursor, Read};
 
 use flate2::read::MultiGzDecoder;
 
-use crate::error::{Error, Result};
+use crate::common::error::{Error, Result};
 
 /// How a layer's bytes are compressed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -109,7 +109,7 @@ pub type Peeked<R> = Chain<Cursor<Vec<u8>>, R>;
 /// naming `location` (the blob, for messages).
 pub fn sniff_readable<R: Read>(reader: R, location: &str) -> Result<(Compression, Peeked<R>)> {
     let (detected, peeked) =
-        sniff(reader).map_err(|e| crate::source::digest::from_io(e, location))?;
+        sniff(reader).map_err(|e| crate::common::digest::from_io(e, location))?;
     match detected {
         Detected::Known(c) => Ok((c, peeked)),
         Detected::Unsupported(name) => Err(Error::bad_input(

@@ -4,7 +4,7 @@
 //! blob table: blob feature bits, compressor and digester ids.
 //!
 //! Every structure is declared once, with its fields in on-disk order, and is encoded and decoded
-//! only here, through the little-endian codec of [`crate::blob::le`]. Sizes are asserted at
+//! only here, through the little-endian codec of [`crate::common::le`]. Sizes are asserted at
 //! compile time next to each type. All integers are little-endian.
 //!
 //! A blob built the way the snapshotter's converter builds it
@@ -26,8 +26,8 @@
 use std::io::{self, Write};
 use std::mem::size_of;
 
-use crate::blob::le::{LeReader, LeWriter};
-use crate::error::{Error, Result};
+use crate::common::error::{Error, Result};
+use crate::common::le::{LeReader, LeWriter};
 
 // ---------------------------------------------------------------------------------------------
 // Numbering shared with the RAFS blob table (nydus `storage/src/device.rs`, `utils/src/compress`,

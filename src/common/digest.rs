@@ -11,7 +11,7 @@ use std::io::{self, Read};
 use oci_spec::image::{Digest, DigestAlgorithm};
 use sha2::{Digest as _, Sha256, Sha384, Sha512};
 
-use crate::error::{Error, Result};
+use crate::common::error::{Error, Result};
 
 /// A running hash in the algorithm a digest names.
 #[derive(Clone)]
@@ -54,12 +54,7 @@ impl Hasher {
             Hasher::Sha384(h) => ("sha384", h.finalize().to_vec()),
             Hasher::Sha512(h) => ("sha512", h.finalize().to_vec()),
         };
-        let mut text = String::with_capacity(algorithm.len() + 1 + raw.len() * 2);
-        text.push_str(algorithm);
-        text.push(':');
-        for byte in raw {
-            text.push_str(&format!("{byte:02x}"));
-        }
+        let text = format!("{algorithm}:{}", super::hex::hex(&raw));
         // Lower-case hex of the right length always parses.
         text.parse().expect("a computed digest is well-formed")
     }
