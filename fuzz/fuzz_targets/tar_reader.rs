@@ -9,10 +9,13 @@
 use std::io::Read;
 
 use libfuzzer_sys::fuzz_target;
-use nydus_offline::layer::ChunkSink;
-use nydus_offline::layer::decompress::{self, Compression, Decompressor, Detected};
+use nydus_offline::blob::sink::ChunkSink;
+use nydus_offline::source::compression;
+use nydus_offline::source::compression::{Compression, Decompressor, Detected};
 use nydus_offline::layer::entries::{self, Limits};
-use nydus_offline::tree::{FileData, ImagePath, Tree};
+use nydus_offline::blob::chunk::FileData;
+use nydus_offline::common::path::ImagePath;
+use nydus_offline::tree::Tree;
 use nydus_offline::{Error, Result};
 
 /// Decompressed bytes read at most: a small bomb must not make every run slow.
