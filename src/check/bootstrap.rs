@@ -786,6 +786,15 @@ impl Bootstrap {
 
     /// The content of a directory or symlink: full blocks at `i_u`, then the inline tail.
     fn data(&self, e: &Entry) -> Result<Vec<u8>, String> {
+        // The size is read from the image: held to what the bootstrap can hold before anything
+        // is allocated by it.
+        if e.size > self.bytes.len() as u64 {
+            return Err(format!(
+                "size {} is larger than the whole bootstrap ({} bytes)",
+                e.size,
+                self.bytes.len()
+            ));
+        }
         let tail = if e.layout == EROFS_INODE_FLAT_INLINE {
             e.size % BLOCK
         } else {
