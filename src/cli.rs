@@ -229,11 +229,14 @@ pub struct ConvertArgs {
     /// The digest identifying chunks, used to store repeated content once.
     #[arg(long, value_enum, default_value_t = DigesterArg::Blake3)]
     pub digester: DigesterArg,
-    /// Threads that digest and compress chunks (0: one per CPU). The output is the same for
-    /// any value.
-    #[arg(long, short = 'j', value_name = "N", default_value_t = 0)]
+    /// Threads that digest and compress chunks (0: one per CPU; at most 1024). The output is
+    /// the same for any value.
+    #[arg(long, short = 'j', value_name = "N", default_value_t = 0, value_parser = parse_jobs)]
     pub jobs: usize,
-    /// Replace OUTPUT if it exists (only once the new image is complete).
+    /// Replace what is there, only once the new image is complete: on an OCI layout, point a
+    /// tag it has already at the new image (without --force that is refused, naming the tag and
+    /// what it names); on a directory that is not a layout, or on a file, replace it whole.
+    /// Never the input: an output that is, lies inside or holds the input is always refused.
     #[arg(long)]
     pub force: bool,
     /// Tag of the image in the output's index.json. Default: the input image's tag.
@@ -303,6 +306,21 @@ pub enum CompressorArg {
 pub enum DigesterArg {
     Blake3,
     Sha256,
+}
+
+/// The most worker threads `--jobs` may ask for: far more than any machine has cores, and few
+/// enough that their stacks always fit in memory (100,000 threads did not).
+pub const MAX_JOBS: usize = 1024;
+
+fn parse_jobs(s: &str) -> std::result::Result<usize, String> {
+    let n: usize = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of threads"))?;
+    if n > MAX_JOBS {
+        return Err(format!("{n} threads is more than the {MAX_JOBS} allowed"));
+    }
+    Ok(n)
 }
 
 /// Parse a chunk size: decimal bytes, `0x` hex, or a number with K/KiB/M/MiB; a power of two
@@ -385,11 +403,9 @@ fn check(args: &CheckArgs) -> Result<()> {
         limits: args.limits.limits(),
     };
     let report = crate::check::check(&args.output, &options)?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let stdout_error = |e| Error::io(std::path::Path::new("<stdout>"), e);
+    let mut text = String::new();
     for problem in &report.problems {
-        writeln!(out, "problem: {problem}").map_err(stdout_error)?;
+        text.push_str(&format!("problem: {problem}\n"));
     }
     let compared = match &args.source {
         Some(source) => format!(
@@ -399,17 +415,16 @@ fn check(args: &CheckArgs) -> Result<()> {
         ),
         None => String::new(),
     };
-    writeln!(
-        out,
-        "{}: {} Nydus manifests, {} blobs, {} chunks checked, {} bootstraps{compared}",
+    text.push_str(&format!(
+        "{}: {} Nydus manifests, {} blobs, {} chunks checked, {} bootstraps{compared}\n",
         args.output.display(),
         report.manifests,
         report.blobs,
         report.chunks,
         report.bootstraps
-    )
-    .and_then(|()| out.flush())
-    .map_err(stdout_error)?;
+    ));
+    // The verdict is the exit code, whether or not the reader of stdout stayed for it all.
+    write_stdout(text.as_bytes())?;
     if report.is_ok() {
         Ok(())
     } else {
@@ -460,12 +475,18 @@ fn man(args: &ManArgs) -> Result<()> {
 }
 
 /// Write bytes to stdout.
+///
+/// A reader that went away (`check ... | head`) ends the output quietly: what it did not read
+/// it did not want, and the command's exit code still says how it went.
 fn write_stdout(bytes: &[u8]) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    out.write_all(bytes)
-        .and_then(|()| out.flush())
-        .map_err(|e| Error::io(std::path::Path::new("<stdout>"), e))
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::io(std::path::Path::new("<stdout>"), e))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `convert`: the options become [`ConvertOptions`]; the summary goes to stdout.
@@ -558,18 +579,17 @@ fn convert(args: &ConvertArgs) -> Result<()> {
 fn inspect(args: &InspectArgs) -> Result<()> {
     let selection = args.select.selection(PlatformChoice::All);
     let report = crate::inspect::inspect(&args.input, &selection, args.quick)?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let written = if args.json {
+    let mut out = Vec::new();
+    if args.json {
         serde_json::to_writer_pretty(&mut out, &report)
-            .map_err(std::io::Error::from)
-            .and_then(|()| writeln!(out))
+            .map_err(|e| Error::internal(format!("encoding the inspect report: {e}")))?;
+        out.push(b'\n');
     } else {
-        report.write_text(&mut out)
-    };
-    written
-        .and_then(|()| out.flush())
-        .map_err(|e| Error::io(std::path::Path::new("<stdout>"), e))
+        report
+            .write_text(&mut out)
+            .map_err(|e| Error::internal(format!("formatting the inspect report: {e}")))?;
+    }
+    write_stdout(&out)
 }
 
 #[cfg(test)]

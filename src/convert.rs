@@ -108,6 +108,7 @@ fn convert_all(
     progress: &dyn Progress,
     start: Instant,
 ) -> Result<ConvertSummary> {
+    crate::output::layout::refuse_overlap(input, output)?;
     let source = source::open(input)?;
     let images = source::select(&*source, &options.selection)?;
     progress.begin(
@@ -128,6 +129,12 @@ fn convert_all(
     }
     interrupt::check()?;
     let mut layout = LayoutWriter::create(output, options.format, options.force)?;
+    let tag = options
+        .tag
+        .clone()
+        .or_else(|| images.first().and_then(|i| i.names.first().cloned()))
+        .unwrap_or_else(|| "latest".to_string());
+    layout.refuse_existing_tag(&tag)?;
     let mut chains = Chains {
         keep: images.len() > 1,
         ..Chains::default()
@@ -158,11 +165,6 @@ fn convert_all(
         nydus.push(converted.manifest);
     }
 
-    let tag = options
-        .tag
-        .clone()
-        .or_else(|| images.first().and_then(|i| i.names.first().cloned()))
-        .unwrap_or_else(|| "latest".to_string());
     let nydus_marker = if options.merge_platform {
         Marker::NydusMerged
     } else {

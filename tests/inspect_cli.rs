@@ -183,8 +183,10 @@ fn inspect_lists_every_image_and_platform_and_narrows_on_request() {
     );
     assert!(r.stdout.is_empty());
 
-    // convert needs one image: several and no --image is an error listing them.
-    let out = scratch.path().join("out");
+    // convert needs one image: several and no --image is an error listing them. (The output
+    // goes beside the input layout: inside it would be refused for that alone.)
+    let elsewhere = source_support::scratch();
+    let out = elsewhere.path().join("out");
     let r = run(&["convert", dir, s(&out)]);
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(

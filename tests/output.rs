@@ -723,11 +723,11 @@ fn an_existing_layout_gets_the_image_added() {
     }
     skopeo_copy(&format!("oci:{}:multi", out.display()), true, s, "copy");
 
-    // The same tag again replaces its entry.
+    // The same tag again is refused (tests/safety.rs); with --force it replaces its entry.
     convert(
         &multi.layout,
         &out,
-        &["--platform", "linux/arm64", "--tag", "multi"],
+        &["--platform", "linux/arm64", "--tag", "multi", "--force"],
     );
     let index = read_json(&out.join("index.json"));
     assert_eq!(index["manifests"].as_array().unwrap().len(), 2);

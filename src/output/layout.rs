@@ -92,6 +92,8 @@ pub struct LayoutWriter {
     /// Where a replaced destination is moved before it is removed.
     old: PathBuf,
     target: Target,
+    /// `--force`: a tag the layout has already may be pointed at the new image.
+    force: bool,
     next_tmp: u64,
     committed: bool,
     /// Fsyncs finished blobs in the background; `None` when writing an archive.
@@ -158,6 +160,7 @@ impl LayoutWriter {
             old: parent.join(format!("{base}-old.{pid}")),
             staging,
             target,
+            force,
             next_tmp: 0,
             committed: false,
             syncer,
@@ -166,6 +169,20 @@ impl LayoutWriter {
         writer.remove_temporaries();
         fs::create_dir_all(&writer.blobs).map_err(|e| out_error(destination, e))?;
         Ok(writer)
+    }
+
+    /// Refuse, before any work, to repoint `tag` in the layout being added to, unless `--force`:
+    /// the image it names now is the user's. [`commit`](Self::commit) asks again under the
+    /// layout's lock, since another run may have added the tag meanwhile.
+    pub fn refuse_existing_tag(&self, tag: &str) -> Result<()> {
+        if matches!(self.target, Target::AddTo) && !self.force {
+            tag_taken(
+                &self.destination,
+                &read_index(&self.destination)?,
+                &[tag.to_string()],
+            )?;
+        }
+        Ok(())
     }
 
     /// The staging directory being filled (for tests and messages).
@@ -231,7 +248,12 @@ impl LayoutWriter {
                 // Another run may have added to the layout since this one started: under the
                 // layout's lock, its index is read again, so both images stay named.
                 lock = Some(lock_dir(&self.destination)?);
-                added_index(&read_index(&self.destination)?, entries)
+                let existing = read_index(&self.destination)?;
+                if !self.force {
+                    let tags: Vec<String> = entries.iter().filter_map(ref_name).collect();
+                    tag_taken(&self.destination, &existing, &tags)?;
+                }
+                added_index(&existing, entries)
             }
             _ => json!({
                 "schemaVersion": 2,
@@ -478,13 +500,39 @@ fn read_index(layout: &Path) -> Result<Value> {
 }
 
 /// `existing` with `entries` added: entries of `existing` tagged like one of `entries` go.
+/// The tag (`org.opencontainers.image.ref.name`) of an index entry.
+fn ref_name(entry: &Value) -> Option<String> {
+    entry
+        .get("annotations")
+        .and_then(|a| a.get(ANNOTATION_REF_NAME))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+/// An error naming the first of `tags` that `index` (of the layout at `dir`) has already, and
+/// what it points to.
+fn tag_taken(dir: &Path, index: &Value, tags: &[String]) -> Result<()> {
+    let manifests = index["manifests"].as_array().into_iter().flatten();
+    for entry in manifests {
+        if let Some(tag) = ref_name(entry).filter(|t| tags.contains(t)) {
+            return Err(Error::new(
+                ErrorKind::Usage,
+                format!(
+                    "{}: tag {tag:?} already names {} (choose another --tag, or --force to \
+                     point it at the new image)",
+                    dir.display(),
+                    entry["digest"]
+                        .as_str()
+                        .unwrap_or("an entry without a digest")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn added_index(existing: &Value, entries: Vec<Value>) -> Value {
-    let tag = |v: &Value| {
-        v.get("annotations")
-            .and_then(|a| a.get(ANNOTATION_REF_NAME))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
+    let tag = ref_name;
     let new_tags: Vec<String> = entries.iter().filter_map(tag).collect();
     let mut index = existing.clone();
     let mut manifests: Vec<Value> = existing["manifests"]
@@ -497,6 +545,56 @@ fn added_index(existing: &Value, entries: Vec<Value>) -> Value {
     manifests.extend(entries);
     index["manifests"] = Value::Array(manifests);
     index
+}
+
+/// Refuse an output that is the input, lies inside it, or holds it: writing it would replace or
+/// change the user's own image, whatever `--force` says. Paths are compared resolved (symlinks,
+/// `..`), and every existing directory on the way is compared by device and inode too, so that a
+/// bind mount or a hardlinked archive is seen as the same file.
+pub fn refuse_overlap(input: &Path, output: &Path) -> Result<()> {
+    let Ok(input_real) = fs::canonicalize(input) else {
+        return Ok(()); // an input that cannot be resolved fails when it is opened
+    };
+    let output_real = resolve_to_be(output);
+    let same_file = |a: &Path, b: &Path| match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(a), Ok(b)) => {
+            use std::os::unix::fs::MetadataExt;
+            a.dev() == b.dev() && a.ino() == b.ino()
+        }
+        _ => false,
+    };
+    let overlaps = output_real.starts_with(&input_real)
+        || input_real.starts_with(&output_real)
+        || output_real.ancestors().any(|a| same_file(a, &input_real))
+        || input_real.ancestors().any(|a| same_file(a, &output_real));
+    if overlaps {
+        return Err(Error::usage(format!(
+            "{}: the output would be, lie inside or hold the input {} (choose an output apart \
+             from it; --force does not change this)",
+            output.display(),
+            input.display()
+        )));
+    }
+    Ok(())
+}
+
+/// `path` resolved as far as it exists, with the components that do not exist yet appended.
+fn resolve_to_be(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut rest = Vec::new();
+    let mut existing = absolute.as_path();
+    loop {
+        if let Ok(real) = fs::canonicalize(existing) {
+            return rest.iter().rev().fold(real, |p, c| p.join(c));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return absolute,
+        }
+    }
 }
 
 /// An output failure: names the output and the cause ("No space left on device").
