@@ -9,12 +9,12 @@
 use std::io::Read;
 
 use libfuzzer_sys::fuzz_target;
+use nydus_offline::blob::chunk::FileData;
 use nydus_offline::blob::sink::ChunkSink;
+use nydus_offline::common::path::ImagePath;
+use nydus_offline::layer::entries::{self, Limits};
 use nydus_offline::source::compression;
 use nydus_offline::source::compression::{Compression, Decompressor, Detected};
-use nydus_offline::layer::entries::{self, Limits};
-use nydus_offline::blob::chunk::FileData;
-use nydus_offline::common::path::ImagePath;
 use nydus_offline::tree::Tree;
 use nydus_offline::{Error, Result};
 
@@ -60,7 +60,7 @@ fn read(tar: impl Read) {
 fuzz_target!(|data: &[u8]| {
     read(data);
     if let Ok((Detected::Known(c @ (Compression::Gzip | Compression::Zstd)), peeked)) =
-        decompress::sniff(data)
+        compression::sniff(data)
         && let Ok(decoder) = Decompressor::new(peeked, c)
     {
         read(decoder.take(MAX_DECOMPRESSED));

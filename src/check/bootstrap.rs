@@ -208,7 +208,7 @@ impl Bootstrap {
                 hash.count_ones()
             ),
         );
-        let table_end = ext.s_blob_table_offset + u64::from(ext.s_blob_table_size);
+        let table_end = ext.s_blob_table_offset.saturating_add(u64::from(ext.s_blob_table_size));
         rule(
             ext.s_blob_table_offset >= BLOCK
                 && ext.s_blob_table_offset.is_multiple_of(BLOCK)
@@ -240,7 +240,7 @@ impl Bootstrap {
                     && ext
                         .s_chunk_table_size
                         .is_multiple_of(RafsV5ChunkInfo::SIZE as u64)
-                    && ext.s_chunk_table_offset + ext.s_chunk_table_size <= len
+                    && ext.s_chunk_table_offset.saturating_add(ext.s_chunk_table_size) <= len
                     && !overlaps(ext.s_chunk_table_offset, ext.s_chunk_table_size),
                 format!(
                     "chunk info table at {:#x} (+{}) is misplaced",
@@ -254,7 +254,7 @@ impl Bootstrap {
                 ext.s_prefetch_table_offset >= BLOCK
                     && ext.s_prefetch_table_offset.is_multiple_of(8)
                     && size.is_multiple_of(4)
-                    && ext.s_prefetch_table_offset + size <= len
+                    && ext.s_prefetch_table_offset.saturating_add(size) <= len
                     && !overlaps(ext.s_prefetch_table_offset, size),
                 format!(
                     "prefetch table at {:#x} (+{size}) is misplaced",
@@ -291,7 +291,7 @@ impl Bootstrap {
         let n = u64::from(self.ext.s_blob_table_size) / RafsV6Blob::SIZE as u64;
         for i in 0..n {
             match self.at(
-                self.ext.s_blob_table_offset + i * RafsV6Blob::SIZE as u64,
+                self.ext.s_blob_table_offset.saturating_add(i * RafsV6Blob::SIZE as u64),
                 RafsV6Blob::SIZE as u64,
             ) {
                 Some(b) => self.blobs.push(RafsV6Blob::decode(b).expect("256 bytes")),
@@ -632,6 +632,11 @@ impl Bootstrap {
 
     /// The inode at `nid` and its xattrs.
     fn decode_inode(&self, nid: u64) -> Result<Entry, String> {
+        // A nid from a damaged dirent may be anything: one past the file is refused before the
+        // offset is computed from it (which could overflow).
+        if nid > self.bytes.len() as u64 >> EROFS_INODE_SLOT_BITS {
+            return Err(format!("nid {nid} lies past the end"));
+        }
         let offset = nid_offset(nid, self.sb.s_meta_blkaddr);
         let meta_start = u64::from(self.sb.s_meta_blkaddr) * BLOCK;
         let head = self.at(offset, 2).ok_or("inode lies past the end")?;

@@ -127,6 +127,37 @@ pub fn check(out: &Path, options: &CheckOptions) -> Result<Report> {
     }
 }
 
+/// The problems `check` finds in `bytes` read as a RAFS v6 bootstrap on its own: super blocks,
+/// tables, the whole tree and every chunk index (no blob is at hand, so chunks are resolved
+/// through the bootstrap's own tables only). For the fuzzer and for tools; never panics.
+pub fn bootstrap_problems(bytes: Vec<u8>) -> Vec<String> {
+    let mut findings = Findings::default();
+    if let Some(boot) = bootstrap::Bootstrap::parse("bootstrap".to_string(), bytes, &mut findings)
+    {
+        boot.check_blob_table(&[], None, &mut findings);
+        let listing = boot.walk(&mut findings);
+        boot.check_chunks(&listing, &blob::BlobSet::default(), None, &mut findings);
+    }
+    findings.problems
+}
+
+/// The problems `check` finds in the Nydus data blob at `path` read on its own (its TOC, ci
+/// table, chunk digests and inlined bootstrap), as if a layer of a layout named it by the id
+/// `hex`. For the fuzzer and for tools; never panics.
+pub fn blob_problems(path: &Path, hex: &str) -> Result<Vec<String>> {
+    let mut findings = Findings::default();
+    let layer = layout::BlobLayer {
+        hex: hex.to_string(),
+        path: path.to_path_buf(),
+    };
+    if let Some(data) = blob::check(&layer, None, &mut findings)?
+        && let Some(inlined) = data.inlined_bootstrap
+    {
+        findings.problems.extend(bootstrap_problems(inlined));
+    }
+    Ok(findings.problems)
+}
+
 /// [`check`] of a layout directory.
 fn check_layout(out: &Path, options: &CheckOptions) -> Result<Report> {
     let mut findings = Findings::default();
