@@ -11,6 +11,9 @@ bash scripts/build-corpus.sh debian-minbase debian-python
 
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
+# The fuzz targets must keep compiling (README: Fuzzing); running them long is not CI's job.
+command -v cargo-fuzz >/dev/null || cargo install --quiet --locked cargo-fuzz
+(cd fuzz && cargo +nightly fuzz build)
 # Doc tests are skipped (there are none): their empty run would be the last line printed.
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
