@@ -208,7 +208,9 @@ impl Bootstrap {
                 hash.count_ones()
             ),
         );
-        let table_end = ext.s_blob_table_offset.saturating_add(u64::from(ext.s_blob_table_size));
+        let table_end = ext
+            .s_blob_table_offset
+            .saturating_add(u64::from(ext.s_blob_table_size));
         rule(
             ext.s_blob_table_offset >= BLOCK
                 && ext.s_blob_table_offset.is_multiple_of(BLOCK)
@@ -240,7 +242,10 @@ impl Bootstrap {
                     && ext
                         .s_chunk_table_size
                         .is_multiple_of(RafsV5ChunkInfo::SIZE as u64)
-                    && ext.s_chunk_table_offset.saturating_add(ext.s_chunk_table_size) <= len
+                    && ext
+                        .s_chunk_table_offset
+                        .saturating_add(ext.s_chunk_table_size)
+                        <= len
                     && !overlaps(ext.s_chunk_table_offset, ext.s_chunk_table_size),
                 format!(
                     "chunk info table at {:#x} (+{}) is misplaced",
@@ -291,7 +296,9 @@ impl Bootstrap {
         let n = u64::from(self.ext.s_blob_table_size) / RafsV6Blob::SIZE as u64;
         for i in 0..n {
             match self.at(
-                self.ext.s_blob_table_offset.saturating_add(i * RafsV6Blob::SIZE as u64),
+                self.ext
+                    .s_blob_table_offset
+                    .saturating_add(i * RafsV6Blob::SIZE as u64),
                 RafsV6Blob::SIZE as u64,
             ) {
                 Some(b) => self.blobs.push(RafsV6Blob::decode(b).expect("256 bytes")),

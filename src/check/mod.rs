@@ -132,8 +132,7 @@ pub fn check(out: &Path, options: &CheckOptions) -> Result<Report> {
 /// through the bootstrap's own tables only). For the fuzzer and for tools; never panics.
 pub fn bootstrap_problems(bytes: Vec<u8>) -> Vec<String> {
     let mut findings = Findings::default();
-    if let Some(boot) = bootstrap::Bootstrap::parse("bootstrap".to_string(), bytes, &mut findings)
-    {
+    if let Some(boot) = bootstrap::Bootstrap::parse("bootstrap".to_string(), bytes, &mut findings) {
         boot.check_blob_table(&[], None, &mut findings);
         let listing = boot.walk(&mut findings);
         boot.check_chunks(&listing, &blob::BlobSet::default(), None, &mut findings);

@@ -8,6 +8,8 @@
 //! `index.json` is the root of trust: it has no digest of its own. Everything it names is checked
 //! against the digest and size it declares, and so on down.
 
+use std::collections::HashSet;
+
 use oci_spec::image::{Descriptor, Digest, ImageConfiguration, ImageIndex, ImageManifest};
 use serde::de::DeserializeOwned;
 
@@ -85,7 +87,8 @@ pub fn catalog(store: &dyn BlobStore) -> Result<Vec<ImageEntry>> {
     let mut images: Vec<ImageEntry> = Vec::new();
     for desc in index.manifests() {
         let mut manifests = Vec::new();
-        walk(store, desc, &what, 0, &mut manifests)?;
+        let mut walked = HashSet::new();
+        walk(store, desc, &what, 0, &mut walked, &mut manifests)?;
         if manifests.is_empty() {
             continue;
         }
@@ -147,12 +150,15 @@ fn names_of(desc: &Descriptor) -> Vec<String> {
     names
 }
 
-/// Collect the image manifests reachable from `desc` into `out`.
+/// Collect the image manifests reachable from `desc` into `out`. `walked` holds the indexes
+/// already walked: a hostile image may name one index many times at every level (k^depth walks
+/// without it); each is read once.
 fn walk(
     store: &dyn BlobStore,
     desc: &Descriptor,
     parent: &str,
     depth: usize,
+    walked: &mut HashSet<Digest>,
     out: &mut Vec<ManifestEntry>,
 ) -> Result<()> {
     let media_type = desc.media_type().to_string();
@@ -167,6 +173,9 @@ fn walk(
     }
     let blob = blob_path(desc.digest())?;
     if media::is_index(&media_type) {
+        if !walked.insert(desc.digest().clone()) {
+            return Ok(());
+        }
         if depth >= MAX_INDEX_DEPTH {
             return Err(Error::bad_input(
                 parent,
@@ -186,7 +195,7 @@ fn walk(
         check_bytes(&what, &bytes, desc.digest(), desc.size(), parent)?;
         let index: ImageIndex = parse_json(&bytes, &what, "image index")?;
         for child in index.manifests() {
-            walk(store, child, &what, depth + 1, out)?;
+            walk(store, child, &what, depth + 1, walked, out)?;
         }
     } else if media::is_manifest(&media_type) && !out.iter().any(|m| &m.digest == desc.digest()) {
         out.push(ManifestEntry {
