@@ -24,7 +24,11 @@ fn inputs(target: &str) -> Vec<PathBuf> {
 fn bootstraps_that_crashed_check_are_problems_now() {
     for input in inputs("bootstrap") {
         let problems = nydus_offline::check::bootstrap_problems(fs::read(&input).unwrap());
-        assert!(!problems.is_empty(), "{}: no problem found", input.display());
+        assert!(
+            !problems.is_empty(),
+            "{}: no problem found",
+            input.display()
+        );
     }
 }
 
@@ -32,7 +36,11 @@ fn bootstraps_that_crashed_check_are_problems_now() {
 fn blobs_that_crashed_check_are_problems_now() {
     for input in inputs("blob") {
         let problems = nydus_offline::check::blob_problems(&input, &"0".repeat(64)).unwrap();
-        assert!(!problems.is_empty(), "{}: no problem found", input.display());
+        assert!(
+            !problems.is_empty(),
+            "{}: no problem found",
+            input.display()
+        );
     }
 }
 
@@ -47,7 +55,11 @@ fn inputs_that_crashed_the_readers_are_errors_now() {
         let layout = scratch.path().join("layout");
         let _ = fs::remove_dir_all(&layout);
         fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
-        fs::write(layout.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        fs::write(
+            layout.join("oci-layout"),
+            br#"{"imageLayoutVersion":"1.0.0"}"#,
+        )
+        .unwrap();
         fs::copy(&input, layout.join("index.json")).unwrap();
         if let Ok(s) = source::open(&layout) {
             let _ = source::select(&*s, &selection);

@@ -228,3 +228,110 @@ fn a_closed_stdout_ends_quietly_with_the_commands_own_exit_code() {
         .unwrap();
     assert!(index.contains("\"latest\""));
 }
+
+/// Whether process `pid` waits for a lock (a `->` line of `/proc/locks`): the one place a run
+/// can be held without depending on how fast it is (it waits for its turn to commit).
+fn waits_for_a_lock(pid: u32) -> bool {
+    fs::read_to_string("/proc/locks")
+        .unwrap()
+        .lines()
+        .any(|l| l.contains("->") && l.split_whitespace().nth(5) == Some(&pid.to_string()))
+}
+
+/// Hold `dir` locked (the lock runs take their turn to commit under) while `f` runs.
+fn holding_the_commit_lock<T>(dir: &Path, f: impl FnOnce() -> T) -> T {
+    let lock = fs::File::open(dir).unwrap();
+    lock.lock().unwrap();
+    let out = f();
+    drop(lock);
+    out
+}
+
+#[test]
+fn what_a_killed_run_left_is_cleared_by_the_next() {
+    let s = common::scratch();
+    let parent = s.path().join("outputs");
+    fs::create_dir(&parent).unwrap();
+    let out = parent.join("out");
+    let names = || -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(&parent)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    holding_the_commit_lock(&parent, || {
+        let mut child = Command::new(BIN)
+            .args(["convert", "-q"])
+            .arg(common::sample_image())
+            .arg(&out)
+            .spawn()
+            .unwrap();
+        // The run has written everything and waits for its turn to commit: kill it there.
+        while !waits_for_a_lock(child.id()) {
+            assert!(child.try_wait().unwrap().is_none(), "the run ended");
+            std::thread::yield_now();
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    });
+    let left = names();
+    assert!(
+        left.iter().any(|n| n.ends_with(".lock"))
+            && left
+                .iter()
+                .any(|n| n.contains("nydus-offline-tmp.") && !n.ends_with(".lock")),
+        "a killed run leaves its staging directory and lock file: {left:?}"
+    );
+    let again = nydus(&["convert", "-q"], &[&common::sample_image(), &out]);
+    assert!(again.status.success(), "{again:?}");
+    assert_eq!(names(), ["out"], "the dead run's files stay");
+    common::run(Command::new(BIN).arg("check").arg(&out));
+}
+
+#[test]
+fn runs_creating_one_new_output_at_once_take_turns_and_keep_every_image() {
+    let s = common::scratch();
+    let out = s.path().join("out");
+    let tags = ["a", "b", "c"];
+    let children: Vec<_> = holding_the_commit_lock(s.path(), || {
+        let mut children: Vec<_> = tags
+            .iter()
+            .map(|tag| {
+                Command::new(BIN)
+                    .args(["convert", "-q", "--tag", tag])
+                    .arg(common::sample_image())
+                    .arg(&out)
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        // Every run found no output and waits to commit one: released, they race for it.
+        for child in &mut children {
+            while !waits_for_a_lock(child.id()) {
+                assert!(child.try_wait().unwrap().is_none(), "a run ended early");
+                std::thread::yield_now();
+            }
+        }
+        children
+    });
+    for child in children {
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let index = fs::read_to_string(out.join("index.json")).unwrap();
+    for tag in tags {
+        assert!(
+            index.contains(&format!("\"{tag}\"")),
+            "tag {tag} lost: {index}"
+        );
+    }
+    common::run(Command::new(BIN).arg("check").arg(&out));
+    let left: Vec<_> = fs::read_dir(s.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["out"], "temporaries left: {left:?}");
+}

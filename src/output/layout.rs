@@ -14,13 +14,19 @@
 //! oci-archive                    staging dir ──tar──▶ .OUT…tmp.<pid>.tar ──rename──▶ OUT
 //! ```
 //!
-//! Adding to a layout keeps every image it held; an entry with the same tag
-//! (`org.opencontainers.image.ref.name`) as a new one is replaced by it. Runs adding to one
-//! layout at once take turns at commit (an `flock` on the layout directory), each reading the
-//! index again under the lock, so no run's image is lost. Blobs the layout holds
-//! already are not copied again. If adding fails half way, the blobs moved in so far are removed
-//! again; were the process killed outright in that instant, what could remain are blobs no index
+//! Adding to a layout keeps every image it held; a tag it has already is pointed at the new
+//! image only with `--force`. Runs writing one output take turns at commit (an `flock` on the
+//! directory the output is in), and each looks again at the destination under that lock: a run
+//! that found no output may find the layout another run created meanwhile, and adds its image
+//! to it, reading the index again, so no run's image is lost. Blobs the layout holds already
+//! are not copied again. If adding fails half way, the blobs moved in so far are removed again;
+//! were the process killed outright in that instant, what could remain are blobs no index
 //! names, which no reader sees.
+//!
+//! Each run holds a lock file beside its staging directory (`.<OUT>.nydus-offline-tmp.<pid>.lock`)
+//! for as long as it lives. A run killed outright (SIGKILL, a crash of the machine) leaves its
+//! staging directory behind; the next run for the same output finds the lock free and removes
+//! what the dead run left.
 //!
 //! Dropping an uncommitted writer (an error, a panic, an interruption by a signal) removes the
 //! staging directory and the temporary archive.
@@ -98,6 +104,11 @@ pub struct LayoutWriter {
     committed: bool,
     /// Fsyncs finished blobs in the background; `None` when writing an archive.
     syncer: Option<Syncer>,
+    /// The directory the destination is in, locked while a run commits.
+    parent: PathBuf,
+    /// This run's lock file beside the staging directory, held (`flock`) while the run lives:
+    /// a later run that can take it knows the run is dead and clears what it left.
+    run_lock: Option<(File, PathBuf)>,
 }
 
 impl LayoutWriter {
@@ -148,6 +159,10 @@ impl LayoutWriter {
         fs::create_dir_all(&parent).map_err(|e| out_error(&parent, e))?;
         let base = format!(".{}.nydus-offline", name.to_string_lossy());
         let pid = std::process::id();
+        remove_stale(&parent, &base);
+        let run_lock = Some(take_run_lock(
+            &parent.join(format!("{base}-tmp.{pid}.lock")),
+        )?);
         let staging = parent.join(format!("{base}-tmp.{pid}"));
         let syncer = match target {
             Target::Archive { .. } => None,
@@ -164,6 +179,8 @@ impl LayoutWriter {
             next_tmp: 0,
             committed: false,
             syncer,
+            parent: parent.clone(),
+            run_lock,
         };
         // Left by an earlier run with this same pid that was killed outright: ours to reuse.
         writer.remove_temporaries();
@@ -241,6 +258,10 @@ impl LayoutWriter {
     /// `entries` has; the new entries follow.
     pub fn commit(mut self, entries: Vec<Value>) -> Result<()> {
         interrupt::check()?;
+        // Runs writing the same output take turns here: each looks again at what the
+        // destination has become meanwhile (another run may have created it).
+        let _turn = lock_dir(&self.parent)?;
+        self.retarget()?;
         // Held until the layout has the new index (released when dropped).
         let mut lock: Option<File> = None;
         let index = match &self.target {
@@ -353,6 +374,40 @@ impl LayoutWriter {
         result
     }
 
+    /// The destination as it is now, under the commit lock: a run that found no output may
+    /// find the layout another run created meanwhile (its image is then added to it), or
+    /// something else (refused without `--force`, as at the start).
+    fn retarget(&mut self) -> Result<()> {
+        let dest = &self.destination;
+        let exists = fs::symlink_metadata(dest).is_ok();
+        let empty_dir = fs::read_dir(dest).is_ok_and(|mut d| d.next().is_none());
+        let fresh = match self.target {
+            Target::New { replace: false } | Target::Archive { replace: false } => {
+                exists && !empty_dir
+            }
+            _ => false,
+        };
+        if !fresh {
+            return Ok(());
+        }
+        self.target = match self.target {
+            Target::New { .. } if is_layout(dest) => Target::AddTo,
+            _ if !self.force => {
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    format!(
+                        "{}: appeared while this run was converting (choose another output, \
+                         or --force to replace it)",
+                        dest.display()
+                    ),
+                ));
+            }
+            Target::New { .. } => Target::New { replace: true },
+            _ => Target::Archive { replace: true },
+        };
+        Ok(())
+    }
+
     fn remove_temporaries(&self) {
         remove_any(&self.staging);
         remove_any(&self.archive_tmp);
@@ -363,6 +418,65 @@ impl Drop for LayoutWriter {
     fn drop(&mut self) {
         if !self.committed {
             self.remove_temporaries();
+        }
+        // Last: while the lock file is there and held, the temporaries are a live run's.
+        if let Some((file, path)) = self.run_lock.take() {
+            let _ = fs::remove_file(path);
+            drop(file);
+        }
+    }
+}
+
+/// Create and lock this run's lock file. It is locked under a temporary name and then renamed,
+/// so that no other run ever sees it unlocked while this run lives.
+fn take_run_lock(path: &Path) -> Result<(File, PathBuf)> {
+    let tmp = path.with_extension("lock-new");
+    let file = File::create(&tmp).map_err(|e| out_error(path, e))?;
+    file.lock().map_err(|e| out_error(path, e))?;
+    fs::rename(&tmp, path).map_err(|e| out_error(path, e))?;
+    Ok((file, path.to_path_buf()))
+}
+
+/// Remove what dead runs writing the same output left in `parent` (a run killed outright
+/// cannot clean up: its staging directory, temporary archive and replaced output stay). A
+/// run's files are `BASE-tmp.PID`, `BASE-tmp.PID.tar`, `BASE-old.PID` and its lock file
+/// `BASE-tmp.PID.lock`; they are a dead run's when that lock file is missing or can be locked.
+fn remove_stale(parent: &Path, base: &str) {
+    let Ok(dir) = fs::read_dir(parent) else {
+        return;
+    };
+    let mut pids: Vec<String> = Vec::new();
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(base) else {
+            continue;
+        };
+        let pid = rest
+            .strip_prefix("-tmp.")
+            .or_else(|| rest.strip_prefix("-old."))
+            .map(|r| r.split('.').next().unwrap_or_default())
+            .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        if let Some(pid) = pid
+            && !pids.iter().any(|p| p == pid)
+        {
+            pids.push(pid.to_string());
+        }
+    }
+    for pid in pids {
+        let lock = parent.join(format!("{base}-tmp.{pid}.lock"));
+        let dead = match File::open(&lock) {
+            Ok(file) => file.try_lock().is_ok(),
+            Err(_) => true,
+        };
+        if dead {
+            for suffix in [
+                format!("-tmp.{pid}"),
+                format!("-tmp.{pid}.tar"),
+                format!("-old.{pid}"),
+            ] {
+                remove_any(&parent.join(format!("{base}{suffix}")));
+            }
+            let _ = fs::remove_file(&lock);
         }
     }
 }
@@ -657,19 +771,9 @@ fn write_synced(path: &Path, bytes: &[u8], destination: &Path) -> Result<()> {
 /// to the same layout) to finish; released when the file is closed. A lock on the directory
 /// itself, so that nothing is added to the layout for it.
 fn lock_dir(dir: &Path) -> Result<File> {
-    use std::os::fd::AsRawFd;
     let file = File::open(dir).map_err(|e| out_error(dir, e))?;
-    loop {
-        // SAFETY: flock on a descriptor this function owns.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-            return Ok(file);
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(out_error(dir, err));
-        }
-        interrupt::check()?;
-    }
+    file.lock().map_err(|e| out_error(dir, e))?;
+    Ok(file)
 }
 
 pub(crate) fn sync_dir(dir: &Path, destination: &Path) -> Result<()> {
