@@ -9,7 +9,6 @@ use std::fs;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_nydus-offline"))
@@ -183,28 +182,21 @@ fn internal_errors_are_70() {
 fn interrupted_is_130() {
     let scratch = common::scratch();
     let out = scratch.path().join("out");
-    let mut child = bin()
-        .arg("convert")
-        .arg(common::corpus("debian-python.oci"))
-        .arg(&out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until it is writing (a temporary sibling appears), then interrupt it.
-    let start = Instant::now();
-    while fs::read_dir(scratch.path()).unwrap().count() == 0
-        && start.elapsed() < Duration::from_secs(30)
-    {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "convert ended before it could be interrupted"
-    );
-    // SAFETY: plain kill(2) on our own child.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    // Held where it waits for its turn to commit, everything written: interrupted there.
+    let child = common::holding_the_commit_lock(scratch.path(), || {
+        let mut child = bin()
+            .arg("convert")
+            .arg(common::sample_image())
+            .arg(&out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        common::until_waiting_for_a_lock(&mut child);
+        // SAFETY: plain kill(2) on our own child.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+        child
+    });
     let output = child.wait_with_output().unwrap();
     let status = output.status;
     match status.code() {

@@ -17,7 +17,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -954,43 +954,40 @@ fn a_failing_last_layer_leaves_nothing_behind() {
     assert_eq!(names_in(&outputs), ["existing"]);
 }
 
-/// Start converting debian-python into `out`, wait until the first blob is being written, send
-/// `signal`, and return the exit code and stderr.
+/// Start converting the sample into `out`, hold the run where it waits for its turn to commit
+/// (everything written into its staging directory), send `signal`, and return the exit code
+/// and stderr.
 fn interrupt_mid_run(out: &Path, args: &[&str], signal: i32) -> (Option<i32>, String) {
     let parent = out.parent().unwrap();
-    let mut child = Command::new(BIN)
-        .arg("convert")
-        .arg(common::corpus("debian-python.oci"))
-        .arg(out)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let writing = || {
-        names_in(parent).iter().any(|n| {
-            n.contains("nydus-offline-tmp")
-                && fs::read_dir(parent.join(n).join("blobs/sha256"))
-                    .is_ok_and(|mut d| d.next().is_some())
-        })
-    };
-    while !writing() {
-        assert!(Instant::now() < deadline, "no blob written within 120 s");
+    common::holding_the_commit_lock(parent, || {
+        let mut child = Command::new(BIN)
+            .arg("convert")
+            .arg(common::sample_image())
+            .arg(out)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        common::until_waiting_for_a_lock(&mut child);
         assert!(
-            child.try_wait().unwrap().is_none(),
-            "finished before it was interrupted"
+            names_in(parent)
+                .iter()
+                .any(|n| n.contains("nydus-offline-tmp")),
+            "no staging directory while the run waits"
         );
-        sleep(Duration::from_millis(20));
-    }
-    sleep(Duration::from_millis(500));
-    // SAFETY: kill(2) on our own child.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
-    let output = child.wait_with_output().unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+        // SAFETY: kill(2) on our own child.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+        child
+    })
+    .wait_with_output()
+    .map(|output| {
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    })
+    .unwrap()
 }
 
 #[test]

@@ -229,24 +229,6 @@ fn a_closed_stdout_ends_quietly_with_the_commands_own_exit_code() {
     assert!(index.contains("\"latest\""));
 }
 
-/// Whether process `pid` waits for a lock (a `->` line of `/proc/locks`): the one place a run
-/// can be held without depending on how fast it is (it waits for its turn to commit).
-fn waits_for_a_lock(pid: u32) -> bool {
-    fs::read_to_string("/proc/locks")
-        .unwrap()
-        .lines()
-        .any(|l| l.contains("->") && l.split_whitespace().nth(5) == Some(&pid.to_string()))
-}
-
-/// Hold `dir` locked (the lock runs take their turn to commit under) while `f` runs.
-fn holding_the_commit_lock<T>(dir: &Path, f: impl FnOnce() -> T) -> T {
-    let lock = fs::File::open(dir).unwrap();
-    lock.lock().unwrap();
-    let out = f();
-    drop(lock);
-    out
-}
-
 #[test]
 fn what_a_killed_run_left_is_cleared_by_the_next() {
     let s = common::scratch();
@@ -261,7 +243,7 @@ fn what_a_killed_run_left_is_cleared_by_the_next() {
         v.sort();
         v
     };
-    holding_the_commit_lock(&parent, || {
+    common::holding_the_commit_lock(&parent, || {
         let mut child = Command::new(BIN)
             .args(["convert", "-q"])
             .arg(common::sample_image())
@@ -269,10 +251,7 @@ fn what_a_killed_run_left_is_cleared_by_the_next() {
             .spawn()
             .unwrap();
         // The run has written everything and waits for its turn to commit: kill it there.
-        while !waits_for_a_lock(child.id()) {
-            assert!(child.try_wait().unwrap().is_none(), "the run ended");
-            std::thread::yield_now();
-        }
+        common::until_waiting_for_a_lock(&mut child);
         child.kill().unwrap();
         child.wait().unwrap();
     });
@@ -295,7 +274,7 @@ fn runs_creating_one_new_output_at_once_take_turns_and_keep_every_image() {
     let s = common::scratch();
     let out = s.path().join("out");
     let tags = ["a", "b", "c"];
-    let children: Vec<_> = holding_the_commit_lock(s.path(), || {
+    let children: Vec<_> = common::holding_the_commit_lock(s.path(), || {
         let mut children: Vec<_> = tags
             .iter()
             .map(|tag| {
@@ -310,10 +289,7 @@ fn runs_creating_one_new_output_at_once_take_turns_and_keep_every_image() {
             .collect();
         // Every run found no output and waits to commit one: released, they race for it.
         for child in &mut children {
-            while !waits_for_a_lock(child.id()) {
-                assert!(child.try_wait().unwrap().is_none(), "a run ended early");
-                std::thread::yield_now();
-            }
+            common::until_waiting_for_a_lock(child);
         }
         children
     });

@@ -261,6 +261,8 @@ impl LayoutWriter {
         // Runs writing the same output take turns here: each looks again at what the
         // destination has become meanwhile (another run may have created it).
         let _turn = lock_dir(&self.parent)?;
+        // A signal that came while this run waited for its turn stops it here.
+        interrupt::check()?;
         self.retarget()?;
         // Held until the layout has the new index (released when dropped).
         let mut lock: Option<File> = None;

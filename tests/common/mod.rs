@@ -106,3 +106,33 @@ pub fn corpus(file: &str) -> PathBuf {
     );
     path
 }
+
+/// Whether process `pid` waits for a lock (a `->` line of `/proc/locks`). A run of `convert`
+/// waits for its turn to commit under a lock on the output's directory: a test holding that
+/// lock holds every run there, with all its work done, whatever the machine's speed.
+pub fn waits_for_a_lock(pid: u32) -> bool {
+    std::fs::read_to_string("/proc/locks")
+        .unwrap()
+        .lines()
+        .any(|l| l.contains("->") && l.split_whitespace().nth(5) == Some(&pid.to_string()))
+}
+
+/// Hold `dir` locked (the lock runs take their turn to commit under) while `f` runs.
+pub fn holding_the_commit_lock<T>(dir: &Path, f: impl FnOnce() -> T) -> T {
+    let lock = std::fs::File::open(dir).unwrap();
+    lock.lock().unwrap();
+    let out = f();
+    drop(lock);
+    out
+}
+
+/// Wait until `child` waits for a lock; panic if it ends first.
+pub fn until_waiting_for_a_lock(child: &mut std::process::Child) {
+    while !waits_for_a_lock(child.id()) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it waited to commit"
+        );
+        std::thread::yield_now();
+    }
+}
