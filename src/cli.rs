@@ -22,6 +22,46 @@ use crate::source::{Platform, PlatformChoice, Selection};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Say more on stderr: -v the fallbacks taken (a layer streamed rather than mapped, an
+    /// archive member skipped), -vv every step worth a line.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// Prints log records on stderr as `nydus-offline: LEVEL: message`, one line each.
+struct StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            let level = match record.level() {
+                log::Level::Error => "error",
+                log::Level::Warn => "warning",
+                log::Level::Info => "info",
+                log::Level::Debug | log::Level::Trace => "debug",
+            };
+            eprintln!("nydus-offline: {level}: {}", record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Route the library's log records to stderr: warnings by default, none with `--quiet`, more
+/// with each `-v`.
+fn init_log(verbose: u8, quiet: bool) {
+    static LOGGER: StderrLog = StderrLog;
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(match (quiet, verbose) {
+        (true, _) => log::LevelFilter::Error,
+        (false, 0) => log::LevelFilter::Warn,
+        (false, 1) => log::LevelFilter::Info,
+        (false, _) => log::LevelFilter::Debug,
+    });
 }
 
 /// The subcommands.
@@ -386,6 +426,8 @@ pub fn main() -> i32 {
 
 /// Run one parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
+    let quiet = matches!(&cli.command, Command::Convert(args) if args.quiet);
+    init_log(cli.verbose, quiet);
     match cli.command {
         Command::Convert(args) => convert(&args),
         Command::Inspect(args) => inspect(&args),
@@ -516,7 +558,6 @@ fn convert(args: &ConvertArgs) -> Result<()> {
         with_referrer: args.with_referrer,
         limits: args.limits.limits(),
     };
-    crate::common::error::set_quiet(args.quiet);
     crate::output::interrupt::install()?;
     let mode = match (args.quiet, args.progress) {
         (true, _) | (false, ProgressArg::None) => None,

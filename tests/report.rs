@@ -271,3 +271,22 @@ fn quiet_prints_nothing_on_success() {
     assert_eq!(text(&failed.stdout), "");
     assert_eq!(text(&failed.stderr).lines().count(), 1);
 }
+
+/// `-v` says which fallbacks a run took (the sample's gzip layers cannot be mapped, so they
+/// are streamed); without it, and with `--quiet`, nothing is said.
+#[test]
+fn verbose_names_the_fallbacks_taken() {
+    let scratch = common::scratch();
+    let run = convert(&scratch.path().join("v"), &["-v", "--progress", "none"]);
+    let stderr = text(&run.stderr);
+    assert_eq!(
+        stderr.matches("nydus-offline: info: layer ").count(),
+        2,
+        "{stderr}"
+    );
+    assert!(stderr.contains("streamed"), "{stderr}");
+    let plain = convert(&scratch.path().join("plain"), &["--progress", "none"]);
+    assert_eq!(text(&plain.stderr), "");
+    let quiet = convert(&scratch.path().join("quiet"), &["-v", "--quiet"]);
+    assert_eq!(text(&quiet.stderr), "");
+}

@@ -10,7 +10,6 @@
 use std::fmt;
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What class of failure this is; each class has its own exit code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,19 +113,10 @@ impl<T> IoContext<T> for io::Result<T> {
     }
 }
 
-/// Set by `--quiet`: warnings are not printed.
-static QUIET: AtomicBool = AtomicBool::new(false);
-
-/// Print no warnings from now on (`--quiet`).
-pub fn set_quiet(quiet: bool) {
-    QUIET.store(quiet, Ordering::Relaxed);
-}
-
-/// Tell the user of something accepted with a doubt: one line on stderr, unless `--quiet`.
+/// Tell the user of something accepted with a doubt: one warning on stderr (through the `log`
+/// facade, which `--quiet` silences).
 pub fn warn(message: impl fmt::Display) {
-    if !QUIET.load(Ordering::Relaxed) {
-        eprintln!("nydus-offline: warning: {message}");
-    }
+    log::warn!("{message}");
 }
 
 /// Bytes from the input (a name, a path) as a message shows them: escaped, and cut in the middle

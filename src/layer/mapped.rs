@@ -149,7 +149,13 @@ impl MappedLayer {
         }
         match mapped.map_next() {
             Ok(first) => mapped.first = first,
-            Err(_) => return Ok(None),
+            Err(e) => {
+                log::info!(
+                    "{}: cannot be mapped ({e}): streamed instead",
+                    layer.label()
+                );
+                return Ok(None);
+            }
         }
         Ok(Some(mapped))
     }

@@ -82,11 +82,20 @@ impl ReadAhead {
             warn(format!("{}: {doubt}", layer.label()));
         }
         match MappedLayer::open(layer, Arc::clone(&read))? {
-            Some(mapped) => ReadAhead::spawn_mapped(mapped),
-            None => ReadAhead::spawn(LayerReader::open(
-                &CountingStore { inner: store, read },
-                layer,
-            )?),
+            Some(mapped) => {
+                log::debug!("{}: mapped (a plain tar in a plain file)", layer.label());
+                ReadAhead::spawn_mapped(mapped)
+            }
+            None => {
+                log::info!(
+                    "{}: streamed (not a plain tar in a plain file, or not mappable)",
+                    layer.label()
+                );
+                ReadAhead::spawn(LayerReader::open(
+                    &CountingStore { inner: store, read },
+                    layer,
+                )?)
+            }
         }
     }
 

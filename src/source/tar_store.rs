@@ -168,6 +168,10 @@ impl TarStore {
                 Entry::Link(resolved)
             } else {
                 // Devices, fifos and the like have no place in an image archive; ignore them.
+                log::info!(
+                    "{}: member {name} skipped (not a file, directory or link)",
+                    self.path.display()
+                );
                 continue;
             };
             // Later members replace earlier ones of the same name, as when extracting.

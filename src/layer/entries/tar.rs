@@ -716,7 +716,16 @@ fn pax_sparse(
     let in_data = match (major, minor) {
         (Some(b"0"), Some(b"0" | b"1")) => false,
         (Some(b"1"), Some(b"0")) => true,
-        (Some(_), _) | (_, Some(_)) => return Ok(None),
+        (Some(major), minor) => {
+            // Go's archive/tar reads such an entry as a plain file, and so do we.
+            log::info!(
+                "PAX sparse version {}.{} is unknown: the entry is read as a plain file",
+                major.escape_ascii(),
+                minor.unwrap_or_default().escape_ascii()
+            );
+            return Ok(None);
+        }
+        (_, Some(_)) => return Ok(None),
         _ if get("GNU.sparse.map").is_some() || !repeated.is_empty() => false,
         _ => return Ok(None),
     };
