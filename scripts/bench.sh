@@ -93,8 +93,7 @@ for image in "${images[@]}"; do
   igzip -dc "$layer" >"$work/base.tar"
   python3 scripts/double-layer.py "$work/base.tar" "$work/double.tar"
   rm -f "$work/base.tar"
-  COMPRESSOR=pigz python3 "${BENCH_CORPUS_DIR:-../shared/bench-corpus}/oci-assemble.py" \
-    "$work/out.oci" --tag latest --layer "$work/double.tar:gzip"
+  COMPRESSOR=pigz python3 scripts/corpus/oci.py "$work/out.oci" --layer "$work/double.tar" >/dev/null
   mv "$work/out.oci" "$CACHE/corpus/$image.oci"
   rm -rf "$work"
 done
