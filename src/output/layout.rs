@@ -858,7 +858,14 @@ mod tests {
         let shared_path = out.join("blobs/sha256").join(shared.hex());
         let inode = std::os::unix::fs::MetadataExt::ino(&fs::metadata(&shared_path).unwrap());
 
-        let mut w = layout(&out, false).unwrap();
+        // Tag "one" is the layout's already: moved only with force.
+        let w = layout(&out, false).unwrap();
+        let err = w.commit(vec![tagged("sha256:00", "one")]).unwrap_err();
+        assert!(
+            err.to_string().contains("tag \"one\" already names"),
+            "{err}"
+        );
+        let mut w = layout(&out, true).unwrap();
         let b = w.put(b"b").unwrap();
         w.put(b"shared").unwrap();
         w.commit(vec![tagged(&b.digest, "one")]).unwrap();
