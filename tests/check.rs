@@ -375,12 +375,12 @@ fn good_output_passes_and_the_real_readers_agree() {
         reference::check(&inlined, &blob_dir);
     }
     let rootfs = unpack::umoci_sample(scratch.path());
-    {
-        let mnt = mounts::nydusd_localfs(&boot, &blob_dir, scratch.path(), "nydusd");
+    for version in mounts::NYDUSD {
+        let mnt = mounts::nydusd_localfs(version, &boot, &blob_dir, scratch.path(), "out");
         tree::assert_same_nydusd(
             &tree::list(&rootfs, ListOptions::NYDUSD),
             &tree::list(&mnt.dir, ListOptions::NYDUSD),
-            "nydusd of the output check passed",
+            &format!("nydusd {version} of the output check passed"),
         );
     }
     {

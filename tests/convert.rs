@@ -79,10 +79,14 @@ fn judge(input: &Path, skopeo_ref: &str, scratch: &Path) {
 
     let expected_nydusd = tree::list(&rootfs, ListOptions::NYDUSD);
     let expected_kernel = tree::list(&rootfs, ListOptions::KERNEL);
-    {
-        let mnt = mounts::nydusd_localfs(&out.bootstrap, &out.blob_dir, scratch, "nydusd");
+    for version in mounts::NYDUSD {
+        let mnt = mounts::nydusd_localfs(version, &out.bootstrap, &out.blob_dir, scratch, "out");
         let actual = tree::list(&mnt.dir, ListOptions::NYDUSD);
-        tree::assert_same_nydusd(&expected_nydusd, &actual, "nydusd (localfs) of our output");
+        tree::assert_same_nydusd(
+            &expected_nydusd,
+            &actual,
+            &format!("nydusd {version} (localfs) of our output"),
+        );
     }
     {
         let mnt = mounts::erofs(&out.bootstrap, scratch, "kernel");
@@ -103,13 +107,22 @@ fn judge(input: &Path, skopeo_ref: &str, scratch: &Path) {
             .arg(format!("oci:{}:latest", pulled.display())));
         let boot = scratch.join("pulled.boot");
         reference::merged_bootstrap(&pulled, "latest", &boot);
-        let mnt = mounts::nydusd_registry(&boot, &registry.host, "converted", scratch, "registry");
-        let actual = tree::list(&mnt.dir, ListOptions::NYDUSD);
-        tree::assert_same_nydusd(
-            &expected_nydusd,
-            &actual,
-            "nydusd (registry backend) of our pushed output",
-        );
+        for version in mounts::NYDUSD {
+            let mnt = mounts::nydusd_registry(
+                version,
+                &boot,
+                &registry.host,
+                "converted",
+                scratch,
+                "registry",
+            );
+            let actual = tree::list(&mnt.dir, ListOptions::NYDUSD);
+            tree::assert_same_nydusd(
+                &expected_nydusd,
+                &actual,
+                &format!("nydusd {version} (registry backend) of our pushed output"),
+            );
+        }
     }
     {
         // The reference merge of our per-layer bootstraps agrees with our merge. A layer that
@@ -122,7 +135,13 @@ fn judge(input: &Path, skopeo_ref: &str, scratch: &Path) {
             .arg("--bootstrap")
             .arg(&merged)
             .args(&layer_boots));
-        let mnt = mounts::nydusd_localfs(&merged, &out.blob_dir, scratch, "refmerge");
+        let mnt = mounts::nydusd_localfs(
+            mounts::NYDUSD[0],
+            &merged,
+            &out.blob_dir,
+            scratch,
+            "refmerge",
+        );
         let actual = tree::list(&mnt.dir, ListOptions::NYDUSD).without_dir_mtimes();
         tree::assert_same_nydusd(
             &expected_nydusd.clone().without_dir_mtimes(),
@@ -231,18 +250,21 @@ fn sample_with_every_compressor_digester_and_chunk_size() {
                     ],
                 );
                 reference::check(&out.bootstrap, &out.blob_dir);
-                let mnt = mounts::nydusd_localfs(
-                    &out.bootstrap,
-                    &out.blob_dir,
-                    scratch.path(),
-                    &format!("{name}.mnt"),
-                );
-                let actual = tree::list(&mnt.dir, ListOptions::NYDUSD);
-                tree::assert_same_nydusd(
-                    &expected,
-                    &actual,
-                    &format!("nydusd of the sample converted with {name}"),
-                );
+                for version in mounts::NYDUSD {
+                    let mnt = mounts::nydusd_localfs(
+                        version,
+                        &out.bootstrap,
+                        &out.blob_dir,
+                        scratch.path(),
+                        &format!("{name}.mnt"),
+                    );
+                    let actual = tree::list(&mnt.dir, ListOptions::NYDUSD);
+                    tree::assert_same_nydusd(
+                        &expected,
+                        &actual,
+                        &format!("nydusd {version} of the sample converted with {name}"),
+                    );
+                }
             }
         }
     }

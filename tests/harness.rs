@@ -36,13 +36,21 @@ fn reference_image_through_nydusd_localfs_equals_umoci() {
     let scratch = common::scratch();
     let f = fixture(scratch.path());
     let expected = tree::list(&f.rootfs, ListOptions::NYDUSD);
-    let mnt = mounts::nydusd_localfs(&f.nydus.bootstrap, &f.nydus.blob_dir, scratch.path(), "mnt");
-    let actual = tree::list(&mnt.dir, ListOptions::NYDUSD);
-    tree::assert_same_nydusd(
-        &expected,
-        &actual,
-        "nydusd (localfs) of the reference image",
-    );
+    for version in mounts::NYDUSD {
+        let mnt = mounts::nydusd_localfs(
+            version,
+            &f.nydus.bootstrap,
+            &f.nydus.blob_dir,
+            scratch.path(),
+            "mnt",
+        );
+        let actual = tree::list(&mnt.dir, ListOptions::NYDUSD);
+        tree::assert_same_nydusd(
+            &expected,
+            &actual,
+            &format!("nydusd {version} (localfs) of the reference image"),
+        );
+    }
 }
 
 #[test]
@@ -82,6 +90,7 @@ fn reference_image_through_registry_equals_umoci() {
         .unpack(&boot_dir)
         .unwrap();
     let mnt = mounts::nydusd_registry(
+        mounts::NYDUSD[0],
         &boot_dir.join("image/image.boot"),
         &registry.host,
         "sample",
@@ -175,7 +184,13 @@ fn only(diffs: &[Difference], path: &str, field: &str) {
 fn harness_reports_exactly_one_altered_byte_mode_or_xattr() {
     let scratch = common::scratch();
     let f = fixture(scratch.path());
-    let mnt = mounts::nydusd_localfs(&f.nydus.bootstrap, &f.nydus.blob_dir, scratch.path(), "mnt");
+    let mnt = mounts::nydusd_localfs(
+        mounts::NYDUSD[0],
+        &f.nydus.bootstrap,
+        &f.nydus.blob_dir,
+        scratch.path(),
+        "mnt",
+    );
     let actual = tree::list(&mnt.dir, ListOptions::NYDUSD);
     let opts = ListOptions::NYDUSD;
 
@@ -262,7 +277,13 @@ fn listing_shows_every_feature_of_the_sample() {
     // less than they claim.
     let scratch = common::scratch();
     let f = fixture(scratch.path());
-    let mnt = mounts::nydusd_localfs(&f.nydus.bootstrap, &f.nydus.blob_dir, scratch.path(), "mnt");
+    let mnt = mounts::nydusd_localfs(
+        mounts::NYDUSD[0],
+        &f.nydus.bootstrap,
+        &f.nydus.blob_dir,
+        scratch.path(),
+        "mnt",
+    );
     let listing = tree::list(&mnt.dir, ListOptions::NYDUSD);
     let text = listing.lines().join("\n");
     eprintln!("{text}");

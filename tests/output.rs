@@ -257,7 +257,15 @@ fn registry_tree(
         .arg(format!("oci:{}:latest", pulled.display())));
     let boot = scratch.join(format!("{name}.boot"));
     reference::merged_bootstrap(&pulled, "latest", &boot);
-    let mnt = mounts::nydusd_registry(&boot, &registry.host, repo, scratch, name);
+    // The newest nydusd here; tests/convert.rs reads a pushed image with both.
+    let mnt = mounts::nydusd_registry(
+        mounts::NYDUSD[1],
+        &boot,
+        &registry.host,
+        repo,
+        scratch,
+        name,
+    );
     tree::list(&mnt.dir, ListOptions::NYDUSD)
 }
 

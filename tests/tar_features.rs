@@ -57,10 +57,14 @@ fn judge_against(
     if std::env::var_os("SHOW_EXPECTED").is_some() {
         eprintln!("{}", expected_kernel.lines().join("\n"));
     }
-    {
-        let mnt = mounts::nydusd_localfs(&bootstrap, &blob_dir, scratch, "nydusd");
+    for version in mounts::NYDUSD {
+        let mnt = mounts::nydusd_localfs(version, &bootstrap, &blob_dir, scratch, "out");
         let actual = forget(tree::list(&mnt.dir, ListOptions::NYDUSD));
-        tree::assert_same(&expected_nydusd, &actual, "nydusd (localfs) of our output");
+        tree::assert_same(
+            &expected_nydusd,
+            &actual,
+            &format!("nydusd {version} (localfs) of our output"),
+        );
     }
     {
         let mnt = mounts::erofs(&bootstrap, scratch, "kernel");
@@ -501,7 +505,7 @@ fn file_above_4gib_matches_bsdtar() {
         content: false,
         hardlinks: false,
     };
-    let mnt = mounts::nydusd_localfs(&bootstrap, &blob_dir, dir, "nydusd");
+    let mnt = mounts::nydusd_localfs(mounts::NYDUSD[1], &bootstrap, &blob_dir, dir, "out");
     tree::assert_same(
         &tree::list(&expected, metadata),
         &tree::list(&mnt.dir, metadata),
@@ -698,7 +702,7 @@ fn paths_longer_than_4096_bytes_are_kept() {
     let input = layers::oci_layout(&dir.join("in"), &[tar.finish()]);
     let (bootstrap, blob_dir) = convert(&input, dir);
     {
-        let mnt = mounts::nydusd_localfs(&bootstrap, &blob_dir, dir, "nydusd");
+        let mnt = mounts::nydusd_localfs(mounts::NYDUSD[1], &bootstrap, &blob_dir, dir, "out");
         assert_eq!(deep_listing(&mnt.dir, true), want, "nydusd");
     }
     {

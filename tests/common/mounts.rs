@@ -98,14 +98,43 @@ pub fn erofs(bootstrap: &Path, scratch: &Path, name: &str) -> Mounted {
     }
 }
 
-/// Mount a bootstrap with nydusd, reading blobs named by their id from `blob_dir`.
-pub fn nydusd_localfs(bootstrap: &Path, blob_dir: &Path, scratch: &Path, name: &str) -> Mounted {
-    let backend = serde_json::json!({ "type": "localfs", "config": { "dir": blob_dir } });
-    nydusd(bootstrap, backend, scratch, name)
+/// The nydusd releases every comparison runs with: 2.2.0 (crates.io, `$NYDUS_BIN_DIR`) and the
+/// newest, 2.4.4 (built from source by scripts/install-readers.sh, `$NYDUS_NEW_BIN_DIR`).
+pub const NYDUSD: [&str; 2] = ["2.2.0", "2.4.4"];
+
+/// Where nydusd of `version` (one of [`NYDUSD`]) is.
+pub fn nydusd_bin(version: &str) -> PathBuf {
+    if version == NYDUSD[0] {
+        return nydus_bin("nydusd");
+    }
+    let dir = std::env::var_os("NYDUS_NEW_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| format!("/var/cache/nydus-offline/nydus-{version}/bin").into());
+    let path = dir.join("nydusd");
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/install-readers.sh (or set NYDUS_NEW_BIN_DIR)",
+        path.display()
+    );
+    path
 }
 
-/// Mount a bootstrap with nydusd, fetching chunks lazily from a registry over plain HTTP.
+/// Mount a bootstrap with nydusd `version`, reading blobs named by their id from `blob_dir`.
+pub fn nydusd_localfs(
+    version: &str,
+    bootstrap: &Path,
+    blob_dir: &Path,
+    scratch: &Path,
+    name: &str,
+) -> Mounted {
+    let backend = serde_json::json!({ "type": "localfs", "config": { "dir": blob_dir } });
+    nydusd(version, bootstrap, backend, scratch, name)
+}
+
+/// Mount a bootstrap with nydusd `version`, fetching chunks lazily from a registry over plain
+/// HTTP.
 pub fn nydusd_registry(
+    version: &str,
     bootstrap: &Path,
     host: &str,
     repo: &str,
@@ -124,12 +153,19 @@ pub fn nydusd_registry(
             "retry_limit": 2
         }
     });
-    nydusd(bootstrap, backend, scratch, name)
+    nydusd(version, bootstrap, backend, scratch, name)
 }
 
 /// Start nydusd with a `blobcache` cache (v6 needs one) and `digest_validate: false` (v6 refuses
 /// validation), and wait until its FUSE mount is there.
-fn nydusd(bootstrap: &Path, backend: serde_json::Value, scratch: &Path, name: &str) -> Mounted {
+fn nydusd(
+    version: &str,
+    bootstrap: &Path,
+    backend: serde_json::Value,
+    scratch: &Path,
+    name: &str,
+) -> Mounted {
+    let name = &format!("{name}-nydusd-{version}");
     let dir = scratch.join(name);
     let cache = scratch.join(format!("{name}.cache"));
     fs::create_dir_all(&dir).unwrap();
@@ -148,7 +184,7 @@ fn nydusd(bootstrap: &Path, backend: serde_json::Value, scratch: &Path, name: &s
     let config_path = scratch.join(format!("{name}.json"));
     fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
     let log = scratch.join(format!("{name}.log"));
-    let child = Command::new(nydus_bin("nydusd"))
+    let child = Command::new(nydusd_bin(version))
         .arg("--config")
         .arg(&config_path)
         .arg("--bootstrap")
