@@ -673,27 +673,23 @@ fn copy_of(good: &Path, scratch: &Path, name: &str) -> Layout {
     Layout { dir }
 }
 
-/// Damage the merged bootstrap at random, fix every digest above it (bootstrap layer, diff_id,
-/// config, manifest, index), and `check` must find the damage in the bootstrap itself: never a
-/// crash, never an allocation the damage sized, and most damaged copies reported as problems.
-#[test]
-fn randomly_damaged_bootstraps_give_problems_never_a_crash() {
-    let scratch = common::scratch();
-    let good = convert_sample(scratch.path(), "good");
-    let boot = Layout { dir: good.clone() }.bootstrap();
-    let (cases, mut caught, mut crashes, mut unseen_cuts) = (150, 0, Vec::new(), Vec::new());
-    for seed in 0..cases {
+/// Run `check` on `cases` damaged copies of `good`, each made by `edit` from its own seeded
+/// generator (`seed_base + n`) and named by what it did: the exit code of each. Fails if any
+/// run crashed.
+fn damaged_runs(
+    good: &Path,
+    scratch: &Path,
+    cases: u64,
+    seed_base: u64,
+    edit: impl Fn(&Layout, &mut Rng) -> String,
+) -> Vec<(String, i32)> {
+    let (mut codes, mut crashes) = (Vec::new(), Vec::new());
+    for seed in seed_base..seed_base + cases {
         let mut rng = Rng::new(seed);
-        let (damaged, how) = damage(&boot, &mut rng);
-        let layout = copy_of(&good, scratch.path(), &format!("boot-{seed}"));
-        layout.replace_bootstrap(&damaged);
-        match check_survives(&layout.dir, &format!("seed {seed}: {how}")) {
-            Ok(code) => {
-                caught += usize::from(code == CHECK_FAILED);
-                if code != CHECK_FAILED && how.starts_with("cut") {
-                    unseen_cuts.push(format!("seed {seed}: {how}"));
-                }
-            }
+        let layout = copy_of(good, scratch, &format!("damaged-{seed}"));
+        let how = format!("seed {seed}: {}", edit(&layout, &mut rng));
+        match check_survives(&layout.dir, &how) {
+            Ok(code) => codes.push((how, code)),
             Err(crash) => crashes.push(crash),
         }
         fs::remove_dir_all(&layout.dir).unwrap();
@@ -704,10 +700,32 @@ fn randomly_damaged_bootstraps_give_problems_never_a_crash() {
         crashes.len(),
         crashes.join("\n")
     );
+    codes
+}
+
+/// Damage the merged bootstrap at random, fix every digest above it (bootstrap layer, diff_id,
+/// config, manifest, index), and `check` must find the damage in the bootstrap itself: never a
+/// crash, never an allocation the damage sized, and most damaged copies reported as problems.
+#[test]
+fn randomly_damaged_bootstraps_give_problems_never_a_crash() {
+    let scratch = common::scratch();
+    let good = convert_sample(scratch.path(), "good");
+    let boot = Layout { dir: good.clone() }.bootstrap();
+    let cases = 150;
+    let codes = damaged_runs(&good, scratch.path(), cases, 0, |layout, rng| {
+        let (damaged, how) = damage(&boot, rng);
+        layout.replace_bootstrap(&damaged);
+        how
+    });
+    let unseen_cuts: Vec<_> = codes
+        .iter()
+        .filter(|(how, code)| *code != CHECK_FAILED && how.contains(": cut"))
+        .collect();
     assert!(
         unseen_cuts.is_empty(),
         "truncated bootstraps passed: {unseen_cuts:?}"
     );
+    let caught = codes.iter().filter(|(_, c)| *c == CHECK_FAILED).count();
     // Most damage lands on bytes no reader looks at: 93% of the sample's bootstrap (18,965 of
     // 20,480 bytes) is the zero padding of blocks that hold a few inodes or dirents, and a
     // changed mtime or owner is only seen against the source. 64 of these 150 are reported
@@ -725,27 +743,15 @@ fn randomly_damaged_blobs_give_problems_never_a_crash() {
     let scratch = common::scratch();
     let good = convert_sample(scratch.path(), "good");
     let layers = Layout { dir: good.clone() }.blob_layers();
-    let (cases, mut caught, mut crashes) = (80, 0, Vec::new());
-    for seed in 0..cases {
-        let mut rng = Rng::new(1000 + seed);
-        let layout = copy_of(&good, scratch.path(), &format!("blob-{seed}"));
+    let codes = damaged_runs(&good, scratch.path(), 80, 1000, |layout, rng| {
         let old = &layers[rng.below(layers.len())];
         let bytes = fs::read(layout.blob(old)).unwrap();
-        let (damaged, how) = damage(&bytes, &mut rng);
+        let (damaged, how) = damage(&bytes, rng);
         layout.replace_blob(old, &damaged);
-        match check_survives(&layout.dir, &format!("seed {seed}: blob {old}: {how}")) {
-            Ok(code) => caught += usize::from(code == CHECK_FAILED),
-            Err(crash) => crashes.push(crash),
-        }
-        fs::remove_dir_all(&layout.dir).unwrap();
-    }
-    assert!(
-        crashes.is_empty(),
-        "{} crashes:\n{}",
-        crashes.len(),
-        crashes.join("\n")
-    );
+        format!("blob {old}: {how}")
+    });
     // Every byte of a blob is covered by a digest (chunk data by its chunk's, the rest by the
     // TOC's), so all damage is seen.
-    assert_eq!(caught, cases as usize, "damaged blobs passed check");
+    let passed: Vec<_> = codes.iter().filter(|(_, c)| *c != CHECK_FAILED).collect();
+    assert!(passed.is_empty(), "damaged blobs passed check: {passed:?}");
 }

@@ -20,34 +20,40 @@ fn put(dir: &Path, value: &Value, media_type: &str) -> Value {
     json!({"mediaType": media_type, "digest": format!("sha256:{hex}"), "size": bytes.len()})
 }
 
-/// Indexes nested `depth` deep, each naming the one below `fanout` times, the sample's manifest
-/// at the bottom: walked naively, that is fanout^depth walks (50^7, never ending).
-#[test]
-fn an_index_naming_one_child_many_times_at_every_level_is_read_once() {
-    const INDEX: &str = "application/vnd.oci.image.index.v1+json";
-    let s = common::scratch();
-    let dir = s.path().join("in");
+const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// A copy of the sample at `dir` whose index.json names the sample's manifest through `depth`
+/// nested indexes, each naming the one below `fanout` times.
+fn nested_sample(dir: &Path, depth: usize, fanout: usize) {
     common::run(
         Command::new("cp")
             .arg("-a")
             .arg(common::sample_image())
-            .arg(&dir),
+            .arg(dir),
     );
     let top: Value = serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
     let mut child = top["manifests"][0].clone();
     child.as_object_mut().unwrap().remove("annotations");
-    for _ in 0..7 {
+    for _ in 0..depth {
         let index = json!({
             "schemaVersion": 2,
             "mediaType": INDEX,
-            "manifests": vec![child.clone(); 50],
+            "manifests": vec![child.clone(); fanout],
         });
-        child = put(&dir, &index, INDEX);
+        child = put(dir, &index, INDEX);
     }
     child["annotations"] = json!({"org.opencontainers.image.ref.name": "latest"});
     let index = json!({"schemaVersion": 2, "mediaType": INDEX, "manifests": [child]});
     fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+}
 
+/// Indexes nested 7 deep, each naming the one below 50 times, the sample's manifest at the
+/// bottom: walked naively, that is 50^7 walks (never ending).
+#[test]
+fn an_index_naming_one_child_many_times_at_every_level_is_read_once() {
+    let s = common::scratch();
+    let dir = s.path().join("in");
+    nested_sample(&dir, 7, 50);
     let inspect = common::run(Command::new(BIN).args(["inspect", "--quick"]).arg(&dir));
     let text = String::from_utf8_lossy(&inspect.stdout);
     assert_eq!(text.matches("linux/amd64: manifest").count(), 1, "{text}");
@@ -70,23 +76,9 @@ fn an_index_naming_one_child_many_times_at_every_level_is_read_once() {
 /// Deeper than the limit (8 levels) is one clear error naming it.
 #[test]
 fn indexes_nested_too_deep_are_one_clear_error() {
-    const INDEX: &str = "application/vnd.oci.image.index.v1+json";
     let s = common::scratch();
     let dir = s.path().join("in");
-    common::run(
-        Command::new("cp")
-            .arg("-a")
-            .arg(common::sample_image())
-            .arg(&dir),
-    );
-    let top: Value = serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
-    let mut child = top["manifests"][0].clone();
-    for _ in 0..9 {
-        let index = json!({"schemaVersion": 2, "mediaType": INDEX, "manifests": [child]});
-        child = put(&dir, &index, INDEX);
-    }
-    let index = json!({"schemaVersion": 2, "mediaType": INDEX, "manifests": [child]});
-    fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    nested_sample(&dir, 10, 1);
     let out = Command::new(BIN)
         .args(["inspect", "--quick"])
         .arg(&dir)
