@@ -44,7 +44,7 @@ impl log::Log for StderrLog {
                 log::Level::Info => "info",
                 log::Level::Debug | log::Level::Trace => "debug",
             };
-            eprintln!("nydus-offline: {level}: {}", record.args());
+            crate::common::error::say(format_args!("nydus-offline: {level}: {}", record.args()));
         }
     }
 
@@ -418,7 +418,7 @@ pub fn main() -> i32 {
     match outcome {
         Ok(()) => 0,
         Err(err) => {
-            eprintln!("nydus-offline: error: {err}");
+            crate::common::error::say(format_args!("nydus-offline: error: {err}"));
             err.kind().exit_code()
         }
     }

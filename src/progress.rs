@@ -186,7 +186,7 @@ impl Inner {
         if let Mode::Plain { after } = self.mode
             && state.start.elapsed() >= after
         {
-            eprintln!("{text}");
+            crate::common::error::say(text);
         }
     }
 
@@ -272,7 +272,7 @@ impl Progress for Display {
             let _ = write!(text, ", {shared} already converted for an earlier platform");
         }
         match &state.bars {
-            Some(bars) => bars.multi.suspend(|| eprintln!("{text}")),
+            Some(bars) => bars.multi.suspend(|| crate::common::error::say(&text)),
             None => self.inner.line(&state, &text),
         }
     }

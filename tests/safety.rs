@@ -311,3 +311,31 @@ fn runs_creating_one_new_output_at_once_take_turns_and_keep_every_image() {
         .collect();
     assert_eq!(left, ["out"], "temporaries left: {left:?}");
 }
+
+/// A closed stderr (`2>&1 | head` once head has its lines) loses what would have been printed
+/// there, nothing more: the conversion goes on and the exit code is the command's own.
+#[test]
+fn a_closed_stderr_loses_the_messages_not_the_run() {
+    let s = common::scratch();
+    let run = |args: &[&str], paths: &[&Path]| {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        Command::new(BIN)
+            .args(args)
+            .args(paths)
+            .stdout(Stdio::null())
+            .stderr(writer)
+            .status()
+            .unwrap()
+    };
+    let out = s.path().join("out");
+    let sample = common::sample_image();
+    let converted = run(&["convert", "-v", "--progress", "plain"], &[&sample, &out]);
+    assert_eq!(converted.code(), Some(0), "{converted:?}");
+    common::run(Command::new(BIN).arg("check").arg(&out));
+    let failed = run(
+        &["convert"],
+        &[Path::new("/nonexistent/image"), &s.path().join("x")],
+    );
+    assert_eq!(failed.code(), Some(3), "{failed:?}");
+}

@@ -113,6 +113,13 @@ impl<T> IoContext<T> for io::Result<T> {
     }
 }
 
+/// Print one line on stderr. A closed stderr (`2>&1 | head` once head is done) loses the line
+/// and nothing else: `eprintln!` would panic and end the run.
+pub fn say(line: impl fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(io::stderr(), "{line}");
+}
+
 /// Tell the user of something accepted with a doubt: one warning on stderr (through the `log`
 /// facade, which `--quiet` silences).
 pub fn warn(message: impl fmt::Display) {
