@@ -31,6 +31,19 @@ fn fixture(scratch: &Path) -> Fixture {
     }
 }
 
+impl Fixture {
+    /// The reference image mounted by nydusd 2.2.0 (localfs), for the harness's self-tests.
+    fn mount(&self, scratch: &Path) -> mounts::Mounted {
+        mounts::nydusd_localfs(
+            mounts::NYDUSD[0],
+            &self.nydus.bootstrap,
+            &self.nydus.blob_dir,
+            scratch,
+            "mnt",
+        )
+    }
+}
+
 #[test]
 fn reference_image_through_nydusd_localfs_equals_umoci() {
     let scratch = common::scratch();
@@ -184,13 +197,7 @@ fn only(diffs: &[Difference], path: &str, field: &str) {
 fn harness_reports_exactly_one_altered_byte_mode_or_xattr() {
     let scratch = common::scratch();
     let f = fixture(scratch.path());
-    let mnt = mounts::nydusd_localfs(
-        mounts::NYDUSD[0],
-        &f.nydus.bootstrap,
-        &f.nydus.blob_dir,
-        scratch.path(),
-        "mnt",
-    );
+    let mnt = f.mount(scratch.path());
     let actual = tree::list(&mnt.dir, ListOptions::NYDUSD);
     let opts = ListOptions::NYDUSD;
 
@@ -277,13 +284,7 @@ fn listing_shows_every_feature_of_the_sample() {
     // less than they claim.
     let scratch = common::scratch();
     let f = fixture(scratch.path());
-    let mnt = mounts::nydusd_localfs(
-        mounts::NYDUSD[0],
-        &f.nydus.bootstrap,
-        &f.nydus.blob_dir,
-        scratch.path(),
-        "mnt",
-    );
+    let mnt = f.mount(scratch.path());
     let listing = tree::list(&mnt.dir, ListOptions::NYDUSD);
     let text = listing.lines().join("\n");
     eprintln!("{text}");

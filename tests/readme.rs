@@ -104,16 +104,21 @@ fn without_durations(line: &str) -> String {
     out.join(" ")
 }
 
+/// `convert ARGS` of the sample into a scratch directory: what it printed.
+fn convert_sample(args: &[&str]) -> std::process::Output {
+    let scratch = common::scratch();
+    common::run(
+        Command::new(BIN)
+            .arg("convert")
+            .args(args)
+            .arg(common::sample_image())
+            .arg(scratch.path().join("out")),
+    )
+}
+
 #[test]
 fn the_sample_report_in_readme_is_what_convert_prints() {
-    let scratch = common::scratch();
-    let out = scratch.path().join("out");
-    let run = common::run(
-        Command::new(BIN)
-            .args(["convert", "--json"])
-            .arg(common::sample_image())
-            .arg(&out),
-    );
+    let run = convert_sample(&["--json"]);
     let real: Value = serde_json::from_slice(&run.stdout).unwrap();
     let shown: Value =
         serde_json::from_str(&block_after(&readme(), "The sample's, trimmed:", "json"))
@@ -129,14 +134,7 @@ fn the_sample_report_in_readme_is_what_convert_prints() {
 
 #[test]
 fn the_sample_progress_in_readme_is_what_convert_prints() {
-    let scratch = common::scratch();
-    let out = scratch.path().join("out");
-    let run = common::run(
-        Command::new(BIN)
-            .args(["convert", "--progress", "plain"])
-            .arg(common::sample_image())
-            .arg(&out),
-    );
+    let run = convert_sample(&["--progress", "plain"]);
     let real: Vec<String> = String::from_utf8_lossy(&run.stderr)
         .lines()
         .map(without_durations)
