@@ -24,6 +24,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use nydus_offline::ondisk::rafs_v6::reader::{BootstrapReader, Inode};
 use nydus_offline::ondisk::rafs_v6::*;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -208,135 +209,46 @@ impl Layout {
     }
 }
 
-/// A decoded inode of a bootstrap, for editing: where it is and what the tests need.
-struct InodeAt {
-    offset: usize,
-    extended: bool,
-    layout: u16,
-    size: u64,
-    i_u: u32,
-    /// Inode plus inline xattrs.
-    head: usize,
+/// `boot` read by the crate's one bootstrap reader.
+fn reader(boot: &[u8]) -> BootstrapReader {
+    BootstrapReader::open(boot.to_vec()).unwrap()
 }
 
-fn inode_at(boot: &[u8], nid: u64) -> InodeAt {
-    let sb = RafsV6SuperBlock::decode(&boot[1024..]).unwrap();
-    let offset = nid_offset(nid, sb.s_meta_blkaddr) as usize;
-    let format = u16::from_le_bytes([boot[offset], boot[offset + 1]]);
-    if i_format_version(format) == EROFS_INODE_LAYOUT_EXTENDED {
-        let i = RafsV6InodeExtended::decode(&boot[offset..]).unwrap();
-        InodeAt {
-            offset,
-            extended: true,
-            layout: i_format_datalayout(format),
-            size: i.i_size,
-            i_u: i.i_u,
-            head: 64 + xattr_ibody_size(i.i_xattr_icount),
-        }
-    } else {
-        let i = RafsV6InodeCompact::decode(&boot[offset..]).unwrap();
-        InodeAt {
-            offset,
-            extended: false,
-            layout: i_format_datalayout(format),
-            size: u64::from(i.i_size),
-            i_u: i.i_u,
-            head: 32 + xattr_ibody_size(i.i_xattr_icount),
-        }
-    }
-}
-
-/// The byte ranges of a directory's dirent blocks.
-fn dir_blocks(dir: &InodeAt) -> Vec<(usize, usize)> {
-    let tail = if dir.layout == EROFS_INODE_FLAT_INLINE {
-        (dir.size % 4096) as usize
-    } else {
-        0
-    };
-    let full = dir.size as usize - tail;
-    let mut out: Vec<(usize, usize)> = (0..full.div_ceil(4096))
-        .map(|b| {
-            let start = dir.i_u as usize * 4096 + b * 4096;
-            (start, (full - b * 4096).min(4096))
-        })
-        .collect();
-    if tail > 0 {
-        out.push((dir.offset + dir.head, tail));
-    }
-    out
-}
-
-/// The (name, nid) entries of one dirent block.
-fn block_entries(block: &[u8]) -> Vec<(Vec<u8>, RafsV6Dirent)> {
-    let first = RafsV6Dirent::decode(block).unwrap();
-    let count = first.e_nameoff as usize / 12;
-    let dirents: Vec<RafsV6Dirent> = (0..count)
-        .map(|j| RafsV6Dirent::decode(&block[j * 12..]).unwrap())
-        .collect();
-    (0..count)
-        .map(|j| {
-            let start = dirents[j].e_nameoff as usize;
-            let end = match dirents.get(j + 1) {
-                Some(d) => d.e_nameoff as usize,
-                None => block[start..]
-                    .iter()
-                    .position(|&b| b == 0)
-                    .map_or(block.len(), |p| start + p),
-            };
-            (block[start..end].to_vec(), dirents[j])
-        })
-        .collect()
-}
-
-/// The nid of `path` ("bin/su-tool").
-fn lookup(boot: &[u8], path: &str) -> u64 {
-    let sb = RafsV6SuperBlock::decode(&boot[1024..]).unwrap();
-    let mut nid = u64::from(sb.s_root_nid);
-    for name in path.split('/') {
-        let dir = inode_at(boot, nid);
-        nid = dir_blocks(&dir)
-            .into_iter()
-            .flat_map(|(s, l)| block_entries(&boot[s..s + l]))
-            .find(|(n, _)| n == name.as_bytes())
-            .unwrap_or_else(|| panic!("{path}: no {name}"))
-            .1
-            .e_nid;
-    }
-    nid
+/// The inode of `path` ("bin/su-tool"; "" for the root).
+fn lookup(boot: &[u8], path: &str) -> Inode {
+    reader(boot).lookup(path.as_bytes()).unwrap()
 }
 
 /// Cut the dirent of `name` out of directory `dir` (a path; "" for the root), repacking its
 /// block and shrinking the directory's size when it was the last block.
 fn remove_dirent(boot: &mut [u8], dir: &str, name: &str) {
-    let nid = if dir.is_empty() {
-        u64::from(RafsV6SuperBlock::decode(&boot[1024..]).unwrap().s_root_nid)
-    } else {
-        lookup(boot, dir)
-    };
-    let inode = inode_at(boot, nid);
-    let blocks = dir_blocks(&inode);
+    let inode = lookup(boot, dir);
+    let blocks = reader(boot).dirent_blocks(&inode).unwrap();
     let last = blocks.len() - 1;
-    for (b, (start, len)) in blocks.into_iter().enumerate() {
-        let mut entries = block_entries(&boot[start..start + len]);
-        let Some(pos) = entries.iter().position(|(n, _)| n == name.as_bytes()) else {
+    for (b, block) in blocks.into_iter().enumerate() {
+        let (start, len) = (block.offset as usize, block.len as usize);
+        let mut entries = block.dirents;
+        let Some(pos) = entries.iter().position(|d| d.name == name.as_bytes()) else {
             continue;
         };
         entries.remove(pos);
         let mut block = vec![0u8; len];
-        let mut nameoff = 12 * entries.len();
-        for (j, (n, d)) in entries.iter().enumerate() {
-            let d = RafsV6Dirent {
+        let mut nameoff = RafsV6Dirent::SIZE * entries.len();
+        for (j, d) in entries.iter().enumerate() {
+            let raw = RafsV6Dirent {
+                e_nid: d.nid,
                 e_nameoff: nameoff as u16,
-                ..*d
+                e_file_type: d.file_type,
+                e_reserved: 0,
             };
-            block[j * 12..j * 12 + 12].copy_from_slice(&d.to_bytes());
-            block[nameoff..nameoff + n.len()].copy_from_slice(n);
-            nameoff += n.len();
+            block[j * 12..j * 12 + 12].copy_from_slice(&raw.to_bytes());
+            block[nameoff..nameoff + d.name.len()].copy_from_slice(&d.name);
+            nameoff += d.name.len();
         }
         boot[start..start + len].copy_from_slice(&block);
         if b == last {
             let size = inode.size - 12 - name.len() as u64;
-            let at = inode.offset + 8;
+            let at = inode.offset as usize + 8;
             if inode.extended {
                 boot[at..at + 8].copy_from_slice(&size.to_le_bytes());
             } else {
@@ -465,12 +377,12 @@ fn an_altered_bootstrap_is_caught() {
 
     // Digests fixed, an owner changed: a valid bootstrap, only the source can tell.
     let mut boot = good.clone();
-    let inode = inode_at(&boot, lookup(&boot, "home/big-ids/owned"));
+    let inode = lookup(&boot, "home/big-ids/owned");
     assert!(
         inode.extended,
         "an owner above 65535 needs an extended inode"
     );
-    let uid_at = inode.offset + 24;
+    let uid_at = inode.offset as usize + 24;
     assert_eq!(&boot[uid_at..uid_at + 4], &100_000u32.to_le_bytes());
     boot[uid_at..uid_at + 4].copy_from_slice(&100_001u32.to_le_bytes());
     layout.replace_bootstrap(&boot);

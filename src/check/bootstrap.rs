@@ -12,59 +12,21 @@ use super::blob::{BlobSet, hex};
 use super::layout::BlobLayer;
 use crate::blob::chunk::INLINED_BLOB_ID_PLACEHOLDER;
 use crate::ondisk::blob::*;
+use crate::ondisk::rafs_v6::reader::{BootstrapReader, Dirent, Inode, Kind, child_path};
 use crate::ondisk::rafs_v6::*;
 
 const BLOCK: u64 = EROFS_BLOCK_SIZE;
 
-/// What an inode is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Dir,
-    File,
-    Symlink,
-    CharDevice,
-    BlockDevice,
-    Fifo,
-    Socket,
-}
-
-/// One inode, decoded, as a path of the tree shows it.
-#[derive(Clone, Debug)]
-pub(crate) struct Entry {
-    pub nid: u64,
-    pub kind: Kind,
-    /// `st_mode`: file type and permission bits with setuid, setgid and sticky.
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub mtime: u64,
-    pub mtime_nsec: u32,
-    pub size: u64,
-    pub nlink: u32,
-    /// Device numbers (major, minor) of device inodes.
-    pub rdev: (u32, u32),
-    pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
-    /// Symlink target.
-    pub symlink: Vec<u8>,
-    /// Chunk indexes of a regular file.
-    pub chunks: Vec<RafsV6InodeChunkAddr>,
-    layout: u16,
-    /// Byte offset of the inode, and bytes of inode plus xattrs.
-    offset: u64,
-    head: u64,
-    i_u: u32,
-}
-
 /// The tree a bootstrap describes: every path ("/", "/etc", …) with its inode.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Listing {
-    pub entries: BTreeMap<Vec<u8>, Entry>,
+    pub entries: BTreeMap<Vec<u8>, Inode>,
 }
 
-/// A decoded bootstrap whose super blocks and tables could be read.
+/// A bootstrap whose super blocks could be decoded, with its tables, for the rules to judge.
 pub(crate) struct Bootstrap {
     what: String,
-    bytes: Vec<u8>,
+    reader: BootstrapReader,
     sb: RafsV6SuperBlock,
     pub ext: RafsV6SuperBlockExt,
     pub blobs: Vec<RafsV6Blob>,
@@ -84,39 +46,25 @@ impl Bootstrap {
                 format!("is {len} bytes, not a non-zero multiple of 4096"),
             );
         }
-        let at = |off: u64, n: usize| bytes.get(off as usize..off as usize + n);
-        let sb = at(RafsV6SuperBlock::OFFSET, RafsV6SuperBlock::SIZE)
-            .map(RafsV6SuperBlock::decode)
-            .transpose();
-        let sb = match sb {
-            Ok(Some(sb)) => sb,
-            Ok(None) => {
-                f.problem(&what, "too short for a super block");
-                return None;
-            }
+        let reader = match BootstrapReader::open(bytes) {
+            Ok(r) => r,
             Err(e) => {
                 f.problem(&what, e);
                 return None;
             }
         };
-        let Some(Ok(ext)) = at(RafsV6SuperBlockExt::OFFSET, RafsV6SuperBlockExt::SIZE)
-            .map(RafsV6SuperBlockExt::decode)
-        else {
-            f.problem(&what, "too short for the extended super block");
-            return None;
-        };
         let mut boot = Bootstrap {
             what,
-            bytes,
-            sb,
-            ext,
-            blobs: Vec::new(),
+            sb: reader.sb,
+            ext: reader.ext,
+            blobs: reader.blob_table(),
             devices: Vec::new(),
-            chunk_table: Vec::new(),
-            prefetch: Vec::new(),
+            chunk_table: reader.chunk_table(),
+            prefetch: reader.prefetch_table(),
+            reader,
         };
         boot.check_super(f);
-        boot.read_tables(f);
+        boot.read_devices(f);
         Some(boot)
     }
 
@@ -173,7 +121,7 @@ impl Bootstrap {
 
         let what = format!("{}: extended super block", self.what);
         let ext = &self.ext;
-        let len = self.bytes.len() as u64;
+        let len = self.reader.bytes().len() as u64;
         let mut rule = |ok: bool, problem: String| {
             if !ok {
                 f.problem(&what, problem);
@@ -273,50 +221,13 @@ impl Bootstrap {
         );
     }
 
-    /// `len` bytes at `offset`, if inside the file.
-    fn at(&self, offset: u64, len: u64) -> Option<&[u8]> {
-        let end = offset.checked_add(len)?;
-        self.bytes
-            .get(usize::try_from(offset).ok()?..usize::try_from(end).ok()?)
-    }
-
-    /// Device slots, blob table, chunk info table and prefetch table.
-    fn read_tables(&mut self, f: &mut Findings) {
-        for i in 0..u64::from(self.sb.s_extra_devices) {
-            match self.at(
-                EROFS_DEVTABLE_OFFSET + i * RafsV6Device::SIZE as u64,
-                RafsV6Device::SIZE as u64,
-            ) {
-                Some(b) => self
-                    .devices
-                    .push(RafsV6Device::decode(b).expect("128 bytes")),
+    /// Device slots, one per blob.
+    fn read_devices(&mut self, f: &mut Findings) {
+        for i in 0..u32::from(self.sb.s_extra_devices) {
+            match self.reader.device(i) {
+                Some(d) => self.devices.push(d),
                 None => f.problem(&self.what, format!("device slot {i} lies past the end")),
             }
-        }
-        let n = u64::from(self.ext.s_blob_table_size) / RafsV6Blob::SIZE as u64;
-        for i in 0..n {
-            match self.at(
-                self.ext
-                    .s_blob_table_offset
-                    .saturating_add(i * RafsV6Blob::SIZE as u64),
-                RafsV6Blob::SIZE as u64,
-            ) {
-                Some(b) => self.blobs.push(RafsV6Blob::decode(b).expect("256 bytes")),
-                None => break,
-            }
-        }
-        if let Some(table) = self.at(self.ext.s_chunk_table_offset, self.ext.s_chunk_table_size) {
-            self.chunk_table = table
-                .chunks_exact(RafsV5ChunkInfo::SIZE)
-                .map(|c| RafsV5ChunkInfo::decode(c).expect("80 bytes"))
-                .collect();
-        }
-        if let Some(table) = self.at(
-            self.ext.s_prefetch_table_offset,
-            u64::from(self.ext.s_prefetch_table_size),
-        ) && let Ok(t) = RafsV6PrefetchTable::decode(table)
-        {
-            self.prefetch = t.nids;
         }
     }
 
@@ -513,10 +424,10 @@ impl Bootstrap {
     /// Walk the tree from the root, decoding every inode and directory.
     pub fn walk(&self, f: &mut Findings) -> Listing {
         let mut listing = Listing::default();
-        let root = u64::from(self.sb.s_root_nid);
+        let root = self.reader.root_nid();
         let mut stack: Vec<(Vec<u8>, u64, u64)> = vec![(b"/".to_vec(), root, root)];
         let mut visited_dirs = HashSet::new();
-        let mut cache: HashMap<u64, Option<Entry>> = HashMap::new();
+        let mut cache: HashMap<u64, Option<Inode>> = HashMap::new();
         let mut paths_of: HashMap<u64, u32> = HashMap::new();
         while let Some((path, nid, parent)) = stack.pop() {
             let Some(entry) = self.load(nid, &path, &mut cache, f) else {
@@ -536,24 +447,23 @@ impl Bootstrap {
             }
             let mut subdirs = 0u32;
             if let Some(dirents) = self.dirents(&entry, &what, f) {
-                let find = |name: &[u8]| dirents.iter().find(|d| d.0 == name).map(|d| d.1);
+                let find = |name: &[u8]| dirents.iter().find(|d| d.name == name).map(|d| d.nid);
                 if find(b".") != Some(nid) {
                     f.problem(&what, "'.' is missing or names another inode");
                 }
                 if find(b"..") != Some(parent) {
                     f.problem(&what, "'..' is missing or does not name the parent");
                 }
-                for (name, child_nid, ftype) in dirents {
+                for Dirent {
+                    name,
+                    nid: child_nid,
+                    file_type: ftype,
+                } in dirents
+                {
                     if name == b"." || name == b".." {
                         continue;
                     }
-                    let mut child_path = if path == b"/" {
-                        Vec::new()
-                    } else {
-                        path.clone()
-                    };
-                    child_path.push(b'/');
-                    child_path.extend_from_slice(&name);
+                    let child_path = child_path(&path, &name);
                     let Some(child) = self.load(child_nid, &child_path, &mut cache, f) else {
                         continue;
                     };
@@ -621,277 +531,33 @@ impl Bootstrap {
         &self,
         nid: u64,
         path: &[u8],
-        cache: &mut HashMap<u64, Option<Entry>>,
+        cache: &mut HashMap<u64, Option<Inode>>,
         f: &mut Findings,
-    ) -> Option<Entry> {
+    ) -> Option<Inode> {
         if let Some(e) = cache.get(&nid) {
             return e.clone();
         }
         let what = format!("{}: {} (nid {nid})", self.what, path.escape_ascii());
-        let entry = self
-            .decode_inode(nid)
-            .and_then(|e| self.decode_body(e))
-            .map_err(|p| f.problem(&what, p))
-            .ok();
+        let entry = self.reader.inode(nid).map_err(|p| f.problem(&what, p)).ok();
         cache.insert(nid, entry.clone());
         entry
     }
 
-    /// The inode at `nid` and its xattrs.
-    fn decode_inode(&self, nid: u64) -> Result<Entry, String> {
-        // A nid from a damaged dirent may be anything: one past the file is refused before the
-        // offset is computed from it (which could overflow).
-        if nid > self.bytes.len() as u64 >> EROFS_INODE_SLOT_BITS {
-            return Err(format!("nid {nid} lies past the end"));
-        }
-        let offset = nid_offset(nid, self.sb.s_meta_blkaddr);
-        let meta_start = u64::from(self.sb.s_meta_blkaddr) * BLOCK;
-        let head = self.at(offset, 2).ok_or("inode lies past the end")?;
-        if offset < meta_start {
-            return Err("inode lies before the metadata area".into());
-        }
-        let format = u16::from_le_bytes([head[0], head[1]]);
-        if format & !0xf != 0 {
-            return Err(format!("i_format {format:#x} has unknown bits"));
-        }
-        let (mut e, isize, icount) = if i_format_version(format) == EROFS_INODE_LAYOUT_EXTENDED {
-            let b = self
-                .at(offset, RafsV6InodeExtended::SIZE as u64)
-                .ok_or("inode lies past the end")?;
-            let i = RafsV6InodeExtended::decode(b).map_err(|e| e.to_string())?;
-            (
-                new_entry(
-                    nid,
-                    format,
-                    i.i_mode,
-                    i.i_u,
-                    i.i_size,
-                    i.i_nlink,
-                    i.i_uid,
-                    i.i_gid,
-                    i.i_mtime,
-                    i.i_mtime_nsec,
-                ),
-                RafsV6InodeExtended::SIZE as u64,
-                i.i_xattr_icount,
-            )
-        } else {
-            let b = self
-                .at(offset, RafsV6InodeCompact::SIZE as u64)
-                .ok_or("inode lies past the end")?;
-            let i = RafsV6InodeCompact::decode(b).map_err(|e| e.to_string())?;
-            (
-                new_entry(
-                    nid,
-                    format,
-                    i.i_mode,
-                    i.i_u,
-                    u64::from(i.i_size),
-                    u32::from(i.i_nlink),
-                    u32::from(i.i_uid),
-                    u32::from(i.i_gid),
-                    0,
-                    0,
-                ),
-                RafsV6InodeCompact::SIZE as u64,
-                i.i_xattr_icount,
-            )
-        };
-        e.offset = offset;
-        let kind = match e.mode & libc::S_IFMT {
-            libc::S_IFDIR => Kind::Dir,
-            libc::S_IFREG => Kind::File,
-            libc::S_IFLNK => Kind::Symlink,
-            libc::S_IFCHR => Kind::CharDevice,
-            libc::S_IFBLK => Kind::BlockDevice,
-            libc::S_IFIFO => Kind::Fifo,
-            libc::S_IFSOCK => Kind::Socket,
-            other => return Err(format!("mode {other:#o} is no file type")),
-        };
-        e.kind = kind;
-        if e.nlink == 0 {
-            return Err("nlink is 0".into());
-        }
-        let xsize = xattr_ibody_size(icount) as u64;
-        e.head = isize + xsize;
-        if xsize > 0 {
-            let body = self
-                .at(offset + isize, xsize)
-                .ok_or("xattrs lie past the end")?;
-            e.xattrs = decode_xattrs(body)?;
-        }
-        Ok(e)
-    }
-
-    /// Chunk indexes, symlink target, device numbers: what follows the inode.
-    fn decode_body(&self, mut e: Entry) -> Result<Entry, String> {
-        let plain_or_inline =
-            e.layout == EROFS_INODE_FLAT_PLAIN || e.layout == EROFS_INODE_FLAT_INLINE;
-        match e.kind {
-            Kind::File => {
-                if e.layout != EROFS_INODE_CHUNK_BASED {
-                    return Err(format!(
-                        "regular file with data layout {}, not chunk-based",
-                        e.layout
-                    ));
-                }
-                let header = RafsV6InodeChunkHeader::from_u32(e.i_u);
-                if header.format & EROFS_CHUNK_FORMAT_INDEXES == 0 || header.reserved != 0 {
-                    return Err(format!("chunk header {:#x} lacks the index format", e.i_u));
-                }
-                let cs = u64::from(self.ext.s_chunk_size.max(4096));
-                let count = e.size.div_ceil(cs);
-                let at = (e.offset + e.head).next_multiple_of(8);
-                let table = self
-                    .at(at, count * RafsV6InodeChunkAddr::SIZE as u64)
-                    .ok_or("chunk index array lies past the end")?;
-                e.chunks = table
-                    .chunks_exact(RafsV6InodeChunkAddr::SIZE)
-                    .map(|c| RafsV6InodeChunkAddr::decode(c).expect("8 bytes"))
-                    .collect();
-                let bits = header.chunk_size();
-                if bits != cs {
-                    // Allowed only for nydus's page-cache-sharing case: one blob, contiguous.
-                    let contiguous = e.chunks.windows(2).all(|w| {
-                        w[0].c_blob_addr_hi & 0xff == w[1].c_blob_addr_hi & 0xff
-                            && u64::from(w[1].c_blk_addr) * BLOCK
-                                == u64::from(w[0].c_blk_addr) * BLOCK + cs
-                    });
-                    if !(contiguous && bits >= e.size && bits > cs) {
-                        return Err(format!(
-                            "chunk header announces {bits:#x}-byte chunks, the super block {cs:#x}"
-                        ));
-                    }
-                }
-            }
-            Kind::Symlink => {
-                if !plain_or_inline || e.size == 0 {
-                    return Err(format!(
-                        "symlink with layout {} and size {}",
-                        e.layout, e.size
-                    ));
-                }
-                e.symlink = self.data(&e)?;
-            }
-            Kind::Dir => {
-                if !plain_or_inline || e.size == 0 {
-                    return Err(format!(
-                        "directory with layout {} and size {}",
-                        e.layout, e.size
-                    ));
-                }
-            }
-            Kind::CharDevice | Kind::BlockDevice | Kind::Fifo | Kind::Socket => {
-                if e.layout != EROFS_INODE_FLAT_PLAIN || e.size != 0 {
-                    return Err(format!(
-                        "special file with layout {} and size {}",
-                        e.layout, e.size
-                    ));
-                }
-                if matches!(e.kind, Kind::CharDevice | Kind::BlockDevice) {
-                    e.rdev = new_decode_dev(e.i_u);
-                }
-            }
-        }
-        Ok(e)
-    }
-
-    /// The content of a directory or symlink: full blocks at `i_u`, then the inline tail.
-    fn data(&self, e: &Entry) -> Result<Vec<u8>, String> {
-        // The size is read from the image: held to what the bootstrap can hold before anything
-        // is allocated by it.
-        if e.size > self.bytes.len() as u64 {
-            return Err(format!(
-                "size {} is larger than the whole bootstrap ({} bytes)",
-                e.size,
-                self.bytes.len()
-            ));
-        }
-        let tail = if e.layout == EROFS_INODE_FLAT_INLINE {
-            e.size % BLOCK
-        } else {
-            0
-        };
-        let full = e.size - tail;
-        let mut out = Vec::with_capacity(e.size as usize);
-        if full > 0 {
-            let start = u64::from(e.i_u) * BLOCK;
-            if start < u64::from(self.sb.s_meta_blkaddr) * BLOCK {
-                return Err(format!(
-                    "data block {} lies before the metadata area",
-                    e.i_u
-                ));
-            }
-            out.extend_from_slice(self.at(start, full).ok_or("data blocks lie past the end")?);
-        }
-        if tail > 0 {
-            let at = e.offset + e.head;
-            if at % BLOCK + tail > BLOCK {
-                return Err("inline data crosses a block boundary".into());
-            }
-            out.extend_from_slice(self.at(at, tail).ok_or("inline data lies past the end")?);
-        }
-        Ok(out)
-    }
-
-    /// A directory's entries, in stored order, checked block by block.
-    fn dirents(&self, e: &Entry, what: &str, f: &mut Findings) -> Option<Vec<(Vec<u8>, u64, u8)>> {
-        let data = match self.data(e) {
-            Ok(d) => d,
-            Err(p) => {
-                f.problem(what, p);
-                return None;
-            }
-        };
-        let mut out: Vec<(Vec<u8>, u64, u8)> = Vec::new();
-        for (b, block) in data.chunks(BLOCK as usize).enumerate() {
-            let bwhat = format!("{what}: dirent block {b}");
-            let Ok(first) = RafsV6Dirent::decode(block) else {
-                f.problem(&bwhat, "too short for a dirent");
-                return None;
-            };
-            let nameoff0 = usize::from(first.e_nameoff);
-            if nameoff0 < RafsV6Dirent::SIZE
-                || !nameoff0.is_multiple_of(RafsV6Dirent::SIZE)
-                || nameoff0 >= block.len()
-            {
-                f.problem(&bwhat, format!("invalid first nameoff {nameoff0}"));
-                return None;
-            }
-            let count = nameoff0 / RafsV6Dirent::SIZE;
-            let dirents: Vec<RafsV6Dirent> = (0..count)
-                .map(|j| {
-                    RafsV6Dirent::decode(&block[j * RafsV6Dirent::SIZE..])
-                        .expect("inside the block")
-                })
-                .collect();
-            for (j, d) in dirents.iter().enumerate() {
-                let start = usize::from(d.e_nameoff);
-                let end = match dirents.get(j + 1) {
-                    Some(next) => usize::from(next.e_nameoff),
-                    None => block[start.min(block.len())..]
-                        .iter()
-                        .position(|&c| c == 0)
-                        .map_or(block.len(), |p| start + p),
-                };
-                if start >= end || end > block.len() || end - start > 255 {
-                    f.problem(
-                        &bwhat,
-                        format!("dirent {j} has an invalid name range {start}..{end}"),
-                    );
-                    return None;
-                }
-                out.push((block[start..end].to_vec(), d.e_nid, d.e_file_type));
-            }
-        }
+    /// A directory's entries, in stored order, and the rule that they are sorted.
+    fn dirents(&self, e: &Inode, what: &str, f: &mut Findings) -> Option<Vec<Dirent>> {
+        let out = self
+            .reader
+            .dirents(e)
+            .map_err(|p| f.problem(what, p))
+            .ok()?;
         for w in out.windows(2) {
-            if w[0].0 >= w[1].0 {
+            if w[0].name >= w[1].name {
                 f.problem(
                     what,
                     format!(
                         "dirents '{}' and '{}' are not in byte order (lookups would miss them)",
-                        w[0].0.escape_ascii(),
-                        w[1].0.escape_ascii()
+                        w[0].name.escape_ascii(),
+                        w[1].name.escape_ascii()
                     ),
                 );
             }
@@ -972,7 +638,7 @@ impl Bootstrap {
             table.insert((c.blob_index, c.index, blk), c);
         }
         let mut seen = HashSet::new();
-        let cs = u64::from(self.ext.s_chunk_size.max(4096));
+        let cs = self.reader.chunk_size();
         for (path, e) in &listing.entries {
             if e.kind != Kind::File || !seen.insert(e.nid) {
                 continue;
@@ -1031,7 +697,7 @@ impl Bootstrap {
 
     /// Resolve a file's chunks to the sha256 of their bytes (for the comparison with the
     /// source): `None` for a chunk that could not be read or verified.
-    pub fn content(&self, e: &Entry, blobs: &BlobSet, own: Option<&str>) -> Vec<Option<[u8; 32]>> {
+    pub fn content(&self, e: &Inode, blobs: &BlobSet, own: Option<&str>) -> Vec<Option<[u8; 32]>> {
         e.chunks
             .iter()
             .map(|c| {
@@ -1040,64 +706,4 @@ impl Bootstrap {
             })
             .collect()
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn new_entry(
-    nid: u64,
-    format: u16,
-    mode: u16,
-    i_u: u32,
-    size: u64,
-    nlink: u32,
-    uid: u32,
-    gid: u32,
-    mtime: u64,
-    mtime_nsec: u32,
-) -> Entry {
-    Entry {
-        nid,
-        kind: Kind::File,
-        mode: u32::from(mode),
-        uid,
-        gid,
-        mtime,
-        mtime_nsec,
-        size,
-        nlink,
-        rdev: (0, 0),
-        xattrs: BTreeMap::new(),
-        symlink: Vec::new(),
-        chunks: Vec::new(),
-        layout: i_format_datalayout(format),
-        offset: 0,
-        head: 0,
-        i_u,
-    }
-}
-
-/// Inline xattrs: the 12-byte header, then entries padded to 4 bytes.
-fn decode_xattrs(body: &[u8]) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, String> {
-    let header = RafsV6XattrIbodyHeader::decode(body).map_err(|e| e.to_string())?;
-    if header.h_shared_count != 0 {
-        return Err("shared xattrs are not supported by nydus".into());
-    }
-    let mut out = BTreeMap::new();
-    let mut pos = RafsV6XattrIbodyHeader::SIZE;
-    while pos < body.len() {
-        let e = RafsV6XattrEntry::decode(&body[pos..]).map_err(|e| e.to_string())?;
-        let name_at = pos + RafsV6XattrEntry::SIZE;
-        let value_at = name_at + usize::from(e.e_name_len);
-        let end = value_at + usize::from(e.e_value_size);
-        if end > body.len() {
-            return Err("an xattr runs past the inline xattr area".into());
-        }
-        let prefix = xattr_prefix(e.e_name_index)
-            .ok_or(format!("unknown xattr prefix index {}", e.e_name_index))?;
-        let mut name = prefix.as_bytes().to_vec();
-        name.extend_from_slice(&body[name_at..value_at]);
-        out.insert(name, body[value_at..end].to_vec());
-        pos += e.record_size();
-    }
-    Ok(out)
 }

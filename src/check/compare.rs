@@ -19,7 +19,7 @@ use std::path::Path;
 
 use sha2::{Digest as _, Sha256};
 
-use super::bootstrap::{Bootstrap, Kind, Listing};
+use super::bootstrap::{Bootstrap, Listing};
 use super::layout::NydusManifest;
 use super::{CheckedImage, Findings};
 use crate::blob::chunk::{ChunkIndex, FileData};
@@ -30,6 +30,7 @@ use crate::common::path::ImagePath;
 use crate::layer::entries;
 use crate::layer::entry::InodeData;
 use crate::ondisk::blob::BLOB_CHUNK_MAX_SIZE;
+use crate::ondisk::rafs_v6::reader::Kind;
 use crate::source::{self, ImageEntry, ImageSource, ManifestEntry};
 use crate::tree::Tree;
 
@@ -412,15 +413,7 @@ fn canon_listing(
         .entries
         .iter()
         .map(|(path, e)| {
-            let kind = match e.kind {
-                Kind::Dir => "directory",
-                Kind::File => "file",
-                Kind::Symlink => "symlink",
-                Kind::CharDevice => "char device",
-                Kind::BlockDevice => "block device",
-                Kind::Fifo => "fifo",
-                Kind::Socket => "socket",
-            };
+            let kind = e.kind.name();
             let group = names.get(&e.nid).filter(|g| g.len() > 1);
             let canon = Canon {
                 kind,

@@ -1450,5 +1450,6 @@ impl RafsV5ChunkInfo {
     }
 }
 
+pub mod reader;
 #[cfg(test)]
 mod tests;

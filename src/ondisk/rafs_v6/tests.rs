@@ -6,6 +6,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::reader::{BootstrapReader, Inode};
 use super::*;
 use crate::common::hex::hex;
 use crate::ondisk::blob::{
@@ -32,9 +33,11 @@ macro_rules! at {
     }};
 }
 
-/// A decoded bootstrap: the super blocks and a walk of the tree through the EROFS structures.
+/// A bootstrap read through [`BootstrapReader`], each structure it meets also decoded raw
+/// and re-encoded into `rebuilt` at the offset the reader found it.
 struct Boot {
     bytes: Vec<u8>,
+    reader: BootstrapReader,
     sb: RafsV6SuperBlock,
     ext: RafsV6SuperBlockExt,
     /// The bootstrap as re-encoded from every structure decoded so far (plus the raw names,
@@ -47,10 +50,10 @@ struct Boot {
 struct Node {
     nid: u64,
     inode: RafsV6InodeExtended,
+    /// What the reader made of it.
+    read: Inode,
     /// Inline xattrs, full names.
     xattrs: BTreeMap<String, Vec<u8>>,
-    /// Offset just past inode + xattrs.
-    body: usize,
 }
 
 impl Boot {
@@ -60,9 +63,12 @@ impl Boot {
         assert!(bytes[..1024].iter().all(|&b| b == 0));
         let sb = at!(RafsV6SuperBlock, bytes, RafsV6SuperBlock::OFFSET);
         let ext = at!(RafsV6SuperBlockExt, bytes, RafsV6SuperBlockExt::OFFSET);
+        let reader = BootstrapReader::open(bytes.clone()).unwrap();
+        assert_eq!((reader.sb, reader.ext), (sb, ext));
         let rebuilt = RefCell::new(vec![0u8; bytes.len()]);
         let b = Boot {
             bytes,
+            reader,
             sb,
             ext,
             rebuilt,
@@ -83,152 +89,102 @@ impl Boot {
     }
 
     fn node(&self, nid: u64) -> Node {
-        let off = nid_offset(nid, self.sb.s_meta_blkaddr) as usize;
+        let read = self.reader.inode(nid).unwrap();
+        let off = read.offset as usize;
+        assert_eq!(off as u64, nid_offset(nid, self.sb.s_meta_blkaddr));
         assert_eq!(calculate_nid(off as u64, self.sb.s_meta_blkaddr), Some(nid));
         let inode = at!(RafsV6InodeExtended, self.bytes, off);
         self.keep(off, &inode.to_bytes());
-        let mut xattrs = BTreeMap::new();
-        let mut body = off + RafsV6InodeExtended::SIZE;
+        let body = off + RafsV6InodeExtended::SIZE;
         let ibody = xattr_ibody_size(inode.i_xattr_icount);
+        assert_eq!(read.head as usize, RafsV6InodeExtended::SIZE + ibody);
         if ibody > 0 {
             assert_eq!(xattr_icount(ibody).unwrap(), inode.i_xattr_icount);
             let h = at!(RafsV6XattrIbodyHeader, self.bytes, body);
             self.keep(body, &h.to_bytes());
             assert_eq!(h, RafsV6XattrIbodyHeader::default());
-            let end = body + ibody;
+            // Each entry re-encoded where it lies; the names and values are the reader's.
             let mut pos = body + RafsV6XattrIbodyHeader::SIZE;
-            while pos < end {
+            while pos < body + ibody {
                 let e = at!(RafsV6XattrEntry, self.bytes, pos);
                 self.keep(pos, &e.to_bytes());
-                self.keep_raw(
-                    pos + RafsV6XattrEntry::SIZE,
-                    usize::from(e.e_name_len) + usize::from(e.e_value_size),
-                );
+                let raw = usize::from(e.e_name_len) + usize::from(e.e_value_size);
+                self.keep_raw(pos + RafsV6XattrEntry::SIZE, raw);
                 let name_at = pos + RafsV6XattrEntry::SIZE;
-                let value_at = name_at + usize::from(e.e_name_len);
-                let mut name = xattr_prefix(e.e_name_index).unwrap().to_string();
-                name.push_str(std::str::from_utf8(&self.bytes[name_at..value_at]).unwrap());
-                let value = self.bytes[value_at..value_at + usize::from(e.e_value_size)].to_vec();
-                assert_eq!(xattr_split_name(name.as_bytes()).unwrap().0, e.e_name_index);
-                xattrs.insert(name, value);
+                let mut name = xattr_prefix(e.e_name_index).unwrap().as_bytes().to_vec();
+                name.extend_from_slice(&self.bytes[name_at..name_at + usize::from(e.e_name_len)]);
+                assert_eq!(xattr_split_name(&name).unwrap().0, e.e_name_index);
+                assert!(read.xattrs.contains_key(&name));
                 pos += e.record_size();
             }
-            assert_eq!(pos, end);
-            body = end;
+            assert_eq!(pos, body + ibody);
         }
+        let xattrs = read
+            .xattrs
+            .iter()
+            .map(|(n, v)| (String::from_utf8(n.clone()).unwrap(), v.clone()))
+            .collect();
         Node {
             nid,
             inode,
+            read,
             xattrs,
-            body,
         }
-    }
-
-    /// Where the data of a flat (plain or inline) inode lies: (offset, length) of each block,
-    /// the inline tail last.
-    fn flat_ranges(&self, n: &Node) -> Vec<(usize, usize)> {
-        let size = n.inode.i_size as usize;
-        let layout = i_format_datalayout(n.inode.i_format);
-        let full = if layout == EROFS_INODE_FLAT_INLINE {
-            size / 4096 * 4096
-        } else {
-            assert_eq!(layout, EROFS_INODE_FLAT_PLAIN);
-            size
-        };
-        let start = n.inode.i_u as usize * 4096;
-        let mut ranges: Vec<_> = (0..full)
-            .step_by(4096)
-            .map(|o| (start + o, (full - o).min(4096)))
-            .collect();
-        if layout == EROFS_INODE_FLAT_INLINE {
-            let tail = size % 4096;
-            // Inline data never crosses a block boundary.
-            assert_eq!(n.body / 4096, (n.body + tail - 1) / 4096);
-            ranges.push((n.body, tail));
-        }
-        ranges
     }
 
     /// The data of a flat inode (symlink target), recorded raw in the rebuilt image.
     fn flat_data(&self, n: &Node) -> Vec<u8> {
-        let mut data = Vec::new();
-        for (off, len) in self.flat_ranges(n) {
-            self.keep_raw(off, len);
-            data.extend_from_slice(&self.bytes[off..off + len]);
+        for (off, len) in self.reader.data_ranges(&n.read).unwrap() {
+            self.keep_raw(off as usize, len as usize);
         }
-        data
+        self.reader.data(&n.read).unwrap()
     }
 
     /// The entries of directory `n`: name → (nid, file type), checking the block format.
     fn dir(&self, n: &Node) -> BTreeMap<String, (u64, u8)> {
-        let mut out = BTreeMap::new();
-        let mut names = Vec::new();
-        for (off, len) in self.flat_ranges(n) {
+        for (off, len) in self.reader.data_ranges(&n.read).unwrap() {
+            let (off, len) = (off as usize, len as usize);
             let block = &self.bytes[off..off + len];
             let first = at!(RafsV6Dirent, block, 0);
             let count = usize::from(first.e_nameoff) / RafsV6Dirent::SIZE;
-            let dirents: Vec<_> = (0..count)
-                .map(|i| at!(RafsV6Dirent, block, i * RafsV6Dirent::SIZE))
-                .collect();
-            for (i, d) in dirents.iter().enumerate() {
+            for i in 0..count {
+                let d = at!(RafsV6Dirent, block, i * RafsV6Dirent::SIZE);
+                assert_eq!(d.e_reserved, 0);
                 self.keep(off + i * RafsV6Dirent::SIZE, &d.to_bytes());
             }
             // The names, back to back after the dirents.
-            self.keep_raw(
-                off + usize::from(first.e_nameoff),
-                len - usize::from(first.e_nameoff),
-            );
-            for (i, d) in dirents.iter().enumerate() {
-                let start = usize::from(d.e_nameoff);
-                let end = match dirents.get(i + 1) {
-                    Some(next) => usize::from(next.e_nameoff),
-                    None => block[start..]
-                        .iter()
-                        .position(|&b| b == 0)
-                        .map_or(block.len(), |p| start + p),
-                };
-                let name = String::from_utf8(block[start..end].to_vec()).unwrap();
-                assert_eq!(d.e_reserved, 0);
-                names.push(name.clone());
-                out.insert(name, (d.e_nid, d.e_file_type));
-            }
+            let names = usize::from(first.e_nameoff);
+            self.keep_raw(off + names, len - names);
         }
+        let dirents = self.reader.dirents(&n.read).unwrap();
         // Globally sorted by raw bytes, `.` and `..` included.
-        let mut sorted = names.clone();
-        sorted.sort();
-        assert_eq!(names, sorted);
-        out
+        assert!(dirents.windows(2).all(|w| w[0].name < w[1].name));
+        dirents
+            .into_iter()
+            .map(|d| (String::from_utf8(d.name).unwrap(), (d.nid, d.file_type)))
+            .collect()
     }
 
     fn lookup(&self, path: &str) -> Node {
-        let mut n = self.node(u64::from(self.sb.s_root_nid));
-        for part in path.split('/').filter(|p| !p.is_empty()) {
-            let (nid, _) = self.dir(&n)[part];
-            n = self.node(nid);
-        }
-        n
+        self.node(self.reader.lookup(path.as_bytes()).unwrap().nid)
     }
 
     /// The chunk indexes of regular file `n`.
     fn chunks(&self, n: &Node) -> Vec<RafsV6InodeChunkAddr> {
-        assert_eq!(
-            i_format_datalayout(n.inode.i_format),
-            EROFS_INODE_CHUNK_BASED
-        );
-        let count = n.inode.i_size.div_ceil(u64::from(self.ext.s_chunk_size)) as usize;
-        let start = n.body.next_multiple_of(8);
-        (0..count)
-            .map(|i| {
-                let c = at!(RafsV6InodeChunkAddr, self.bytes, start + i * 8);
-                self.keep(start + i * 8, &c.to_bytes());
-                c
-            })
-            .collect()
+        assert_eq!(n.read.layout, EROFS_INODE_CHUNK_BASED);
+        let start = (n.read.offset + n.read.head).next_multiple_of(8) as usize;
+        for (i, c) in n.read.chunks.iter().enumerate() {
+            let raw = at!(RafsV6InodeChunkAddr, self.bytes, start + i * 8);
+            assert_eq!(&raw, c);
+            self.keep(start + i * 8, &c.to_bytes());
+        }
+        n.read.chunks.clone()
     }
 
     fn blob(&self, index: usize) -> RafsV6Blob {
         let off = self.ext.s_blob_table_offset as usize + index * RafsV6Blob::SIZE;
         let blob = at!(RafsV6Blob, self.bytes, off);
+        assert_eq!(self.reader.blob_table()[index], blob);
         self.keep(off, &blob.to_bytes());
         blob
     }
@@ -237,21 +193,20 @@ impl Boot {
         let base = usize::from(self.sb.s_devt_slotoff) * RafsV6Device::SIZE;
         let off = base + index * RafsV6Device::SIZE;
         let dev = at!(RafsV6Device, self.bytes, off);
+        assert_eq!(self.reader.device(index as u32), Some(dev));
         self.keep(off, &dev.to_bytes());
         dev
     }
 
     fn chunk_table(&self) -> Vec<RafsV5ChunkInfo> {
         let start = self.ext.s_chunk_table_offset as usize;
-        let n = self.ext.s_chunk_table_size as usize / RafsV5ChunkInfo::SIZE;
-        (0..n)
-            .map(|i| {
-                let off = start + i * RafsV5ChunkInfo::SIZE;
-                let c = at!(RafsV5ChunkInfo, self.bytes, off);
-                self.keep(off, &c.to_bytes());
-                c
-            })
-            .collect()
+        let table = self.reader.chunk_table();
+        for (i, c) in table.iter().enumerate() {
+            let off = start + i * RafsV5ChunkInfo::SIZE;
+            assert_eq!(&at!(RafsV5ChunkInfo, self.bytes, off), c);
+            self.keep(off, &c.to_bytes());
+        }
+        table
     }
 }
 
