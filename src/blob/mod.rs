@@ -4,5 +4,6 @@
 pub mod chunk;
 pub(crate) mod compress;
 pub mod pipeline;
+pub mod reader;
 pub mod sink;
 pub mod writer;

@@ -8,24 +8,18 @@
 //! the sha256 of its decompressed bytes, and the inlined bootstrap.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
-use std::path::Path;
 
 use sha2::{Digest as _, Sha256};
 
 use super::Findings;
 use super::layout::BlobLayer;
-use crate::blob::compress::decompress;
-use crate::common::error::{Error, Result};
+use crate::blob::reader::{
+    BlobError, BlobReader, Read, SECTION_LIMIT, chunk_digest, toc_compressor,
+};
+use crate::common::error::Result;
 pub(crate) use crate::common::hex::hex;
 use crate::ondisk::blob::*;
 use crate::ondisk::rafs_v6::RafsV6Blob;
-
-/// A blob's TOC and its tar header must fit the last 4096 bytes, where readers look for them.
-const TOC_LIMIT: u64 = 4096;
-/// Largest TOC section we read whole (ci table, digests, bootstrap): readers refuse more.
-const SECTION_LIMIT: u64 = 1 << 30;
 
 /// One chunk of a blob, as verified.
 #[derive(Clone, Debug)]
@@ -69,45 +63,25 @@ impl BlobSet {
     }
 }
 
-/// A blob file opened for positional reads.
-struct BlobFile<'a> {
-    path: &'a Path,
-    file: File,
-    len: u64,
-}
-
-impl BlobFile<'_> {
-    /// `len` bytes at `offset`; the caller has checked the range.
-    fn read(&self, offset: u64, len: u64) -> Result<Vec<u8>> {
-        let mut buf = vec![0u8; len as usize];
-        self.file
-            .read_exact_at(&mut buf, offset)
-            .map_err(|e| Error::io(self.path, e))?;
-        Ok(buf)
-    }
-
-    /// Whether `offset..offset + len` lies inside the file (and is small enough to read whole).
-    fn holds(&self, offset: u64, len: u64) -> bool {
-        offset.checked_add(len).is_some_and(|end| end <= self.len) && len <= SECTION_LIMIT
+/// Record a blob the reader found wanting as a problem of `what` (`None`); pass a failing
+/// file up.
+fn judged<T>(r: Read<T>, what: &str, f: &mut Findings) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(BlobError::Bad(p)) => {
+            f.problem(what, p);
+            Ok(None)
+        }
+        Err(BlobError::Io(e)) => Err(e),
     }
 }
 
-/// The compressor id a TOC entry's flags name.
-fn toc_compressor(flags: u32) -> Option<u32> {
-    match flags {
-        TOC_FLAG_COMPRESSION_NONE => Some(COMPRESSOR_NONE),
-        TOC_FLAG_COMPRESSION_ZSTD => Some(COMPRESSOR_ZSTD),
-        TOC_FLAG_COMPRESSION_LZ4_BLOCK => Some(COMPRESSOR_LZ4_BLOCK),
-        _ => None,
-    }
-}
-
-/// The digest nydus keeps for a chunk: blake3 or sha256 of its uncompressed bytes.
-fn chunk_digest(digester: u32, data: &[u8]) -> [u8; 32] {
-    if digester == DIGESTER_SHA256 {
-        Sha256::digest(data).into()
-    } else {
-        *blake3::hash(data).as_bytes()
+/// An I/O failure passed up; anything else left to the caller's rules.
+fn io<T>(r: Read<T>) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(BlobError::Bad(_)) => Ok(None),
+        Err(BlobError::Io(e)) => Err(e),
     }
 }
 
@@ -120,17 +94,8 @@ pub(crate) fn check(
     f: &mut Findings,
 ) -> Result<Option<BlobData>> {
     let what = format!("blob {}", layer.hex);
-    let Ok(file) = File::open(&layer.path) else {
+    let Ok(blob) = BlobReader::open(&layer.path) else {
         return Ok(None);
-    };
-    let len = file
-        .metadata()
-        .map_err(|e| Error::io(&layer.path, e))?
-        .len();
-    let blob = BlobFile {
-        path: &layer.path,
-        file,
-        len,
     };
     let mut data = BlobData {
         id: layer.hex.clone(),
@@ -212,11 +177,7 @@ pub(crate) fn check(
         None
     };
     for (k, ci) in data.ci.iter().enumerate() {
-        let (offset, csize, usize_) = (
-            ci.compressed_offset(),
-            u64::from(ci.compressed_size()),
-            ci.uncompressed_size() as usize,
-        );
+        let (offset, csize) = (ci.compressed_offset(), u64::from(ci.compressed_size()));
         let chunk_what = format!("{what}: chunk {k}");
         let mut chunk = Chunk {
             digest: recorded.as_ref().map(|d| d[k]).unwrap_or([0; 32]),
@@ -227,13 +188,7 @@ pub(crate) fn check(
             data.chunks.push(chunk);
             continue;
         }
-        let stored = blob.read(offset, csize)?;
-        let algo = if ci.is_compressed() {
-            entry.compression_algo
-        } else {
-            COMPRESSOR_NONE
-        };
-        match decompress(algo, &stored, usize_) {
+        match blob.chunk(ci, entry.compression_algo) {
             Ok(bytes) => {
                 let digest = chunk_digest(entry.digest_algo, &bytes);
                 if recorded.is_none() {
@@ -252,7 +207,8 @@ pub(crate) fn check(
                     );
                 }
             }
-            Err(e) => f.problem(&chunk_what, format!("cannot be decompressed: {e}")),
+            Err(BlobError::Bad(p)) => f.problem(&chunk_what, p),
+            Err(BlobError::Io(e)) => return Err(e),
         }
         data.chunks.push(chunk);
     }
@@ -263,59 +219,29 @@ pub(crate) fn check(
 /// entry's name with its verified, decompressed content (`None` when it failed verification;
 /// `image.blob` is verified but not returned).
 fn read_toc(
-    blob: &BlobFile,
+    blob: &BlobReader,
     what: &str,
     entry: Option<&RafsV6Blob>,
     f: &mut Findings,
 ) -> Result<Vec<(String, Option<Vec<u8>>)>> {
-    let header_size = BlobTarHeader::SIZE as u64;
-    if blob.len < header_size {
-        f.problem(what, format!("is {} bytes, too short for a TOC", blob.len));
-        return Ok(Vec::new());
-    }
-    let toc_header_at = blob.len - header_size;
-    let header_bytes = blob.read(toc_header_at, header_size)?;
-    let Some(header) = f.take(BlobTarHeader::decode(&header_bytes).map_err(|e| e.context(what)))?
-    else {
+    let Some(toc) = judged(blob.toc(), what, f)? else {
         return Ok(Vec::new());
     };
-    if header.section_name().ok() != Some(TOC_ENTRY_BLOB_TOC) {
-        f.problem(
-            what,
-            format!("the last tar header is not {TOC_ENTRY_BLOB_TOC}"),
-        );
-        return Ok(Vec::new());
-    }
-    let toc_size = header.section_size().unwrap_or(u64::MAX);
-    if !toc_size.is_multiple_of(TocEntry::SIZE as u64)
-        || toc_size > toc_header_at
-        || toc_size + header_size > TOC_LIMIT
-    {
-        f.problem(
-            what,
-            format!(
-                "TOC size {toc_size} is not a multiple of 128 bytes that fits the last 4096 bytes"
-            ),
-        );
-        return Ok(Vec::new());
-    }
-    let toc_at = toc_header_at - toc_size;
-    let toc_bytes = blob.read(toc_at, toc_size)?;
+    let toc_len = (toc.bytes.len() + toc.header_bytes.len()) as u64;
     if let Some(e) = entry {
-        if e.blob_toc_size != 0 && u64::from(e.blob_toc_size) != toc_size + header_size {
+        if e.blob_toc_size != 0 && u64::from(e.blob_toc_size) != toc_len {
             f.problem(
                 what,
                 format!(
-                    "blob table says the TOC is {} bytes, it is {}",
-                    e.blob_toc_size,
-                    toc_size + header_size
+                    "blob table says the TOC is {} bytes, it is {toc_len}",
+                    e.blob_toc_size
                 ),
             );
         }
         if e.blob_toc_digest != [0; 32] {
             let mut h = Sha256::new();
-            h.update(&toc_bytes);
-            h.update(&header_bytes);
+            h.update(&toc.bytes);
+            h.update(&toc.header_bytes);
             let actual: [u8; 32] = h.finalize().into();
             if actual != e.blob_toc_digest {
                 f.problem(
@@ -326,17 +252,21 @@ fn read_toc(
         }
     }
     let mut out: Vec<(String, Option<Vec<u8>>)> = Vec::new();
-    for raw in toc_bytes.chunks_exact(TocEntry::SIZE) {
-        let Some(toc) = f.take(TocEntry::decode(raw).map_err(|e| e.context(what)))? else {
-            continue;
+    for decoded in &toc.entries {
+        let entry = match decoded {
+            Ok(e) => e,
+            Err(p) => {
+                f.problem(what, p.clone());
+                continue;
+            }
         };
-        let name = toc.name().unwrap_or_default().to_string();
+        let name = entry.name().unwrap_or_default().to_string();
         let ewhat = format!("{what}: TOC entry {name}");
         if out.iter().any(|(n, _)| n == &name) {
             f.problem(&ewhat, "appears twice");
             continue;
         }
-        let content = check_toc_entry(blob, &ewhat, &name, &toc, toc_at, f)?;
+        let content = check_toc_entry(blob, &ewhat, &name, entry, toc.at, f)?;
         out.push((name, content));
     }
     Ok(out)
@@ -344,18 +274,14 @@ fn read_toc(
 
 /// One TOC entry: its range, its tar header, its content against digest and size.
 fn check_toc_entry(
-    blob: &BlobFile,
+    blob: &BlobReader,
     what: &str,
     name: &str,
     toc: &TocEntry,
     toc_at: u64,
     f: &mut Findings,
 ) -> Result<Option<Vec<u8>>> {
-    let (offset, csize, usize_) = (
-        toc.compressed_offset,
-        toc.compressed_size,
-        toc.uncompressed_size,
-    );
+    let (offset, csize) = (toc.compressed_offset, toc.compressed_size);
     let Some(end) = offset.checked_add(csize).filter(|&e| e <= toc_at) else {
         f.problem(
             what,
@@ -363,10 +289,10 @@ fn check_toc_entry(
         );
         return Ok(None);
     };
-    let Some(algo) = toc_compressor(toc.flags) else {
+    if toc_compressor(toc.flags).is_none() {
         f.problem(what, format!("flags {:#x} name no compressor", toc.flags));
         return Ok(None);
-    };
+    }
     // The reverse tar header after the section (blob.meta's covers the ci header too; the
     // ci header has none of its own).
     let (header_at, section) = match name {
@@ -378,11 +304,10 @@ fn check_toc_entry(
         _ => (Some(end), csize),
     };
     if let Some(at) = header_at {
-        if !blob.holds(at, BlobTarHeader::SIZE as u64) || at + BlobTarHeader::SIZE as u64 > toc_at {
+        if at + BlobTarHeader::SIZE as u64 > toc_at {
             f.problem(what, "its tar header lies past the TOC");
         } else {
-            let bytes = blob.read(at, BlobTarHeader::SIZE as u64)?;
-            match BlobTarHeader::decode(&bytes) {
+            match blob.tar_header(at) {
                 Ok(h) if h.section_name().ok() == Some(name) && h.section_size().ok() == Some(section) => {}
                 Ok(h) => f.problem(
                     what,
@@ -392,23 +317,16 @@ fn check_toc_entry(
                         h.section_size().ok()
                     ),
                 ),
-                Err(e) => f.problem(what, format!("no valid tar header after it: {e}")),
+                Err(BlobError::Bad(e)) => f.problem(what, format!("no valid tar header after it: {e}")),
+                Err(BlobError::Io(e)) => return Err(e),
             }
         }
     }
     if name == TOC_ENTRY_BLOB_RAW {
-        // nydus-image hashes the chunk data and then its tar header; stream it, it may be big.
-        let mut h = Sha256::new();
-        let mut pos = 0;
-        while pos < csize + BlobTarHeader::SIZE as u64 {
-            let n = (1 << 20).min(csize + BlobTarHeader::SIZE as u64 - pos);
-            if !blob.holds(pos, n) {
-                break;
-            }
-            h.update(blob.read(pos, n)?);
-            pos += n;
-        }
-        let actual: [u8; 32] = h.finalize().into();
+        // nydus-image hashes the chunk data and then its tar header.
+        let Some(actual) = io(blob.sha256(0, csize + BlobTarHeader::SIZE as u64))? else {
+            return Ok(None);
+        };
         if actual != toc.uncompressed_digest {
             f.problem(
                 what,
@@ -427,39 +345,12 @@ fn check_toc_entry(
         f.problem(what, "is not an entry nydus 2.2.0 writes");
         return Ok(None);
     }
-    if usize_ > SECTION_LIMIT || !blob.holds(offset, csize) {
-        f.problem(
-            what,
-            format!("is {usize_} bytes, more than a reader accepts"),
-        );
-        return Ok(None);
-    }
-    let stored = blob.read(offset, csize)?;
-    let content = match decompress(algo, &stored, usize_ as usize) {
-        Ok(c) => c,
-        Err(e) => {
-            f.problem(what, format!("cannot be decompressed: {e}"));
-            return Ok(None);
-        }
-    };
-    let actual: [u8; 32] = Sha256::digest(&content).into();
-    if actual != toc.uncompressed_digest {
-        f.problem(
-            what,
-            format!(
-                "content has sha256 {}, the TOC records {}",
-                hex(&actual),
-                hex(&toc.uncompressed_digest)
-            ),
-        );
-        return Ok(None);
-    }
-    Ok(Some(content))
+    judged(blob.section(toc, toc_at), what, f)
 }
 
 /// The ci header against the blob table entry, and the ci table decompressed.
 fn check_ci(
-    blob: &BlobFile,
+    blob: &BlobReader,
     what: &str,
     entry: &RafsV6Blob,
     f: &mut Findings,
@@ -470,11 +361,8 @@ fn check_ci(
         f.problem(what, format!("the ci table and header the blob table points at ({} + {} + 4096) lie past the end", entry.ci_offset, entry.ci_compressed_size));
         return Ok(None);
     }
-    let header_bytes = blob.read(header_at, hsize)?;
     let hwhat = format!("{what}: ci header");
-    if let Some(h) =
-        f.take(BlobCompressionContextHeader::decode(&header_bytes).map_err(|e| e.context(&hwhat)))?
-    {
+    if let Some(h) = judged(blob.ci_header(entry), what, f)? {
         let mut mismatch = |field: &str, header: u64, table: u64| {
             if header != table {
                 f.problem(
@@ -524,14 +412,7 @@ fn check_ci(
         // Reported with the blob table.
         return Ok(None);
     }
-    let stored = blob.read(entry.ci_offset, entry.ci_compressed_size)?;
-    match decompress(entry.ci_compressor, &stored, expected as usize) {
-        Ok(table) => Ok(Some(table)),
-        Err(e) => {
-            f.problem(what, format!("ci table cannot be decompressed: {e}"));
-            Ok(None)
-        }
-    }
+    judged(blob.ci_bytes(entry), what, f)
 }
 
 /// The ordering rules nydusd relies on: chunks back to back in 4 KiB-aligned uncompressed

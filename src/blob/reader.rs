@@ -1,0 +1,282 @@
+//! The one Nydus data blob reader, reading from the blob's end as nydus-snapshotter does: the
+//! TOC and its tar header, each TOC section decompressed and held to its digest, the ci header
+//! and ci table a blob table entry points at, and each chunk decompressed. `check` judges what
+//! it returns; `inspect` and `unpack` use it to show and rebuild an image.
+//!
+//! A blob is untrusted: every offset and size it or its bootstrap records is held to the
+//! file's length (and a section to [`SECTION_LIMIT`]) before anything is read or allocated.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+use super::compress::decompress;
+use crate::common::error::Error;
+use crate::common::hex::hex;
+use crate::ondisk::blob::*;
+use crate::ondisk::rafs_v6::RafsV6Blob;
+
+/// A blob's TOC and its tar header must fit the last 4096 bytes, where readers look for them.
+pub const TOC_LIMIT: u64 = 4096;
+/// Largest section read whole (ci table, digests, bootstrap, one chunk): readers refuse more.
+pub const SECTION_LIMIT: u64 = 1 << 30;
+
+/// Why something could not be read: the file failed (`Io`), or the blob is not what it claims
+/// (`Bad`, a sentence for the caller to name the blob in).
+#[derive(Debug)]
+pub enum BlobError {
+    Io(Error),
+    Bad(String),
+}
+
+impl From<String> for BlobError {
+    fn from(problem: String) -> Self {
+        BlobError::Bad(problem)
+    }
+}
+
+impl From<&str> for BlobError {
+    fn from(problem: &str) -> Self {
+        BlobError::Bad(problem.to_string())
+    }
+}
+
+/// What the reader returns.
+pub type Read<T> = std::result::Result<T, BlobError>;
+
+/// The TOC at a blob's end.
+#[derive(Debug)]
+pub struct Toc {
+    /// Where the TOC starts: every section lies before it.
+    pub at: u64,
+    /// The TOC's raw bytes and its tar header's (their sha256 is the blob table's
+    /// `blob_toc_digest`).
+    pub bytes: Vec<u8>,
+    pub header_bytes: Vec<u8>,
+    /// Each 128-byte entry, decoded, or why not.
+    pub entries: Vec<std::result::Result<TocEntry, String>>,
+}
+
+impl Toc {
+    /// The entry named `name`.
+    pub fn entry(&self, name: &str) -> Option<&TocEntry> {
+        self.entries
+            .iter()
+            .flatten()
+            .find(|e| e.name().ok() == Some(name))
+    }
+}
+
+/// A blob file opened for positional reads.
+pub struct BlobReader {
+    path: PathBuf,
+    file: File,
+    len: u64,
+}
+
+impl BlobReader {
+    /// Open the blob at `path`.
+    pub fn open(path: &Path) -> crate::common::error::Result<BlobReader> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        Ok(BlobReader {
+            path: path.to_path_buf(),
+            file,
+            len,
+        })
+    }
+
+    /// Bytes in the file.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the file is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether `offset..offset + len` lies inside the file and is small enough to read whole.
+    pub fn holds(&self, offset: u64, len: u64) -> bool {
+        offset.checked_add(len).is_some_and(|end| end <= self.len) && len <= SECTION_LIMIT
+    }
+
+    /// `len` bytes at `offset`.
+    pub fn read(&self, offset: u64, len: u64) -> Read<Vec<u8>> {
+        if !self.holds(offset, len) {
+            return Err(format!("{offset}+{len} lies past the end ({} bytes)", self.len).into());
+        }
+        let mut buf = vec![0u8; len as usize];
+        self.file
+            .read_exact_at(&mut buf, offset)
+            .map_err(|e| BlobError::Io(Error::io(&self.path, e)))?;
+        Ok(buf)
+    }
+
+    /// The sha256 of `offset..offset + len`, streamed (chunk data may be gigabytes). The range
+    /// is cut at the file's end.
+    pub fn sha256(&self, offset: u64, len: u64) -> Read<[u8; 32]> {
+        let mut h = Sha256::new();
+        let mut pos = offset;
+        let end = offset.saturating_add(len).min(self.len);
+        while pos < end {
+            let n = (1 << 20).min(end - pos);
+            h.update(self.read(pos, n)?);
+            pos += n;
+        }
+        Ok(h.finalize().into())
+    }
+
+    /// The tar header at `at`.
+    pub fn tar_header(&self, at: u64) -> Read<BlobTarHeader> {
+        let bytes = self.read(at, BlobTarHeader::SIZE as u64)?;
+        BlobTarHeader::decode(&bytes).map_err(|e| BlobError::Bad(e.to_string()))
+    }
+
+    /// The TOC: the last tar header names it, its entries precede it.
+    pub fn toc(&self) -> Read<Toc> {
+        let header_size = BlobTarHeader::SIZE as u64;
+        if self.len < header_size {
+            return Err(format!("is {} bytes, too short for a TOC", self.len).into());
+        }
+        let header_at = self.len - header_size;
+        let header_bytes = self.read(header_at, header_size)?;
+        let header = BlobTarHeader::decode(&header_bytes).map_err(|e| e.to_string())?;
+        if header.section_name().ok() != Some(TOC_ENTRY_BLOB_TOC) {
+            return Err(format!("the last tar header is not {TOC_ENTRY_BLOB_TOC}").into());
+        }
+        let size = header.section_size().unwrap_or(u64::MAX);
+        if !size.is_multiple_of(TocEntry::SIZE as u64)
+            || size > header_at
+            || size + header_size > TOC_LIMIT
+        {
+            return Err(format!(
+                "TOC size {size} is not a multiple of 128 bytes that fits the last 4096 bytes"
+            )
+            .into());
+        }
+        let at = header_at - size;
+        let bytes = self.read(at, size)?;
+        let entries = bytes
+            .chunks_exact(TocEntry::SIZE)
+            .map(|raw| TocEntry::decode(raw).map_err(|e| e.to_string()))
+            .collect();
+        Ok(Toc {
+            at,
+            bytes,
+            header_bytes,
+            entries,
+        })
+    }
+
+    /// The content of TOC entry `entry`, decompressed and held to its digest. `toc_at` is where
+    /// the TOC starts (every section ends before it).
+    pub fn section(&self, entry: &TocEntry, toc_at: u64) -> Read<Vec<u8>> {
+        let (offset, csize, size) = (
+            entry.compressed_offset,
+            entry.compressed_size,
+            entry.uncompressed_size,
+        );
+        if offset.checked_add(csize).is_none_or(|end| end > toc_at) {
+            return Err(format!("range {offset}+{csize} runs past the TOC at {toc_at}").into());
+        }
+        let algo = toc_compressor(entry.flags)
+            .ok_or_else(|| format!("flags {:#x} name no compressor", entry.flags))?;
+        if size > SECTION_LIMIT || !self.holds(offset, csize) {
+            return Err(format!("is {size} bytes, more than a reader accepts").into());
+        }
+        let content = decompress(algo, &self.read(offset, csize)?, size as usize)
+            .map_err(|e| format!("cannot be decompressed: {e}"))?;
+        let actual: [u8; 32] = Sha256::digest(&content).into();
+        if actual != entry.uncompressed_digest {
+            return Err(format!(
+                "content has sha256 {}, the TOC records {}",
+                hex(&actual),
+                hex(&entry.uncompressed_digest)
+            )
+            .into());
+        }
+        Ok(content)
+    }
+
+    /// The ci header a blob table entry points at (right after the ci table).
+    pub fn ci_header(&self, entry: &RafsV6Blob) -> Read<BlobCompressionContextHeader> {
+        let at = entry.ci_offset.saturating_add(entry.ci_compressed_size);
+        let hsize = BlobCompressionContextHeader::SIZE as u64;
+        if !self.holds(at, hsize) || !self.holds(entry.ci_offset, entry.ci_compressed_size) {
+            return Err(format!(
+                "the ci table and header the blob table points at ({} + {} + 4096) lie past the end",
+                entry.ci_offset, entry.ci_compressed_size
+            )
+            .into());
+        }
+        BlobCompressionContextHeader::decode(&self.read(at, hsize)?)
+            .map_err(|e| BlobError::Bad(format!("ci header: {e}")))
+    }
+
+    /// The raw (decompressed) ci table a blob table entry points at.
+    pub fn ci_bytes(&self, entry: &RafsV6Blob) -> Read<Vec<u8>> {
+        let expected = u64::from(entry.chunk_count) * BlobChunkInfoV1Ondisk::SIZE as u64;
+        if entry.ci_uncompressed_size != expected || expected > SECTION_LIMIT {
+            return Err(format!(
+                "ci_uncompressed_size {} is not 16 × {} chunks",
+                entry.ci_uncompressed_size, entry.chunk_count
+            )
+            .into());
+        }
+        let stored = self.read(entry.ci_offset, entry.ci_compressed_size)?;
+        decompress(entry.ci_compressor, &stored, expected as usize)
+            .map_err(|e| format!("ci table cannot be decompressed: {e}").into())
+    }
+
+    /// The ci table a blob table entry points at, decoded.
+    pub fn ci_table(&self, entry: &RafsV6Blob) -> Read<Vec<BlobChunkInfoV1Ondisk>> {
+        self.ci_bytes(entry)?
+            .chunks_exact(BlobChunkInfoV1Ondisk::SIZE)
+            .map(|c| BlobChunkInfoV1Ondisk::decode(c).map_err(|e| BlobError::Bad(e.to_string())))
+            .collect()
+    }
+
+    /// The bytes of the chunk `ci` describes, decompressed with `compressor` (the blob table
+    /// entry's) when the chunk is stored compressed.
+    pub fn chunk(&self, ci: &BlobChunkInfoV1Ondisk, compressor: u32) -> Read<Vec<u8>> {
+        // The size is the blob's word: a chunk is never larger than the largest chunk size,
+        // and nothing is allocated for more.
+        if ci.uncompressed_size() > BLOB_CHUNK_MAX_SIZE {
+            return Err(format!(
+                "is {} bytes, more than a chunk holds",
+                ci.uncompressed_size()
+            )
+            .into());
+        }
+        let stored = self.read(ci.compressed_offset(), u64::from(ci.compressed_size()))?;
+        let algo = if ci.is_compressed() {
+            compressor
+        } else {
+            COMPRESSOR_NONE
+        };
+        decompress(algo, &stored, ci.uncompressed_size() as usize)
+            .map_err(|e| format!("cannot be decompressed: {e}").into())
+    }
+}
+
+/// The compressor id a TOC entry's flags name.
+pub fn toc_compressor(flags: u32) -> Option<u32> {
+    match flags {
+        TOC_FLAG_COMPRESSION_NONE => Some(COMPRESSOR_NONE),
+        TOC_FLAG_COMPRESSION_ZSTD => Some(COMPRESSOR_ZSTD),
+        TOC_FLAG_COMPRESSION_LZ4_BLOCK => Some(COMPRESSOR_LZ4_BLOCK),
+        _ => None,
+    }
+}
+
+/// The digest nydus keeps for a chunk: blake3 or sha256 of its uncompressed bytes.
+pub fn chunk_digest(digester: u32, data: &[u8]) -> [u8; 32] {
+    if digester == DIGESTER_SHA256 {
+        Sha256::digest(data).into()
+    } else {
+        *blake3::hash(data).as_bytes()
+    }
+}
