@@ -489,9 +489,6 @@ impl TocEntry {
 const GNU_MAGIC_VERSION: [u8; 8] = *b"ustar  \0";
 /// Tar type flag of a regular file.
 pub const TAR_TYPE_REGULAR: u8 = b'0';
-/// Sizes from 8^11 up are written in GNU base-256 form (first byte 0x80) instead of octal.
-const TAR_OCTAL_SIZE_LIMIT: u64 = 1 << 33;
-
 /// The 512-byte GNU tar header nydus writes *after* each section of a blob (a "reverse tar"
 /// header: a reader walks the blob from its end; the section's data is the `size` bytes just
 /// before the header, not padded to 512).
@@ -572,45 +569,16 @@ impl BlobTarHeader {
                 Self::WHAT
             )));
         }
-        let mut h = BlobTarHeader::zeroed();
-        h.name[..bytes.len()].copy_from_slice(bytes);
-        h.size = encode_tar_size(size);
-        octal_into(&mut h.mtime, 0);
-        h.typeflag = TAR_TYPE_REGULAR;
-        h.magic.copy_from_slice(&GNU_MAGIC_VERSION[..6]);
-        h.version.copy_from_slice(&GNU_MAGIC_VERSION[6..]);
-        let cksum = h.checksum();
-        octal_into(&mut h.cksum, cksum);
-        Ok(h)
-    }
-
-    fn zeroed() -> BlobTarHeader {
-        BlobTarHeader {
-            name: [0; 100],
-            mode: [0; 8],
-            uid: [0; 8],
-            gid: [0; 8],
-            size: [0; 12],
-            mtime: [0; 12],
-            cksum: [0; 8],
-            typeflag: 0,
-            linkname: [0; 100],
-            magic: [0; 6],
-            version: [0; 2],
-            uname: [0; 32],
-            gname: [0; 32],
-            devmajor: [0; 8],
-            devminor: [0; 8],
-            atime: [0; 12],
-            ctime: [0; 12],
-            offset: [0; 12],
-            longnames: [0; 4],
-            unused: 0,
-            sparse: [0; 96],
-            isextended: 0,
-            realsize: [0; 12],
-            pad: [0; 17],
-        }
+        // The `tar` crate builds it, as it does in nydus-image: GNU magic, mode, uid and gid
+        // NUL, mtime 0 in octal, the size in octal (GNU base-256 from 8 GiB), the checksum.
+        let mut h = tar::Header::new_gnu();
+        h.as_gnu_mut().expect("a GNU header").name[..bytes.len()].copy_from_slice(bytes);
+        h.set_size(size);
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        BlobTarHeader::decode(h.as_bytes())
+            .map_err(|e| Error::internal(format!("{}: {e}", Self::WHAT)))
     }
 
     /// The section name, without NUL padding. Fails if it is not UTF-8.
@@ -733,30 +701,6 @@ impl BlobTarHeader {
         h.section_size()?;
         Ok(h)
     }
-}
-
-/// Writes `value` as zero-padded octal text filling all but the last byte of `field`, which stays
-/// NUL (the `tar` crate's `octal_into`). High digits that do not fit are dropped, as there.
-fn octal_into(field: &mut [u8], value: u64) {
-    let digits = field.len() - 1;
-    let mut v = value;
-    for slot in field[..digits].iter_mut().rev() {
-        *slot = b'0' + (v & 7) as u8;
-        v >>= 3;
-    }
-}
-
-/// The tar `size` field for `size`: octal below 8^11, GNU base-256 above (the `tar` crate's
-/// `num_field_wrapper_into`).
-fn encode_tar_size(size: u64) -> [u8; 12] {
-    let mut field = [0u8; 12];
-    if size < TAR_OCTAL_SIZE_LIMIT {
-        octal_into(&mut field, size);
-    } else {
-        field[4..].copy_from_slice(&size.to_be_bytes());
-        field[0] = 0x80;
-    }
-    field
 }
 
 /// Parses octal text, allowing leading spaces and trailing NULs/spaces. None if anything else.

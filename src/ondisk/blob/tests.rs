@@ -269,11 +269,11 @@ fn tar_header_rejects_garbage() {
     let mut ustar = good;
     ustar[257..265].copy_from_slice(b"ustar\x0000");
     assert!(BlobTarHeader::decode(&ustar).is_err());
-    let mut dir = BlobTarHeader::new("x", 0).unwrap();
-    dir.typeflag = b'5';
-    let cksum = dir.checksum();
-    octal_into(&mut dir.cksum, cksum);
-    let err = BlobTarHeader::decode(&dir.to_bytes())
+    let mut dir = tar::Header::new_gnu();
+    dir.set_path("x").unwrap();
+    dir.set_entry_type(tar::EntryType::Directory);
+    dir.set_cksum();
+    let err = BlobTarHeader::decode(dir.as_bytes())
         .unwrap_err()
         .to_string();
     assert!(err.contains("regular"), "{err}");
