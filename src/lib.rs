@@ -7,12 +7,13 @@
 //!
 //! ```text
 //! common/   errors and exit codes, sha256 digests, hex, little-endian fields, image paths
-//! ondisk/   every on-disk structure of a Nydus blob and a RAFS v6 bootstrap, declared once
-//!   │
+//! ondisk/   every on-disk structure of a Nydus blob and a RAFS v6 bootstrap, declared once,
+//!   │       and the one bootstrap reader
 //! source/   find the image in an OCI layout, oci-archive or docker save tarball; open its
 //!   │       layers as verified, decompressed streams
 //! blob/     cut file content into chunks; digest, dedup and compress them; write one Nydus data
-//!   │       blob per layer (the layer reader hands file content to its ChunkSink)
+//!   │       blob per layer (the layer reader hands file content to its ChunkSink); the one
+//!   │       blob reader
 //! layer/    walk a layer's tar entries (PAX, GNU, sparse), decode each into a LayerEntry
 //!   │
 //! tree/     the filesystem tree of each layer and their merge (whiteouts, hardlinks)
@@ -29,8 +30,9 @@
 //! bytes into the blob side's [`blob::sink::ChunkSink`] and keeps the chunk list it returns, so
 //! the layer side names blob types, never the other way round.
 //!
-//! `check` reads a converted image back (layout, blobs, bootstraps) and compares it with its
-//! source; it shares the input side with `convert` and writes nothing.
+//! `check` reads a converted image back (layout, blobs, bootstraps) through those two readers,
+//! keeps the rules, and compares the tree with its source; it shares the input side with
+//! `convert` and writes nothing.
 //!
 //! `cli` parses the command line and calls one function of this library per subcommand; `main.rs`
 //! only maps the outcome to an exit code.
