@@ -5,7 +5,6 @@
 //! Indexes and manifests are read with the input reader of [`crate::source::layout`], which
 //! verifies each against the digest and size its parent declares.
 
-use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -14,18 +13,16 @@ use oci_spec::image::Digest;
 use serde_json::Value;
 
 use super::Findings;
-use crate::common::digest::{Hasher, check_bytes, from_io, sha256_of};
+use crate::common::digest::{Hasher, check_bytes, from_io};
 use crate::common::error::{Error, Result};
+use crate::output::bootstrap_layer::{self, ReadError};
 use crate::output::image::{
     ANNOTATION_NYDUS_BLOB, ANNOTATION_NYDUS_BOOTSTRAP, ANNOTATION_NYDUS_SOURCE_DIGEST,
-    BOOTSTRAP_PATH_IN_LAYER, MEDIA_TYPE_NYDUS_BLOB,
+    MEDIA_TYPE_NYDUS_BLOB,
 };
 use crate::source::layout::{blob_path, catalog, check_layout_version, read_manifest};
 use crate::source::oci_layout::DirStore;
 use crate::source::store::{BlobStore, METADATA_LIMIT, read_small};
-
-/// Largest bootstrap layer (uncompressed tar) we unpack into memory.
-const BOOTSTRAP_LIMIT: u64 = 4 << 30;
 
 /// One Nydus data blob layer of a manifest.
 #[derive(Clone, Debug)]
@@ -327,61 +324,24 @@ fn read_bootstrap_layer(
     f: &mut Findings,
 ) -> Result<Option<Vec<u8>>> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut tar = Vec::new();
-    let read = flate2::read::MultiGzDecoder::new(file)
-        .take(BOOTSTRAP_LIMIT)
-        .read_to_end(&mut tar);
-    if let Err(e) = read {
-        if e.raw_os_error().is_some() {
-            return Err(from_io(e, path.display()));
-        }
-        f.problem(what, format!("bootstrap layer is not valid gzip: {e}"));
-        return Ok(None);
-    }
-    let actual = sha256_of(&tar).to_string();
-    if let Some(diff_id) = diff_id
-        && diff_id != actual
-    {
-        f.problem(
-            what,
-            format!("uncompressed bootstrap layer has digest {actual}, but the config's diff_id is {diff_id}"),
-        );
-    }
-    let mut found: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let mut archive = tar::Archive::new(&tar[..]);
-    let entries = match archive.entries() {
-        Ok(e) => e,
-        Err(e) => {
-            f.problem(what, format!("bootstrap layer is not a tar: {e}"));
+    let layer = match bootstrap_layer::read(file) {
+        Ok(layer) => layer,
+        Err(ReadError::Io(e)) => return Err(from_io(e, path.display())),
+        Err(ReadError::Bad(problem)) => {
+            f.problem(what, problem);
             return Ok(None);
         }
     };
-    for entry in entries {
-        let mut entry = match entry {
-            Ok(e) => e,
-            Err(e) => {
-                f.problem(what, format!("bootstrap layer tar is corrupt: {e}"));
-                return Ok(None);
-            }
-        };
-        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        if name == BOOTSTRAP_PATH_IN_LAYER {
-            let mut bytes = Vec::new();
-            if let Err(e) = entry.read_to_end(&mut bytes) {
-                f.problem(what, format!("{name}: {e}"));
-                return Ok(None);
-            }
-            found.insert(name, bytes);
-        }
+    if let Some(diff_id) = diff_id
+        && diff_id != layer.diff_id
+    {
+        f.problem(
+            what,
+            format!(
+                "uncompressed bootstrap layer has digest {}, but the config's diff_id is {diff_id}",
+                layer.diff_id
+            ),
+        );
     }
-    match found.remove(BOOTSTRAP_PATH_IN_LAYER) {
-        Some(b) => Ok(Some(b)),
-        None => {
-            f.problem(
-                what,
-                format!("bootstrap layer holds no {BOOTSTRAP_PATH_IN_LAYER}"),
-            );
-            Ok(None)
-        }
-    }
+    Ok(Some(layer.bootstrap))
 }

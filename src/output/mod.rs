@@ -3,6 +3,7 @@
 //! index; written atomically, and stopped cleanly by SIGINT and SIGTERM.
 
 pub mod archive;
+pub mod bootstrap_layer;
 pub mod gzip;
 pub mod image;
 pub mod interrupt;
