@@ -369,9 +369,11 @@ pub enum Marker<'a> {
     /// A Nydus manifest: `platform.os.features: ["nydus.remoteimage.v1"]`, what nydusify 2.2
     /// and the snapshotter look for.
     Nydus,
-    /// A Nydus manifest beside the originals in a merged index: `artifactType` instead, as acceld
-    /// 0.2.24+ (nydusify 2.4) marks it (some registries, ECR, refuse `os.features`); the
-    /// snapshotter's detector accepts either.
+    /// A Nydus manifest beside the originals in a merged index: also `artifactType`, the only
+    /// marker acceld 0.2.24+ (nydusify 2.4) writes there (it dropped `os.features`, which ECR
+    /// refuses). We keep `os.features` too: skopeo 1.9 drops `artifactType` from the index
+    /// entries it copies, and a merged index without either marker hides the Nydus manifests
+    /// from the snapshotter's detector (which accepts either).
     NydusMerged,
 }
 
@@ -389,7 +391,10 @@ pub fn manifest_descriptor(manifest: Descriptor, platform: &Platform, marker: Ma
             }
         }
         Marker::Nydus => p["os.features"] = json!([OS_FEATURE_NYDUS]),
-        Marker::NydusMerged => descriptor["artifactType"] = json!(ARTIFACT_TYPE_NYDUS_MANIFEST),
+        Marker::NydusMerged => {
+            p["os.features"] = json!([OS_FEATURE_NYDUS]);
+            descriptor["artifactType"] = json!(ARTIFACT_TYPE_NYDUS_MANIFEST);
+        }
     }
     descriptor["platform"] = p;
     descriptor
@@ -521,7 +526,7 @@ mod tests {
         assert!(nydus.get("artifactType").is_none());
         let merged = manifest_descriptor(m, &arm, Marker::NydusMerged);
         assert_eq!(merged["artifactType"], ARTIFACT_TYPE_NYDUS_MANIFEST);
-        assert!(merged["platform"].get("os.features").is_none());
+        assert_eq!(merged["platform"]["os.features"], json!([OS_FEATURE_NYDUS]));
     }
 
     #[test]
