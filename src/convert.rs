@@ -65,8 +65,9 @@ pub struct ConvertOptions {
     pub tag: Option<String>,
     /// A layout directory or an oci-archive.
     pub format: OutputFormat,
-    /// Also copy the source manifests and their blobs, and list them before the Nydus manifests
-    /// in one index (nydusify `--merge-platform`).
+    /// Also keep the source images (their layer blobs copied, an empty layer prepended, see
+    /// [`oci::keep_original`]) and list them before the Nydus manifests in one index (nydusify
+    /// 2.4 `--merge-platform`).
     pub merge_platform: bool,
     /// Name the source manifest as each Nydus manifest's `subject` (nydusify `--with-referrer`).
     pub with_referrer: bool,

@@ -1,6 +1,8 @@
 //! The output image of issue 7, judged by the real readers: skopeo reads every output form; a
 //! multi-platform and a merge-platform output pushed to a local registry with `skopeo copy --all`
-//! mount through nydusd for each platform and show umoci's tree of that platform; layers shared
+//! mount through nydusd for each platform and show umoci's tree of that platform; a merge-platform
+//! output is laid out as nydusify 2.4 lays it out (originals with the empty layer prepended, the
+//! Nydus config media type), `check` accepts it and skopeo inspects what it pushed; layers shared
 //! between platforms are converted once; `--with-referrer` names the source manifest; the same
 //! input gives the same bytes; and a failing, interrupted or disk-starved run leaves nothing
 //! behind.

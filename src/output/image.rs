@@ -2,7 +2,8 @@
 //! (`docs/format.md` §1): one blob layer per source layer, then a gzip
 //! bootstrap layer holding `image/image.boot`; the source config with `rootfs.diff_ids` and
 //! `history` rewritten; a manifest with the annotations the snapshotter reads; the descriptors
-//! and image index that name manifests, with Nydus manifests marked as nydusify marks them.
+//! and image index that name manifests, with Nydus manifests marked as nydusify marks them; and
+//! the source images a merged index (`--merge-platform`) keeps, an empty layer prepended.
 //!
 //! JSON is written with sorted keys and no whitespace, so the same input gives the same bytes.
 
