@@ -285,8 +285,8 @@ pub struct ConvertArgs {
     /// Write an OCI image layout directory, or an oci-archive (one tar file of the layout).
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = OutputFormatArg::OciDir)]
     pub output_format: OutputFormatArg,
-    /// Also copy the original manifests and blobs, and list them before the Nydus manifests in
-    /// one index, as nydusify --merge-platform does.
+    /// Also keep the original images, each with an empty layer prepended, and list them before
+    /// the Nydus manifests in one index, as nydusify 2.4 --merge-platform does.
     #[arg(long)]
     pub merge_platform: bool,
     /// Name the original manifest as the `subject` of each Nydus manifest, as nydusify

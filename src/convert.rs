@@ -65,8 +65,9 @@ pub struct ConvertOptions {
     pub tag: Option<String>,
     /// A layout directory or an oci-archive.
     pub format: OutputFormat,
-    /// Also copy the source manifests and their blobs, and list them before the Nydus manifests
-    /// in one index (nydusify `--merge-platform`).
+    /// Also keep the source images (their layer blobs copied, an empty layer prepended, see
+    /// [`oci::keep_original`]) and list them before the Nydus manifests in one index (nydusify
+    /// 2.4 `--merge-platform`).
     pub merge_platform: bool,
     /// Name the source manifest as each Nydus manifest's `subject` (nydusify `--with-referrer`).
     pub with_referrer: bool,
@@ -116,13 +117,11 @@ fn convert_all(
         images.iter().flat_map(|i| &i.layers).map(|l| l.size).sum(),
     );
     if options.with_referrer
-        && !options.merge_platform
         && let Some(made_up) = images.iter().find(|i| i.manifest.synthesized)
     {
         return Err(Error::usage(format!(
             "--with-referrer: {} is a legacy docker save tarball without a manifest for {}; \
-             the subject would name nothing (add --merge-platform to include the manifest \
-             made up from it)",
+             the subject would name nothing",
             input.display(),
             made_up.platform
         )));
@@ -173,11 +172,17 @@ fn convert_all(
     let mut descriptors = Vec::new();
     if options.merge_platform {
         for image in &images {
-            copy_original(&*source, image, &mut layout)?;
+            let kept = keep_original(&*source, image, &mut layout)?;
             descriptors.push(oci::manifest_descriptor(
-                source_descriptor(image),
+                Descriptor {
+                    media_type: &image.manifest.media_type,
+                    digest: &kept.digest,
+                    size: kept.size,
+                },
                 &image.platform,
-                Marker::Original,
+                Marker::Original {
+                    source_digest: real_source_digest(image),
+                },
             ));
         }
     }
@@ -239,41 +244,42 @@ fn source_descriptor(image: &Image) -> Descriptor<'_> {
     }
 }
 
-/// Copy the source manifest, config and layer blobs of `image` into the output as they are
-/// (`--merge-platform`), each verified against the digest the manifest gives.
-fn copy_original(source: &dyn ImageSource, image: &Image, layout: &mut LayoutWriter) -> Result<()> {
-    let check = |what: String, stored: &StoredBlob, expected: &str| -> Result<()> {
-        if stored.digest == expected {
-            Ok(())
-        } else {
-            Err(Error::bad_input(
-                what,
-                format!(
-                    "copied with digest {}, but the manifest says {expected} (--merge-platform \
-                     copies sha256 blobs only)",
-                    stored.digest
-                ),
-            ))
-        }
-    };
-    let manifest = layout.put(&image.manifest.raw)?;
-    check(
-        "the source manifest".into(),
-        &manifest,
-        image.manifest.digest.as_ref(),
-    )?;
-    let config = layout.put(&image.config.raw)?;
-    check(
-        "the source config".into(),
-        &config,
-        image.config.digest.as_ref(),
-    )?;
+/// The source manifest's digest, unless it was made up (a legacy `docker save` tarball).
+fn real_source_digest(image: &Image) -> Option<&str> {
+    (!image.manifest.synthesized).then(|| image.manifest.digest.as_ref())
+}
+
+/// Keep the source image `image` in a merged index (`--merge-platform`): its layer blobs copied
+/// as they are, each verified against the digest the manifest gives, then its manifest and
+/// config with the empty layer prepended ([`oci::keep_original`]). Returns the new manifest.
+fn keep_original(
+    source: &dyn ImageSource,
+    image: &Image,
+    layout: &mut LayoutWriter,
+) -> Result<StoredBlob> {
     for layer in &image.layers {
         let mut verified = crate::source::layer_reader::open_stored(source.store(), layer)?;
         let stored = layout.copy(&mut verified)?;
-        check(layer.label(), &stored, layer.digest.as_ref())?;
+        if stored.digest != layer.digest.as_ref() {
+            return Err(Error::bad_input(
+                layer.label(),
+                format!(
+                    "copied with digest {}, but the manifest says {} (--merge-platform \
+                     copies sha256 blobs only)",
+                    stored.digest, layer.digest
+                ),
+            ));
+        }
     }
-    Ok(())
+    oci::keep_original(
+        layout,
+        &oci::Original {
+            manifest: &image.manifest.raw,
+            media_type: &image.manifest.media_type,
+            config: &image.config.raw,
+            source_digest: real_source_digest(image),
+        },
+    )
 }
 
 /// One converted layer, as a later platform needs it to continue from it.
@@ -557,6 +563,7 @@ impl Chains {
             },
             FS_VERSION,
             options.with_referrer,
+            options.merge_platform,
         )?;
         let manifest = layout.put(&manifest)?;
         let reports = records.iter().map(|r| r.report.clone()).collect();

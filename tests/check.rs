@@ -11,7 +11,9 @@
 //! * an altered bootstrap: caught by the bootstrap layer's digest; with digests fixed, a broken
 //!   super block rule (nydus-image check refuses it too), and an altered owner that only the
 //!   comparison with the source can see;
-//! * a file missing from the tree (its dirent cut out of the directory), with digests fixed.
+//! * a file missing from the tree (its dirent cut out of the directory), with digests fixed;
+//! * a `--merge-platform` output whose kept original names another layer, or another diff id,
+//!   as the empty layer.
 //!
 //! Every damaged case must exit with code 5 and name the damage. And damage at random (seeded),
 //! in the merged bootstrap or in a data blob, with every digest above it fixed, never crashes
@@ -336,6 +338,53 @@ fn a_missing_blob_is_caught() {
     let hex = layout.blob_layers()[1].clone();
     fs::remove_file(layout.blob(&hex)).unwrap();
     assert_caught(&out, false, &[&hex, "is missing"]);
+}
+
+#[test]
+fn a_wrong_empty_layer_of_a_kept_original_is_caught() {
+    let scratch = common::scratch();
+    let out = scratch.path().join("merged");
+    common::run(
+        Command::new(env!("CARGO_BIN_EXE_nydus-offline"))
+            .arg("convert")
+            .arg(common::sample_image())
+            .arg(&out)
+            .arg("--merge-platform"),
+    );
+    assert_eq!(check(&out, true).0, 0, "the merged output is good");
+    // Edit the kept original (the index's first entry) with `edit`, fixing the digests above it.
+    let damaged = |name: &str, edit: &dyn Fn(&mut Value, &mut Value)| {
+        let dir = scratch.path().join(name);
+        common::run(Command::new("cp").arg("-a").arg(&out).arg(&dir));
+        let layout = Layout { dir: dir.clone() };
+        let top = layout.index()["manifests"][0]["digest"].clone();
+        let mut index = layout.json(top.as_str().unwrap());
+        let entry = &mut index["manifests"][0];
+        let mut manifest = layout.json(entry["digest"].as_str().unwrap());
+        let mut config = layout.json(manifest["config"]["digest"].as_str().unwrap());
+        edit(&mut manifest, &mut config);
+        let config = serde_json::to_vec(&config).unwrap();
+        manifest["config"]["digest"] = format!("sha256:{}", layout.put(&config)).into();
+        manifest["config"]["size"] = config.len().into();
+        let manifest = serde_json::to_vec(&manifest).unwrap();
+        entry["digest"] = format!("sha256:{}", layout.put(&manifest)).into();
+        entry["size"] = manifest.len().into();
+        let index = serde_json::to_vec(&index).unwrap();
+        let mut top = layout.index();
+        top["manifests"][0]["digest"] = format!("sha256:{}", layout.put(&index)).into();
+        top["manifests"][0]["size"] = index.len().into();
+        fs::write(dir.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+        dir
+    };
+    let empty = "containerd.io/snapshot/nydus-empty-layer";
+    let dir = damaged("diff-id", &|_, config| {
+        config["rootfs"]["diff_ids"][0] = config["rootfs"]["diff_ids"][1].clone();
+    });
+    assert_caught(&dir, false, &[empty, "diff_id is not the empty layer's"]);
+    let dir = damaged("digest", &|manifest, _| {
+        manifest["layers"][1]["annotations"] = manifest["layers"][0]["annotations"].clone();
+    });
+    assert_caught(&dir, false, &["layer 2", empty, "not the empty layer's"]);
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! The output image of issue 7, judged by the real readers: skopeo reads every output form; a
 //! multi-platform and a merge-platform output pushed to a local registry with `skopeo copy --all`
-//! mount through nydusd for each platform and show umoci's tree of that platform; layers shared
+//! mount through nydusd for each platform and show umoci's tree of that platform; a merge-platform
+//! output is laid out as nydusify 2.4 lays it out (originals with the empty layer prepended, the
+//! Nydus config media type), `check` accepts it and skopeo inspects what it pushed; layers shared
 //! between platforms are converted once; `--with-referrer` names the source manifest; the same
 //! input gives the same bytes; and a failing, interrupted or disk-starved run leaves nothing
 //! behind.
@@ -29,6 +31,9 @@ const MT_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const MT_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const MT_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const MT_NYDUS_BLOB: &str = "application/vnd.oci.image.layer.nydus.blob.v1";
+const MT_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const MT_DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+const MT_DOCKER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// `nydus-offline ARGS…`, whatever its outcome.
@@ -579,6 +584,163 @@ fn multi_platform_output_shares_layers_and_mounts_per_platform_from_a_registry()
     }
 }
 
+/// What acceld 0.2.24+ (nydusify 2.4) writes for `--merge-platform`.
+const MT_NYDUS_CONFIG: &str = "application/vnd.nydus.image.config.v1+json";
+const NYDUS_ARTIFACT_TYPE: &str = "application/vnd.nydus.image.manifest.v1+json";
+const EMPTY_LAYER: &str = "containerd.io/snapshot/nydus-empty-layer";
+const SOURCE_DIGEST: &str = "containerd.io/snapshot/nydus-source-digest";
+const EMPTY_LAYER_DIGEST: &str =
+    "sha256:4f4fb700ef54461cfa02571ae0db9a0dc1e0cdb5577484a6d75e68dc38e8acc1";
+const EMPTY_LAYER_DIFF_ID: &str =
+    "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef";
+
+/// The blob `desc` names in `layout`: present, of its size and digest.
+fn described_blob(layout: &Path, desc: &Value) -> Vec<u8> {
+    let digest = desc["digest"].as_str().unwrap();
+    let path = blob_path(layout, digest);
+    let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(
+        bytes.len() as u64,
+        desc["size"].as_u64().unwrap(),
+        "{digest}"
+    );
+    assert_eq!(format!("sha256:{}", common::sha256_hex(&path)), digest);
+    bytes
+}
+
+/// An original manifest a merged index keeps, as acceld's `PrependEmptyLayer` leaves it: the
+/// empty gzip layer first (annotated), its diff id and history entry first in a new config, the
+/// config descriptor with the media type of the manifest's kind, `nydus-source-digest` on the
+/// manifest and its index entry; everything else as in `source` (manifest and config JSON, when
+/// the source has them: a legacy docker save tarball's manifest is made up). Every blob present.
+fn assert_kept_original(
+    out: &Path,
+    entry: &Value,
+    source: Option<(&str, &Value, &Value)>,
+    docker: bool,
+) {
+    let (mt_manifest, mt_layer, mt_config) = if docker {
+        (MT_DOCKER_MANIFEST, MT_DOCKER_GZIP, MT_DOCKER_CONFIG)
+    } else {
+        (
+            MT_MANIFEST,
+            MT_GZIP,
+            "application/vnd.oci.image.config.v1+json",
+        )
+    };
+    assert_eq!(entry["mediaType"], mt_manifest);
+    assert!(entry["platform"].get("os.features").is_none());
+    assert!(entry.get("artifactType").is_none());
+    let m: Value = serde_json::from_slice(&described_blob(out, entry)).unwrap();
+    let layers = m["layers"].as_array().unwrap();
+    assert_eq!(
+        layers[0],
+        json!({"mediaType": mt_layer, "digest": EMPTY_LAYER_DIGEST, "size": 32,
+            "annotations": {EMPTY_LAYER: "true"}})
+    );
+    // An empty tar (two zero blocks), gzip-compressed.
+    let mut tar = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&described_blob(out, &layers[0])[..]),
+        &mut tar,
+    )
+    .unwrap();
+    assert_eq!(tar, vec![0u8; 1024]);
+    for layer in &layers[1..] {
+        described_blob(out, layer);
+    }
+    let config_desc = &m["config"];
+    assert_eq!(
+        config_desc,
+        &json!({"mediaType": mt_config, "digest": config_desc["digest"], "size": config_desc["size"]})
+    );
+    let config: Value = serde_json::from_slice(&described_blob(out, config_desc)).unwrap();
+    let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
+    assert_eq!(diff_ids[0], EMPTY_LAYER_DIFF_ID);
+    assert_eq!(diff_ids.len(), layers.len());
+    assert_eq!(
+        config["history"][0],
+        json!({"created_by": "Nydus Converter", "comment": "Nydus Empty Layer"})
+    );
+    let Some((digest, source_m, source_config)) = source else {
+        assert!(
+            entry.get("annotations").is_none(),
+            "no source digest to record"
+        );
+        assert!(m["annotations"].get(SOURCE_DIGEST).is_none());
+        return;
+    };
+    assert_ne!(entry["digest"], digest, "a new manifest");
+    assert_eq!(entry["annotations"], json!({SOURCE_DIGEST: digest}));
+    // The manifest: the source's, but for the empty layer, the config and the annotation.
+    let mut expected = source_m.clone();
+    expected["layers"]
+        .as_array_mut()
+        .unwrap()
+        .insert(0, layers[0].clone());
+    expected["config"] = config_desc.clone();
+    expected["annotations"][SOURCE_DIGEST] = json!(digest);
+    assert_eq!(m, expected);
+    // The config: the source's, but for the empty layer's diff id and history entry.
+    let mut expected = source_config.clone();
+    expected["rootfs"]["diff_ids"]
+        .as_array_mut()
+        .unwrap()
+        .insert(0, json!(EMPTY_LAYER_DIFF_ID));
+    expected["history"]
+        .as_array_mut()
+        .unwrap()
+        .insert(0, config["history"][0].clone());
+    assert_eq!(config, expected);
+}
+
+/// `skopeo inspect` of a pushed manifest: the parsed form (with `--config`: the config's)
+/// or, with `raw`, the bytes as JSON.
+fn skopeo_inspect(reference: &str, config: bool, raw: bool) -> Value {
+    let mut cmd = Command::new("skopeo");
+    cmd.args(["inspect", "--tls-verify=false"]);
+    if config {
+        cmd.arg("--config");
+    }
+    if raw {
+        cmd.arg("--raw");
+    }
+    serde_json::from_slice(&run(cmd.arg(reference)).stdout).unwrap()
+}
+
+/// `nydus-offline check OUT --source SOURCE`, which must pass.
+fn check_passes(out: &Path, source: &Path) {
+    let result = nydus_offline(&[
+        "check",
+        out.to_str().unwrap(),
+        "--source",
+        source.to_str().unwrap(),
+    ]);
+    assert!(
+        result.status.success(),
+        "check: {}{}",
+        String::from_utf8_lossy(&result.stdout),
+        String::from_utf8_lossy(&result.stderr)
+    );
+}
+
+/// The index skopeo pushed is `ours`, but that skopeo 1.9 re-encodes it without the entries'
+/// `artifactType` (newer skopeo keeps it): `os.features` still marks the Nydus manifests.
+fn assert_same_index_but_artifact_type(pushed: &Value, ours: &Value) {
+    let mut ours = ours.clone();
+    for (p, o) in pushed["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(ours["manifests"].as_array_mut().unwrap())
+    {
+        if p.get("artifactType").is_none() {
+            o.as_object_mut().unwrap().remove("artifactType");
+        }
+    }
+    assert_eq!(pushed, &ours, "the registry serves our index");
+}
+
 #[test]
 fn merge_platform_keeps_the_originals_and_mounts_per_platform_from_a_registry() {
     let scratch = common::scratch();
@@ -594,55 +756,61 @@ fn merge_platform_keeps_the_originals_and_mounts_per_platform_from_a_registry() 
     let index = read_json(&blob_path(&out, top["digest"].as_str().unwrap()));
     let entries = index["manifests"].as_array().unwrap();
     assert_eq!(entries.len(), 4);
-    // The originals first, as they were, then the Nydus manifests, marked both ways.
-    assert_eq!(entries[0]["digest"], multi.amd64);
-    assert_eq!(entries[1]["digest"], multi.arm64);
-    for e in &entries[..2] {
-        assert!(e["platform"].get("os.features").is_none());
-        assert!(e.get("artifactType").is_none());
+    // The originals first, each with the empty layer prepended, then the Nydus manifests,
+    // marked by artifactType and a config media type containerd does not pull.
+    for (e, source) in entries[..2].iter().zip([&multi.amd64, &multi.arm64]) {
+        let source_m = read_json(&blob_path(&multi.layout, source));
+        let source_config = read_json(&blob_path(
+            &multi.layout,
+            source_m["config"]["digest"].as_str().unwrap(),
+        ));
+        assert_kept_original(&out, e, Some((source, &source_m, &source_config)), false);
+        // The source's layer blobs, byte for byte.
+        for l in source_m["layers"].as_array().unwrap() {
+            let d = l["digest"].as_str().unwrap();
+            assert_eq!(
+                fs::read(blob_path(&out, d)).unwrap(),
+                fs::read(blob_path(&multi.layout, d)).unwrap(),
+                "{d}"
+            );
+        }
     }
-    for (e, original) in entries[2..].iter().zip(&entries[..2]) {
+    let source_sizes = [
+        fs::metadata(blob_path(&multi.layout, &multi.amd64))
+            .unwrap()
+            .len(),
+        fs::metadata(blob_path(&multi.layout, &multi.arm64))
+            .unwrap()
+            .len(),
+    ];
+    for ((e, original), (source, size)) in entries[2..]
+        .iter()
+        .zip(&entries[..2])
+        .zip([&multi.amd64, &multi.arm64].into_iter().zip(source_sizes))
+    {
         assert_eq!(
             e["platform"]["os.features"],
             json!(["nydus.remoteimage.v1"])
         );
-        assert_eq!(
-            e["artifactType"],
-            "application/vnd.nydus.image.manifest.v1+json"
-        );
+        assert_eq!(e["artifactType"], NYDUS_ARTIFACT_TYPE);
+        assert!(e.get("annotations").is_none());
         assert_eq!(
             e["platform"]["architecture"],
             original["platform"]["architecture"]
         );
         let m = read_json(&blob_path(&out, e["digest"].as_str().unwrap()));
+        assert_eq!(m["config"]["mediaType"], MT_NYDUS_CONFIG);
+        described_blob(&out, &m["config"]);
+        // As acceld: the Nydus manifest names the source manifest, not the kept copy.
+        assert_eq!(m["annotations"][SOURCE_DIGEST], json!(source));
         assert_eq!(
             m["subject"],
-            json!({"mediaType": MT_MANIFEST, "digest": original["digest"], "size": original["size"]})
+            json!({"mediaType": MT_MANIFEST, "digest": source, "size": size})
         );
     }
-    // Every original blob was copied, byte for byte.
-    for digest in [&multi.amd64, &multi.arm64] {
-        let m = read_json(&blob_path(&multi.layout, digest));
-        let mut wanted = vec![
-            digest.clone(),
-            m["config"]["digest"].as_str().unwrap().into(),
-        ];
-        wanted.extend(
-            m["layers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|l| l["digest"].as_str().unwrap().to_string()),
-        );
-        for d in wanted {
-            assert_eq!(
-                fs::read(blob_path(&out, &d)).unwrap(),
-                fs::read(blob_path(&multi.layout, &d)).unwrap(),
-                "{d}"
-            );
-        }
-    }
-    // umoci unpacks the original arm64 image straight from our output.
+    check_passes(&out, &multi.layout);
+
+    // umoci unpacks the kept arm64 image, empty layer and all, straight from our output.
     let original_arm = s.join("original-arm64.oci");
     link_blobs(&out, &original_arm);
     let mut arm_entry = entries[1].clone();
@@ -664,6 +832,43 @@ fn merge_platform_keeps_the_originals_and_mounts_per_platform_from_a_registry() 
         .args(["copy", "--quiet", "--all", "--dest-tls-verify=false"])
         .arg(format!("oci:{}:latest", out.display()))
         .arg(format!("docker://{}/merged:latest", registry.host)));
+    let pushed = |digest: &Value| {
+        format!(
+            "docker://{}/merged@{}",
+            registry.host,
+            digest.as_str().unwrap()
+        )
+    };
+    assert_same_index_but_artifact_type(
+        &skopeo_inspect(
+            &format!("docker://{}/merged:latest", registry.host),
+            false,
+            true,
+        ),
+        &index,
+    );
+    for (original, nydus) in entries[..2].iter().zip(&entries[2..]) {
+        // An original is an ordinary image to skopeo, the empty layer its first.
+        let inspected = skopeo_inspect(&pushed(&original["digest"]), false, false);
+        assert_eq!(inspected["Digest"], original["digest"]);
+        assert_eq!(inspected["Layers"][0], EMPTY_LAYER_DIGEST);
+        assert_eq!(
+            inspected["Architecture"],
+            original["platform"]["architecture"]
+        );
+        // A Nydus manifest is an artifact to skopeo (its config media type is not an image's):
+        // it is read raw, config included, as nydusify 2.4's is.
+        let raw = skopeo_inspect(&pushed(&nydus["digest"]), false, true);
+        assert_eq!(
+            raw,
+            read_json(&blob_path(&out, nydus["digest"].as_str().unwrap()))
+        );
+        let config = skopeo_inspect(&pushed(&nydus["digest"]), true, true);
+        assert_eq!(
+            config,
+            read_json(&blob_path(&out, raw["config"]["digest"].as_str().unwrap()))
+        );
+    }
     let expected_amd = expected_tree(&multi.amd64_only, s, "expected-amd64");
     for (entry, expected, name) in [
         (&entries[2], &expected_amd, "amd64"),
@@ -682,6 +887,89 @@ fn merge_platform_keeps_the_originals_and_mounts_per_platform_from_a_registry() 
             &format!("nydusd (registry) of the pushed merge-platform {name} Nydus manifest"),
         );
     }
+}
+
+#[test]
+fn merge_platform_keeps_docker_media_types_and_leaves_a_made_up_manifest_unnamed() {
+    let scratch = common::scratch();
+    let s = scratch.path();
+    // The sample as a Docker schema 2 image in an OCI layout (same blobs).
+    let sample = common::sample_image();
+    let layout = s.join("docker.oci");
+    link_blobs(&sample, &layout);
+    let desc = &read_json(&sample.join("index.json"))["manifests"][0];
+    let mut m = read_json(&blob_path(&sample, desc["digest"].as_str().unwrap()));
+    let config = read_json(&blob_path(&sample, m["config"]["digest"].as_str().unwrap()));
+    m["mediaType"] = json!(MT_DOCKER_MANIFEST);
+    m["config"]["mediaType"] = json!(MT_DOCKER_CONFIG);
+    for l in m["layers"].as_array_mut().unwrap() {
+        l["mediaType"] = json!(MT_DOCKER_GZIP);
+    }
+    let (digest, size) = put(&layout, &serde_json::to_vec(&m).unwrap());
+    write_layout(
+        &layout,
+        &json!({"schemaVersion": 2, "manifests": [{"mediaType": MT_DOCKER_MANIFEST,
+            "digest": digest, "size": size, "annotations": {REF_NAME: "latest"}}]}),
+    );
+    let out = s.join("out");
+    convert(&layout, &out, &["--merge-platform"]);
+    let index = read_json(&blob_path(
+        &out,
+        top_entry(&out, "latest")["digest"].as_str().unwrap(),
+    ));
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_kept_original(&out, &entries[0], Some((&digest, &m, &config)), true);
+    let nydus = read_json(&blob_path(&out, entries[1]["digest"].as_str().unwrap()));
+    assert_eq!(
+        nydus["mediaType"], MT_MANIFEST,
+        "the Nydus manifest is OCI either way"
+    );
+    assert_eq!(nydus["config"]["mediaType"], MT_NYDUS_CONFIG);
+    check_passes(&out, &layout);
+    // skopeo pushes the index; the kept original is still a Docker image to it.
+    let registry = registry::Registry::start();
+    run(Command::new("skopeo")
+        .args(["copy", "--quiet", "--all", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:latest", out.display()))
+        .arg(format!("docker://{}/docker:latest", registry.host)));
+    let pushed = format!(
+        "docker://{}/docker@{}",
+        registry.host,
+        entries[0]["digest"].as_str().unwrap()
+    );
+    assert_eq!(
+        skopeo_inspect(&pushed, false, true),
+        read_json(&blob_path(&out, entries[0]["digest"].as_str().unwrap()))
+    );
+    let inspected = skopeo_inspect(&pushed, false, false);
+    assert_eq!(inspected["Layers"][0], EMPTY_LAYER_DIGEST);
+    assert_eq!(inspected["Layers"].as_array().unwrap().len(), 3);
+
+    // A legacy docker save tarball: the manifest is made up, so nothing records its digest.
+    let legacy = s.join("sample.docker.tar");
+    run(Command::new("skopeo")
+        .args(["copy", "--quiet"])
+        .arg(format!("oci:{}:latest", sample.display()))
+        .arg(format!("docker-archive:{}:sample:latest", legacy.display())));
+    let out = s.join("out-legacy");
+    convert(&legacy, &out, &["--merge-platform", "--tag", "latest"]);
+    let index = read_json(&blob_path(
+        &out,
+        top_entry(&out, "latest")["digest"].as_str().unwrap(),
+    ));
+    assert_kept_original(&out, &index["manifests"][0], None, false);
+    check_passes(&out, &legacy);
+    // …and --with-referrer has no subject to name.
+    let refused = nydus_offline(&[
+        "convert",
+        legacy.to_str().unwrap(),
+        s.join("out-referrer").to_str().unwrap(),
+        "--merge-platform",
+        "--with-referrer",
+    ]);
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("the subject would name nothing"));
 }
 
 #[test]

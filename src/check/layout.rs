@@ -17,8 +17,8 @@ use crate::common::digest::{Hasher, check_bytes, from_io};
 use crate::common::error::{Error, Result};
 use crate::output::bootstrap_layer::{self, ReadError};
 use crate::output::image::{
-    ANNOTATION_NYDUS_BLOB, ANNOTATION_NYDUS_BOOTSTRAP, ANNOTATION_NYDUS_SOURCE_DIGEST,
-    MEDIA_TYPE_NYDUS_BLOB,
+    ANNOTATION_NYDUS_BLOB, ANNOTATION_NYDUS_BOOTSTRAP, ANNOTATION_NYDUS_EMPTY_LAYER,
+    ANNOTATION_NYDUS_SOURCE_DIGEST, EMPTY_LAYER_DIFF_ID, EMPTY_LAYER_DIGEST, MEDIA_TYPE_NYDUS_BLOB,
 };
 use crate::source::layout::{blob_path, catalog, check_layout_version, read_manifest};
 use crate::source::oci_layout::DirStore;
@@ -154,10 +154,7 @@ fn read_nydus_manifest(
         .position(|l| annotation(l, ANNOTATION_NYDUS_BOOTSTRAP).is_some())
     else {
         // Not a Nydus manifest: an original one kept beside the Nydus ones (--merge-platform).
-        // Its blobs must be there all the same.
-        for (i, layer) in layers.iter().enumerate() {
-            descriptor_file(store, out, &format!("{label}: layer {}", i + 1), layer, f)?;
-        }
+        read_original(store, out, &label, manifest, &layers, f)?;
         return Ok(None);
     };
     if boot_pos + 1 != layers.len() {
@@ -227,6 +224,60 @@ fn read_nydus_manifest(
         blobs,
         bootstrap,
     }))
+}
+
+/// An original manifest kept beside the Nydus ones (`--merge-platform`): its blobs must be
+/// there all the same, and the empty layer prepended to it (`nydus-empty-layer`) must be the one
+/// every such layer is, with its diff id in the config.
+fn read_original(
+    store: &DirStore,
+    out: &Path,
+    label: &str,
+    manifest: &Value,
+    layers: &[Value],
+    f: &mut Findings,
+) -> Result<()> {
+    for (i, layer) in layers.iter().enumerate() {
+        descriptor_file(store, out, &format!("{label}: layer {}", i + 1), layer, f)?;
+    }
+    let empty: Vec<usize> = layers
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l["annotations"][ANNOTATION_NYDUS_EMPTY_LAYER].is_string())
+        .map(|(i, _)| i)
+        .collect();
+    if empty.is_empty() {
+        if manifest["config"].is_object() {
+            descriptor_file(
+                store,
+                out,
+                &format!("{label}: config"),
+                &manifest["config"],
+                f,
+            )?;
+        }
+        return Ok(());
+    }
+    let diff_ids = read_diff_ids(store, label, manifest, f)?;
+    for i in empty {
+        let what = format!("{label}: layer {} ({ANNOTATION_NYDUS_EMPTY_LAYER})", i + 1);
+        let digest = layers[i]["digest"].as_str().unwrap_or_default();
+        if digest != EMPTY_LAYER_DIGEST {
+            f.problem(
+                &what,
+                format!("has digest {digest}, not the empty layer's {EMPTY_LAYER_DIGEST}"),
+            );
+        }
+        if let Some(ids) = &diff_ids
+            && ids.get(i).map(String::as_str) != Some(EMPTY_LAYER_DIFF_ID)
+        {
+            f.problem(
+                &what,
+                format!("the config's diff_id is not the empty layer's {EMPTY_LAYER_DIFF_ID}"),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The config's `rootfs.diff_ids`, its digest verified.

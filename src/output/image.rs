@@ -2,7 +2,8 @@
 //! (`docs/format.md` §1): one blob layer per source layer, then a gzip
 //! bootstrap layer holding `image/image.boot`; the source config with `rootfs.diff_ids` and
 //! `history` rewritten; a manifest with the annotations the snapshotter reads; the descriptors
-//! and image index that name manifests, with Nydus manifests marked as nydusify marks them.
+//! and image index that name manifests, with Nydus manifests marked as nydusify marks them; and
+//! the source images a merged index (`--merge-platform`) keeps, an empty layer prepended.
 //!
 //! JSON is written with sorted keys and no whitespace, so the same input gives the same bytes.
 
@@ -44,6 +45,26 @@ pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub const OS_FEATURE_NYDUS: &str = "nydus.remoteimage.v1";
 /// `artifactType` that marks a Nydus manifest in an index (newer nydusify).
 pub const ARTIFACT_TYPE_NYDUS_MANIFEST: &str = "application/vnd.nydus.image.manifest.v1+json";
+
+/// The Nydus manifest's config media type in a merged index (the snapshotter's
+/// `ManifestConfigNydus`): containerd does not know it, so it never pulls the Nydus manifest
+/// and takes the original one; a Nydus-aware snapshotter picks the Nydus one.
+pub const MEDIA_TYPE_NYDUS_CONFIG: &str = "application/vnd.nydus.image.config.v1+json";
+/// Marks the empty layer prepended to an original manifest kept in a merged index.
+pub const ANNOTATION_NYDUS_EMPTY_LAYER: &str = "containerd.io/snapshot/nydus-empty-layer";
+/// The empty layer acceld prepends: an empty tar (1024 zero bytes) gzip-compressed as Go's
+/// `compress/gzip` does at the default level, no name, mtime 0 (32 bytes; also the well-known
+/// empty layer of buildkit and moby).
+pub const EMPTY_LAYER_GZIP: [u8; 32] = [
+    0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0x62, 0x18, 0x05, 0xa3, 0x60, 0x14,
+    0x8c, 0x58, 0x00, 0x08, 0x00, 0x00, 0xff, 0xff, 0x2e, 0xaf, 0xb5, 0xef, 0x00, 0x04, 0x00, 0x00,
+];
+/// The digest of [`EMPTY_LAYER_GZIP`].
+pub const EMPTY_LAYER_DIGEST: &str =
+    "sha256:4f4fb700ef54461cfa02571ae0db9a0dc1e0cdb5577484a6d75e68dc38e8acc1";
+/// The diff id of [`EMPTY_LAYER_GZIP`]: the sha256 of 1024 zero bytes.
+pub const EMPTY_LAYER_DIFF_ID: &str =
+    "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef";
 
 /// Where the bootstrap sits inside the bootstrap layer.
 pub const BOOTSTRAP_PATH_IN_LAYER: &str = "image/image.boot";
@@ -142,6 +163,117 @@ pub fn config(source_raw: &[u8], diff_ids: &[String]) -> Result<Vec<u8>> {
     to_bytes(&config)
 }
 
+/// A source image as a merged index keeps it beside the Nydus manifests.
+#[derive(Clone, Copy, Debug)]
+pub struct Original<'a> {
+    /// The source manifest's bytes, as verified.
+    pub manifest: &'a [u8],
+    /// Its media type (OCI or Docker schema 2).
+    pub media_type: &'a str,
+    /// The source config's bytes, as verified.
+    pub config: &'a [u8],
+    /// The source manifest's digest, recorded as `nydus-source-digest`; `None` when the
+    /// manifest was made up from a legacy `docker save` tarball.
+    pub source_digest: Option<&'a str>,
+}
+
+/// Write `original` as acceld 0.2.24+ keeps a source manifest in a merged index
+/// (`PrependEmptyLayer`), so that no runtime can ever share its layers' snapshots with the
+/// Nydus image's: the empty layer [`EMPTY_LAYER_GZIP`] first among its layers, annotated
+/// `nydus-empty-layer: "true"`; its diff id first in the config's `rootfs.diff_ids` and a
+/// history entry `{"created_by": "Nydus Converter", "comment": "Nydus Empty Layer"}` (no
+/// timestamp) first in `history`; the config descriptor then names the new config (media type by
+/// the manifest's kind, no other fields); the manifest's annotations get `nydus-source-digest`.
+/// Every other field of both is kept. Writes the empty layer, the config and the manifest;
+/// returns the manifest.
+pub fn keep_original(writer: &mut LayoutWriter, original: &Original) -> Result<StoredBlob> {
+    use crate::source::image::media;
+    let (layer_type, config_type) = if original.media_type == media::DOCKER_MANIFEST {
+        (media::DOCKER_LAYER_GZIP, media::DOCKER_CONFIG)
+    } else {
+        (media::OCI_LAYER_GZIP, media::OCI_CONFIG)
+    };
+    let mut config = json_object(original.config, "config")?;
+    let rootfs = config
+        .as_object_mut()
+        .map(|c| {
+            c.entry("rootfs")
+                .or_insert_with(|| json!({ "type": "layers" }))
+        })
+        .ok_or_else(|| Error::internal("the source config is not a JSON object"))?;
+    prepend(rootfs, "diff_ids", json!(EMPTY_LAYER_DIFF_ID))?;
+    prepend(
+        &mut config,
+        "history",
+        json!({ "created_by": "Nydus Converter", "comment": "Nydus Empty Layer" }),
+    )?;
+    let empty = writer.put(&EMPTY_LAYER_GZIP)?;
+    let config = writer.put(&to_bytes(&config)?)?;
+    let mut manifest = json_object(original.manifest, "manifest")?;
+    prepend(
+        &mut manifest,
+        "layers",
+        json!({
+            "mediaType": layer_type,
+            "digest": empty.digest,
+            "size": empty.size,
+            "annotations": { ANNOTATION_NYDUS_EMPTY_LAYER: "true" },
+        }),
+    )?;
+    manifest["config"] =
+        json!({ "mediaType": config_type, "digest": config.digest, "size": config.size });
+    if let Some(digest) = original.source_digest {
+        add_annotation(&mut manifest, ANNOTATION_NYDUS_SOURCE_DIGEST, digest)?;
+    }
+    writer.put(&to_bytes(&manifest)?)
+}
+
+/// The verified source `what`, parsed again: a JSON object.
+fn json_object(raw: &[u8], what: &str) -> Result<Value> {
+    match serde_json::from_slice(raw) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(_) => Err(Error::internal(format!(
+            "the source {what} is not a JSON object"
+        ))),
+        Err(e) => Err(Error::internal(format!(
+            "re-reading the verified source {what}: {e}"
+        ))),
+    }
+}
+
+/// Put `item` first in the list `object[key]` (a missing or null list becomes `[item]`).
+fn prepend(object: &mut Value, key: &str, item: Value) -> Result<()> {
+    let object = object
+        .as_object_mut()
+        .ok_or_else(|| Error::internal(format!("not a JSON object where {key} goes")))?;
+    match object.get_mut(key) {
+        Some(Value::Array(list)) => list.insert(0, item),
+        Some(Value::Null) | None => {
+            object.insert(key.to_string(), json!([item]));
+        }
+        Some(_) => return Err(Error::internal(format!("{key} is not a list"))),
+    }
+    Ok(())
+}
+
+/// Set `annotations[key]` of a manifest or descriptor, keeping its other annotations.
+fn add_annotation(object: &mut Value, key: &str, value: &str) -> Result<()> {
+    let object = object
+        .as_object_mut()
+        .ok_or_else(|| Error::internal("annotations of something not a JSON object"))?;
+    let slot = object.entry("annotations").or_insert(Value::Null);
+    if slot.is_null() {
+        *slot = Value::Object(Map::new());
+    }
+    match slot {
+        Value::Object(a) => {
+            a.insert(key.to_string(), json!(value));
+            Ok(())
+        }
+        _ => Err(Error::internal("annotations is not a JSON object")),
+    }
+}
+
 /// Where a Nydus image came from, for its manifest's annotations and `subject`.
 #[derive(Clone, Debug)]
 pub struct Source<'a> {
@@ -182,13 +314,16 @@ pub const BUILDER_VERSION: &str = concat!("nydus-offline ", env!("CARGO_PKG_VERS
 /// Annotations: `nydus-source-digest` (the source manifest, unless it was made up),
 /// `nydus-source-reference` (the source image's name, when it has one), `nydus-fs-version` and
 /// `nydus-builder-version` (this program and its version), as acceld/nydusify write them. With
-/// `referrer`, `subject` names the source manifest.
+/// `referrer`, `subject` names the source manifest. With `merged` (the manifest goes into a
+/// merged index beside the originals), the config descriptor has the media type
+/// [`MEDIA_TYPE_NYDUS_CONFIG`], as the snapshotter's converter gives it with `MergeManifest`.
 pub fn manifest(
     config: &StoredBlob,
     layers: Vec<Value>,
     source: &Source,
     fs_version: u32,
     referrer: bool,
+    merged: bool,
 ) -> Result<Vec<u8>> {
     let mut annotations = Map::new();
     if source.real {
@@ -212,7 +347,7 @@ pub fn manifest(
         "schemaVersion": 2,
         "mediaType": MEDIA_TYPE_MANIFEST,
         "config": {
-            "mediaType": MEDIA_TYPE_CONFIG,
+            "mediaType": if merged { MEDIA_TYPE_NYDUS_CONFIG } else { MEDIA_TYPE_CONFIG },
             "digest": config.digest,
             "size": config.size,
         },
@@ -227,14 +362,19 @@ pub fn manifest(
 
 /// How a manifest is marked in an index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Marker {
-    /// A source image manifest, copied as it was (`--merge-platform`).
-    Original,
+pub enum Marker<'a> {
+    /// A source image manifest kept in a merged index (`--merge-platform`), as
+    /// [`keep_original`] rewrote it: no marker; annotated `nydus-source-digest` with the source
+    /// manifest's digest (when it has a real one), as acceld annotates it.
+    Original { source_digest: Option<&'a str> },
     /// A Nydus manifest: `platform.os.features: ["nydus.remoteimage.v1"]`, what nydusify 2.2
     /// and the snapshotter look for.
     Nydus,
-    /// A Nydus manifest beside the originals in a merged index: also `artifactType`, the marker
-    /// of newer nydusify versions; the snapshotter's detector accepts either.
+    /// A Nydus manifest beside the originals in a merged index: also `artifactType`, the only
+    /// marker acceld 0.2.24+ (nydusify 2.4) writes there (it dropped `os.features`, which ECR
+    /// refuses). We keep `os.features` too: skopeo 1.9 drops `artifactType` from the index
+    /// entries it copies, and a merged index without either marker hides the Nydus manifests
+    /// from the snapshotter's detector (which accepts either).
     NydusMerged,
 }
 
@@ -245,11 +385,17 @@ pub fn manifest_descriptor(manifest: Descriptor, platform: &Platform, marker: Ma
         p["variant"] = json!(v);
     }
     let mut descriptor = manifest.to_json();
-    if marker != Marker::Original {
-        p["os.features"] = json!([OS_FEATURE_NYDUS]);
-    }
-    if marker == Marker::NydusMerged {
-        descriptor["artifactType"] = json!(ARTIFACT_TYPE_NYDUS_MANIFEST);
+    match marker {
+        Marker::Original { source_digest } => {
+            if let Some(digest) = source_digest {
+                descriptor["annotations"] = json!({ ANNOTATION_NYDUS_SOURCE_DIGEST: digest });
+            }
+        }
+        Marker::Nydus => p["os.features"] = json!([OS_FEATURE_NYDUS]),
+        Marker::NydusMerged => {
+            p["os.features"] = json!([OS_FEATURE_NYDUS]);
+            descriptor["artifactType"] = json!(ARTIFACT_TYPE_NYDUS_MANIFEST);
+        }
     }
     descriptor["platform"] = p;
     descriptor
@@ -310,7 +456,8 @@ mod tests {
             reference: Some("app:1.0"),
         };
         let v: Value =
-            serde_json::from_slice(&manifest(&config, vec![], &source, 6, true).unwrap()).unwrap();
+            serde_json::from_slice(&manifest(&config, vec![], &source, 6, true, false).unwrap())
+                .unwrap();
         assert_eq!(v["mediaType"], MEDIA_TYPE_MANIFEST, "always OCI");
         assert_eq!(v["config"]["mediaType"], MEDIA_TYPE_CONFIG);
         assert_eq!(v["annotations"][ANNOTATION_NYDUS_SOURCE_DIGEST], "sha256:s");
@@ -329,8 +476,9 @@ mod tests {
             ..source
         };
         let v: Value =
-            serde_json::from_slice(&manifest(&config, vec![], &made_up, 6, false).unwrap())
+            serde_json::from_slice(&manifest(&config, vec![], &made_up, 6, false, true).unwrap())
                 .unwrap();
+        assert_eq!(v["config"]["mediaType"], MEDIA_TYPE_NYDUS_CONFIG, "merged");
         let keys: Vec<&String> = v["annotations"].as_object().unwrap().keys().collect();
         assert_eq!(
             keys,
@@ -350,17 +498,68 @@ mod tests {
             size: 1,
         };
         let arm = Platform::new("linux", "arm64", Some("v8"));
-        let original = manifest_descriptor(m, &arm, Marker::Original);
+        let original = manifest_descriptor(
+            m,
+            &arm,
+            Marker::Original {
+                source_digest: Some("sha256:s"),
+            },
+        );
         assert_eq!(
             original["platform"],
             json!({"os": "linux", "architecture": "arm64", "variant": "v8"})
         );
+        assert_eq!(
+            original["annotations"],
+            json!({ ANNOTATION_NYDUS_SOURCE_DIGEST: "sha256:s" })
+        );
+        assert!(original.get("artifactType").is_none());
+        let made_up = manifest_descriptor(
+            m,
+            &arm,
+            Marker::Original {
+                source_digest: None,
+            },
+        );
+        assert!(made_up.get("annotations").is_none());
         let nydus = manifest_descriptor(m, &arm, Marker::Nydus);
         assert_eq!(nydus["platform"]["os.features"], json!([OS_FEATURE_NYDUS]));
         assert!(nydus.get("artifactType").is_none());
         let merged = manifest_descriptor(m, &arm, Marker::NydusMerged);
         assert_eq!(merged["artifactType"], ARTIFACT_TYPE_NYDUS_MANIFEST);
         assert_eq!(merged["platform"]["os.features"], json!([OS_FEATURE_NYDUS]));
+    }
+
+    #[test]
+    fn the_empty_layer_is_an_empty_tar_in_gzip() {
+        use std::io::Read;
+        let mut tar = Vec::new();
+        flate2::read::GzDecoder::new(&EMPTY_LAYER_GZIP[..])
+            .read_to_end(&mut tar)
+            .unwrap();
+        assert_eq!(tar, vec![0u8; 1024]);
+        assert_eq!(
+            crate::common::digest::sha256_of(&EMPTY_LAYER_GZIP).to_string(),
+            EMPTY_LAYER_DIGEST
+        );
+        assert_eq!(
+            crate::common::digest::sha256_of(&tar).to_string(),
+            EMPTY_LAYER_DIFF_ID
+        );
+        assert_eq!(tar::Archive::new(&tar[..]).entries().unwrap().count(), 0);
+    }
+
+    #[test]
+    fn prepend_and_annotate() {
+        let mut v = json!({"layers": [1], "history": null});
+        prepend(&mut v, "layers", json!(0)).unwrap();
+        prepend(&mut v, "history", json!("h")).unwrap();
+        prepend(&mut v, "new", json!("n")).unwrap();
+        assert_eq!(v, json!({"layers": [0, 1], "history": ["h"], "new": ["n"]}));
+        add_annotation(&mut v, "k", "v").unwrap();
+        add_annotation(&mut v, "k2", "v2").unwrap();
+        assert_eq!(v["annotations"], json!({"k": "v", "k2": "v2"}));
+        assert!(prepend(&mut json!({"layers": {}}), "layers", json!(0)).is_err());
     }
 
     #[test]
