@@ -306,9 +306,17 @@ pub fn check_layers(
         let media_type = desc.media_type().to_string();
         let label = format!("manifest {}: layer {}", manifest.digest, index + 1);
         let Some((declared, foreign)) = media::layer(&media_type) else {
+            let nydus = if media_type.contains(".nydus.") {
+                ": this is already a Nydus image (`nydus-offline inspect` shows it, `check` \
+                 verifies it)"
+            } else {
+                ""
+            };
             return Err(Error::bad_input(
                 label,
-                format!("has media type {media_type}, which is not a layer this program can read"),
+                format!(
+                    "has media type {media_type}, which is not a layer this program can read{nydus}"
+                ),
             ));
         };
         let diff_id: Digest = diff_id.parse().map_err(|e| {

@@ -13,8 +13,13 @@ use std::path::Path;
 
 use serde::Serialize;
 
+mod nydus;
+
+pub use nydus::{BlobReport, NydusReport};
+
 use crate::common::error::Result;
 use crate::source::compression::Compression;
+use crate::source::layout::read_manifest;
 use crate::source::select::{Selection, choose};
 use crate::source::{self, ImageSource};
 
@@ -55,8 +60,10 @@ pub struct ManifestReport {
     pub synthesized: bool,
     /// Digest of the config, when present.
     pub config: Option<String>,
-    /// The layers, base first; empty when the manifest is absent.
+    /// The layers, base first; empty when the manifest is absent or a Nydus manifest.
     pub layers: Vec<LayerReport>,
+    /// What a Nydus manifest holds; `null` for any other manifest.
+    pub nydus: Option<NydusReport>,
 }
 
 /// One layer.
@@ -97,8 +104,17 @@ pub fn report(source: &dyn ImageSource, selection: &Selection, quick: bool) -> R
                 synthesized: false,
                 config: None,
                 layers: Vec::new(),
+                nydus: None,
             };
-            if m.present {
+            // A Nydus manifest is shown from its bootstrap; any other manifest (or one that
+            // cannot be read: `load` says why) is loaded as a source image.
+            if m.present
+                && let Ok(manifest) = read_manifest(source.store(), m)
+                && let Some(nydus) = nydus::report(source.store(), &manifest)?
+            {
+                report.config = Some(manifest.parsed.config().digest().to_string());
+                report.nydus = Some(nydus);
+            } else if m.present {
                 let image = source.load(entry, m)?;
                 report.platform = Some(image.platform.to_string());
                 report.synthesized = image.manifest.synthesized;
@@ -173,6 +189,10 @@ impl Report {
                     )?;
                     continue;
                 }
+                if let Some(n) = &m.nydus {
+                    write_nydus(out, platform, m, n)?;
+                    continue;
+                }
                 writeln!(
                     out,
                     "  {platform}: manifest {}{}, config {}",
@@ -199,4 +219,68 @@ impl Report {
         }
         Ok(())
     }
+}
+
+/// The listing of one Nydus manifest.
+fn write_nydus(
+    out: &mut dyn Write,
+    platform: &str,
+    m: &ManifestReport,
+    n: &NydusReport,
+) -> io::Result<()> {
+    let from = n
+        .source_manifest
+        .as_deref()
+        .map(|d| format!(", converted from {d}"))
+        .unwrap_or_default();
+    writeln!(
+        out,
+        "  {platform}: Nydus manifest {}, config {}{from}",
+        m.digest,
+        m.config.as_deref().unwrap_or("-")
+    )?;
+    writeln!(
+        out,
+        "    RAFS v{}, {} inode{}, {} chunk{} of up to {} bytes, bootstrap {} bytes (layer {}, {} bytes)",
+        n.rafs_version.as_deref().unwrap_or("?"),
+        n.inodes,
+        plural(n.inodes),
+        n.chunks,
+        plural(n.chunks),
+        n.chunk_size,
+        n.bootstrap_size,
+        n.bootstrap_layer,
+        n.bootstrap_layer_size
+    )?;
+    for (i, b) in n.blobs.iter().enumerate() {
+        let stored = b.size.map_or_else(
+            || "? (not a layer of the manifest)".to_string(),
+            |s| s.to_string(),
+        );
+        writeln!(
+            out,
+            "    blob {}: {}, {stored} bytes stored, {} bytes uncompressed, {} chunk{}, {}/{}, features {}",
+            i + 1,
+            b.id,
+            b.uncompressed_size,
+            b.chunk_count,
+            plural(u64::from(b.chunk_count)),
+            b.compressor,
+            b.digester,
+            b.features.join(",")
+        )?;
+    }
+    if n.prefetch.is_empty() {
+        writeln!(out, "    prefetch: none")?;
+    } else {
+        writeln!(out, "    prefetch: {}", n.prefetch.join(" "))?;
+    }
+    writeln!(
+        out,
+        "    (read, not verified: `nydus-offline check` verifies every blob and chunk)"
+    )
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
