@@ -99,6 +99,18 @@ pub enum Command {
         type, mode, owner, mtime, size, xattrs, link target, device, hardlinks and content.\n\
         Each problem is printed on its own line on stdout; the exit code is 5 if there is any.")]
     Check(CheckArgs),
+    /// Turn a Nydus image back into an ordinary OCI image: one tar+gzip layer per Nydus layer,
+    /// rebuilt from its bootstrap and blob.
+    #[command(after_help = "Examples:\n  \
+        nydus-offline unpack ./oci-nydus ./oci-plain\n  \
+        nydus-offline unpack --platform linux/arm64 ./oci-nydus ./oci-plain\n  \
+        nydus-offline unpack ./oci-nydus plain.tar --output-format oci-archive\n\n\
+        Every Nydus manifest of the image is unpacked (a merged index's original manifests are\n\
+        ordinary images already and are left out); several give one index. Each layer's files\n\
+        are read chunk by chunk from the blobs, every chunk checked against its digest;\n\
+        whiteouts come back as the layer's .wh. entries. umoci, containerd and Docker unpack\n\
+        the result to the tree the Nydus image mounts to.")]
+    Unpack(UnpackArgs),
     /// Print a shell completion script for bash, zsh, fish, elvish or powershell.
     #[command(after_help = "Examples:\n  \
         nydus-offline completions bash > /etc/bash_completion.d/nydus-offline\n  \
@@ -432,6 +444,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Convert(args) => convert(&args),
         Command::Inspect(args) => inspect(&args),
         Command::Check(args) => check(&args),
+        Command::Unpack(args) => unpack(&args),
         Command::Completions(args) => completions(&args),
         Command::Man(args) => man(&args),
     }
@@ -660,4 +673,86 @@ mod tests {
             assert!(parse_chunk_size(bad).is_err(), "{bad}");
         }
     }
+}
+
+/// Options of `unpack`.
+#[derive(Debug, clap::Args)]
+pub struct UnpackArgs {
+    /// The Nydus image: an OCI image layout directory or an (uncompressed) oci-archive.
+    pub input: PathBuf,
+    /// Where to write the OCI image: an OCI image layout directory (an existing layout gets the
+    /// image added), or with --output-format oci-archive one tar file. It appears only once
+    /// complete.
+    pub output: PathBuf,
+    /// Which image of the input (a tag, name or digest), when it holds several.
+    #[arg(long, value_name = "REF")]
+    pub image: Option<String>,
+    /// Only these platforms' Nydus manifests (os/arch[/variant], comma-separated); default all.
+    #[arg(long, value_name = "PLATFORM", value_delimiter = ',', value_parser = parse_platform)]
+    pub platform: Vec<Platform>,
+    /// The tag in the output's index.json (default: the input image's).
+    #[arg(long, value_name = "NAME")]
+    pub tag: Option<String>,
+    /// Write an OCI image layout directory or one oci-archive tar file.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = OutputFormatArg::OciDir)]
+    pub output_format: OutputFormatArg,
+    /// Replace what is at OUTPUT (never the input), or repoint a tag it has already.
+    #[arg(long)]
+    pub force: bool,
+    /// Threads compressing each layer (default one per CPU; the output is the same).
+    #[arg(long, short = 'j', value_name = "N", default_value_t = 0, value_parser = parse_jobs)]
+    pub jobs: usize,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `unpack`: one line per image written (or the JSON summary).
+fn unpack(args: &UnpackArgs) -> Result<()> {
+    let options = crate::unpack::UnpackOptions {
+        image: args.image.clone(),
+        platforms: args.platform.clone(),
+        tag: args.tag.clone(),
+        format: match args.output_format {
+            OutputFormatArg::OciDir => OutputFormat::Layout,
+            OutputFormatArg::OciArchive => OutputFormat::Archive,
+        },
+        force: args.force,
+        threads: args.jobs,
+    };
+    let summary = crate::unpack::unpack(&args.input, &args.output, &options)?;
+    let mut out = Vec::new();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &summary)
+            .map_err(|e| Error::internal(format!("encoding the unpack summary: {e}")))?;
+        out.push(b'\n');
+    } else {
+        for i in &summary.images {
+            let sockets = if i.sockets_skipped > 0 {
+                format!(
+                    " ({} sockets left out: a tar cannot hold one)",
+                    i.sockets_skipped
+                )
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                out,
+                "{}: {} layer{} from Nydus manifest {}, manifest {}{sockets}",
+                i.platform,
+                i.layers,
+                if i.layers == 1 { "" } else { "s" },
+                i.from,
+                i.manifest,
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{}: tag {}, {}",
+            args.output.display(),
+            summary.tag,
+            summary.digest
+        );
+    }
+    write_stdout(&out)
 }

@@ -23,7 +23,7 @@
 //! output/   the new OCI image: blob layers, bootstrap layer, config, manifest, index, written
 //!           whole or not at all
 //! report/   what a conversion wrote, as `--json` prints it;  progress/  its display on stderr
-//! inspect/  check/  convert/   the commands;  cli/  the command line
+//! inspect/  check/  unpack/  convert/   the commands;  cli/  the command line
 //! ```
 //!
 //! `blob` sits below `layer` although the tar is read first: the layer reader pushes each file's
@@ -51,5 +51,6 @@ pub mod rafs;
 pub mod report;
 pub mod source;
 pub mod tree;
+pub mod unpack;
 
 pub use common::error::{Error, ErrorKind, Result};

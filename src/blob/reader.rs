@@ -73,6 +73,8 @@ impl Toc {
 pub struct BlobReader {
     path: PathBuf,
     file: File,
+    /// Where the blob starts in the file (an archive member is a range of the archive).
+    base: u64,
     len: u64,
 }
 
@@ -84,8 +86,28 @@ impl BlobReader {
         Ok(BlobReader {
             path: path.to_path_buf(),
             file,
+            base: 0,
             len,
         })
+    }
+
+    /// Open the blob that is the `len` bytes at `offset` of the file at `path` (a member of an
+    /// uncompressed archive).
+    pub fn open_range(
+        path: &Path,
+        offset: u64,
+        len: u64,
+    ) -> crate::common::error::Result<BlobReader> {
+        let mut blob = BlobReader::open(path)?;
+        if offset.checked_add(len).is_none_or(|end| end > blob.len) {
+            return Err(Error::bad_input(
+                path.display(),
+                format!("holds no {len} bytes at {offset}"),
+            ));
+        }
+        blob.base = offset;
+        blob.len = len;
+        Ok(blob)
     }
 
     /// Bytes in the file.
@@ -110,7 +132,7 @@ impl BlobReader {
         }
         let mut buf = vec![0u8; len as usize];
         self.file
-            .read_exact_at(&mut buf, offset)
+            .read_exact_at(&mut buf, self.base + offset)
             .map_err(|e| BlobError::Io(Error::io(&self.path, e)))?;
         Ok(buf)
     }

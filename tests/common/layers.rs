@@ -494,3 +494,88 @@ pub fn bsdtar_unpack(tar: &Path, dir: &Path) {
         .arg("-C")
         .arg(dir));
 }
+
+/// Three layers holding every layer-merge case (whiteouts of files, directories and symlinks,
+/// opaque directories, replaced types, hardlinks across and within layers, metadata-only
+/// changes, entries below a symlinked parent), each path named for its case: judged against
+/// umoci by `tests/tar_features.rs` and round-tripped by `tests/unpack.rs`.
+pub fn merge_cases() -> Vec<Vec<u8>> {
+    let mut l1 = Tar::new();
+    l1.add(Entry::dir("wh"))
+        .add(Entry::file("wh/file", "gone"))
+        .add(Entry::dir("wh/dir"))
+        .add(Entry::file("wh/dir/inner", "gone"))
+        .add(Entry::symlink("wh/symlink", "file"))
+        .add(Entry::file("wh/kept", "kept"))
+        // Opaque directories: one filled again in the upper layer, one listed again (new mode)
+        // and marked opaque in the same layer.
+        .add(Entry::dir("opq"))
+        .add(Entry::file("opq/old", "hidden"))
+        .add(Entry::dir("opq/old-dir"))
+        .add(Entry::file("opq/old-dir/x", "hidden"))
+        .add(Entry::dir("opq2"))
+        .add(Entry::file("opq2/old", "hidden"))
+        // Replaced: a directory by a file, a file by a directory.
+        .add(Entry::dir("dir2file"))
+        .add(Entry::file("dir2file/child", "gone"))
+        .add(Entry::file("file2dir", "gone"))
+        // Hardlinks within the layer, to a symlink, and groups an upper layer breaks.
+        .add(Entry::dir("hl"))
+        .add(
+            Entry::file("hl/src", "shared content")
+                .mode(0o640)
+                .owner(5, 6),
+        )
+        .add(Entry::hardlink("hl/same-layer", "hl/src"))
+        .add(Entry::symlink("hl/sym", "src"))
+        .add(Entry::hardlink("hl/link-to-sym", "hl/sym"))
+        .add(Entry::file("hl/pair-a", "pair"))
+        .add(Entry::hardlink("hl/pair-deleted", "hl/pair-a"))
+        .add(Entry::hardlink("hl/pair-overwritten", "hl/pair-a"))
+        // Changed only in metadata by the upper layer.
+        .add(Entry::dir("meta"))
+        .add(Entry::file("meta/mode", "same").mode(0o644))
+        .add(Entry::file("meta/owner", "same"))
+        .add(Entry::file("meta/xattr", "same").xattr("user.a", "1"))
+        .add(Entry::dir("meta/dir").mode(0o755))
+        // A symlink to a directory: entries below it in later layers land in the target.
+        .add(Entry::dir("real"))
+        .add(Entry::symlink("via", "real"))
+        .add(Entry::symlink("via-abs", "/real"))
+        .add(Entry::symlink("via-dotdot", "../../real"));
+    let mut l2 = Tar::new();
+    l2.add(Entry::file("wh/.wh.file", ""))
+        .add(Entry::file("wh/.wh.dir", ""))
+        .add(Entry::file("wh/.wh.symlink", ""))
+        .add(Entry::file("wh/.wh.never-existed", ""))
+        .add(Entry::file(".wh.nothing-here", ""))
+        .add(Entry::file("opq/.wh..wh..opq", ""))
+        .add(Entry::file("opq/new", "new"))
+        .add(Entry::dir("opq2").mode(0o700))
+        .add(Entry::file("opq2/.wh..wh..opq", ""))
+        .add(Entry::file("opq2/fresh", "fresh"))
+        .add(Entry::file("dir2file", "now a file"))
+        .add(Entry::dir("file2dir"))
+        .add(Entry::file("file2dir/child", "now a dir"))
+        // A hardlink to a file of the lower layer, and one to a lower symlink.
+        .add(Entry::hardlink("hl/to-lower", "hl/src"))
+        .add(Entry::hardlink("hl/to-lower-sym", "hl/sym"))
+        .add(Entry::file("hl/.wh.pair-deleted", ""))
+        .add(Entry::file("hl/pair-overwritten", "new content"))
+        .add(Entry::file("meta/mode", "same").mode(0o600))
+        .add(Entry::file("meta/owner", "same").owner(1234, 5678))
+        .add(
+            Entry::file("meta/xattr", "same")
+                .xattr("user.a", "2")
+                .xattr("user.b", "3"),
+        )
+        .add(Entry::dir("meta/dir").mode(0o711).owner(9, 9))
+        .add(Entry::file("via/through-relative", "r"))
+        .add(Entry::file("via-abs/through-absolute", "a"))
+        .add(Entry::file("via-dotdot/through-dotdot", "d"))
+        .add(Entry::file("via/.wh.nothing", ""));
+    // Layer 3 deletes the hardlink source of layer 2's link, which keeps the content.
+    let mut l3 = Tar::new();
+    l3.add(Entry::file("hl/.wh.src", ""));
+    vec![l1.finish(), l2.finish(), l3.finish()]
+}

@@ -1,0 +1,323 @@
+//! One Nydus layer back to a layer tar: the tree of the layer's own bootstrap (the one inlined
+//! in its blob, whiteouts kept as the `.wh.` files its tar had), each file's bytes read chunk by
+//! chunk from the blobs its chunk indexes name, each chunk held to the digest the blob records.
+//!
+//! The tar is what Go's `archive/tar` reads as containerd and Docker do: GNU headers (long names
+//! and link targets as GNU extensions, large ids in base-256), xattrs and sub-second mtimes as
+//! PAX records, a hardlink for every further name of an inode.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+
+use crate::blob::chunk::INLINED_BLOB_ID_PLACEHOLDER;
+use crate::blob::reader::{BlobError, BlobReader, chunk_digest};
+use crate::common::digest::{from_io, into_io};
+use crate::common::error::{Error, Result};
+use crate::common::hex::hex;
+use crate::ondisk::blob::{BlobChunkInfoV1Ondisk, TOC_ENTRY_BLOB_DIGEST};
+use crate::ondisk::rafs_v6::RafsV6Blob;
+use crate::ondisk::rafs_v6::reader::{BootstrapReader, Inode, Kind};
+
+/// Opens a blob of the image by id (the hex of its layer digest).
+pub trait BlobOpener {
+    fn open(&self, id: &str) -> Result<BlobReader>;
+}
+
+/// A blob opened for reading chunks: its ci table, and its chunk digests when it has them.
+struct OpenBlob {
+    reader: BlobReader,
+    entry: RafsV6Blob,
+    ci: Vec<BlobChunkInfoV1Ondisk>,
+    digests: Option<Vec<[u8; 32]>>,
+}
+
+/// The blobs one layer's bootstrap names, opened as its files need them.
+pub struct Blobs<'a> {
+    opener: &'a dyn BlobOpener,
+    /// The layer's own blob (what the placeholder id names).
+    own: String,
+    table: Vec<RafsV6Blob>,
+    open: HashMap<u32, OpenBlob>,
+}
+
+impl<'a> Blobs<'a> {
+    /// The blobs of `boot`'s blob table; `own` is the id of the blob holding `boot`.
+    pub fn new(opener: &'a dyn BlobOpener, own: &str, boot: &BootstrapReader) -> Blobs<'a> {
+        Blobs {
+            opener,
+            own: own.to_string(),
+            table: boot.blob_table(),
+            open: HashMap::new(),
+        }
+    }
+
+    /// The blob id of blob table entry `index`.
+    fn id(&self, index: u32) -> Result<String> {
+        let entry = self.table.get(index as usize).ok_or_else(|| {
+            Error::bad_input(
+                format!("blob {}", self.own),
+                format!(
+                    "a chunk names blob {index}, the blob table has {}",
+                    self.table.len()
+                ),
+            )
+        })?;
+        let id = entry
+            .blob_id()
+            .map_err(|e| e.context(format!("blob {}", self.own)))?;
+        Ok(if id == INLINED_BLOB_ID_PLACEHOLDER {
+            self.own.clone()
+        } else {
+            id.to_string()
+        })
+    }
+
+    /// The decompressed bytes of chunk `ci_index` of blob table entry `index`, verified.
+    pub fn chunk(&mut self, index: u32, ci_index: u32) -> Result<Vec<u8>> {
+        if !self.open.contains_key(&index) {
+            let blob = self.open_blob(index)?;
+            self.open.insert(index, blob);
+        }
+        let blob = &self.open[&index];
+        let what = || {
+            format!(
+                "blob {}: chunk {ci_index}",
+                blob.entry.blob_id().unwrap_or("?")
+            )
+        };
+        let ci = blob.ci.get(ci_index as usize).ok_or_else(|| {
+            Error::bad_input(
+                what(),
+                format!("is beyond the blob's {} chunks", blob.ci.len()),
+            )
+        })?;
+        let bytes = blob
+            .reader
+            .chunk(ci, blob.entry.compression_algo)
+            .map_err(|e| blob_error(e, &what()))?;
+        if let Some(digests) = &blob.digests {
+            let actual = chunk_digest(blob.entry.digest_algo, &bytes);
+            if Some(&actual) != digests.get(ci_index as usize) {
+                return Err(Error::bad_input(
+                    what(),
+                    format!("has digest {}, the blob records another", hex(&actual)),
+                ));
+            }
+        }
+        Ok(bytes)
+    }
+
+    fn open_blob(&self, index: u32) -> Result<OpenBlob> {
+        let id = self.id(index)?;
+        let what = format!("blob {id}");
+        let entry = self.table[index as usize];
+        let reader = self.opener.open(&id)?;
+        let ci = reader.ci_table(&entry).map_err(|e| blob_error(e, &what))?;
+        let toc = reader.toc().map_err(|e| blob_error(e, &what))?;
+        let digests = match toc.entry(TOC_ENTRY_BLOB_DIGEST) {
+            Some(e) => {
+                let bytes = reader
+                    .section(e, toc.at)
+                    .map_err(|e| blob_error(e, &what))?;
+                Some(
+                    bytes
+                        .chunks_exact(32)
+                        .map(|d| d.try_into().expect("32 bytes"))
+                        .collect(),
+                )
+            }
+            None => None,
+        };
+        Ok(OpenBlob {
+            reader,
+            entry,
+            ci,
+            digests,
+        })
+    }
+}
+
+fn blob_error(e: BlobError, what: &str) -> Error {
+    match e {
+        BlobError::Io(e) => e,
+        BlobError::Bad(p) => Error::bad_input(what, p),
+    }
+}
+
+/// Write the tree of `boot` (one layer's bootstrap) as a tar to `out`, file data from `blobs`.
+/// Returns how many sockets were left out (a tar cannot hold one).
+pub fn write_tar<W: Write>(boot: &BootstrapReader, blobs: &mut Blobs, out: W) -> Result<(W, u64)> {
+    let tree = boot
+        .tree()
+        .map_err(|p| Error::bad_input(format!("blob {}: its bootstrap", blobs.own), p))?;
+    let mut tar = tar::Builder::new(out);
+    let mut first_name: HashMap<u64, &[u8]> = HashMap::new();
+    let mut sockets = 0;
+    for (path, inode) in &tree {
+        let name = &path[1..];
+        if inode.kind == Kind::Dir && implied(inode) {
+            continue;
+        }
+        let name: &[u8] = if name.is_empty() { b"." } else { name };
+        let io = |e: io::Error| from_io(e, format!("{}", name.escape_ascii()));
+        let mut header = header_of(inode);
+        let pax = pax_records(inode);
+        if !pax.is_empty() {
+            tar.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+                .map_err(io)?;
+        }
+        let name_os = std::ffi::OsStr::from_bytes(name);
+        if inode.kind != Kind::Dir && inode.nlink > 1 {
+            // A further name of an inode already written (a file, symlink, device or fifo):
+            // a hardlink to its first name.
+            if let Some(first) = first_name.get(&inode.nid) {
+                header.set_entry_type(tar::EntryType::Link);
+                header.set_size(0);
+                let target = std::ffi::OsStr::from_bytes(first);
+                tar.append_link(&mut header, name_os, target).map_err(io)?;
+                continue;
+            }
+            first_name.insert(inode.nid, name);
+        }
+        match inode.kind {
+            Kind::File => {
+                header.set_size(inode.size);
+                let data = FileData::new(inode, boot.chunk_size(), blobs);
+                tar.append_data(&mut header, name_os, data).map_err(io)?;
+            }
+            Kind::Symlink => {
+                let target = std::ffi::OsStr::from_bytes(&inode.symlink);
+                tar.append_link(&mut header, name_os, target).map_err(io)?;
+            }
+            Kind::Socket => sockets += 1,
+            Kind::Dir | Kind::CharDevice | Kind::BlockDevice | Kind::Fifo => {
+                tar.append_data(&mut header, name_os, io::empty())
+                    .map_err(io)?;
+            }
+        }
+    }
+    Ok((
+        tar.into_inner().map_err(|e| from_io(e, "the layer tar"))?,
+        sockets,
+    ))
+}
+
+/// Whether a directory has the metadata of one the layer implies but never lists (its root,
+/// the parents of its entries): 0755, root-owned, time 0, no xattrs. It is left out, so that the
+/// unpacker creates it only where nothing is there, and follows a lower layer's symlink in its
+/// place as it did for the original layer (`via/file` under a lower `via -> real`).
+fn implied(dir: &Inode) -> bool {
+    dir.mode & 0o7777 == 0o755
+        && dir.uid == 0
+        && dir.gid == 0
+        && dir.mtime == 0
+        && dir.mtime_nsec == 0
+        && dir.xattrs.is_empty()
+}
+
+/// The ustar fields of `inode` (GNU header: long names, base-256 numbers).
+fn header_of(inode: &Inode) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(inode.mode & 0o7777);
+    h.set_uid(u64::from(inode.uid));
+    h.set_gid(u64::from(inode.gid));
+    h.set_mtime(inode.mtime);
+    h.set_size(0);
+    h.set_entry_type(match inode.kind {
+        Kind::Dir => tar::EntryType::Directory,
+        Kind::File => tar::EntryType::Regular,
+        Kind::Symlink => tar::EntryType::Symlink,
+        Kind::CharDevice => tar::EntryType::Char,
+        Kind::BlockDevice => tar::EntryType::Block,
+        Kind::Fifo | Kind::Socket => tar::EntryType::Fifo,
+    });
+    if matches!(inode.kind, Kind::CharDevice | Kind::BlockDevice) {
+        // Device numbers above the 7 octal digits a field holds cannot be written; nydus keeps
+        // 12-bit majors and 20-bit minors, which fit.
+        let _ = h.set_device_major(inode.rdev.0);
+        let _ = h.set_device_minor(inode.rdev.1);
+    }
+    h
+}
+
+/// PAX records for what ustar cannot say: xattrs (`SCHILY.xattr.`) and sub-second mtimes.
+fn pax_records(inode: &Inode) -> Vec<(String, Vec<u8>)> {
+    let mut records = Vec::new();
+    if inode.mtime_nsec != 0 {
+        records.push((
+            "mtime".to_string(),
+            format!("{}.{:09}", inode.mtime, inode.mtime_nsec).into_bytes(),
+        ));
+    }
+    for (name, value) in &inode.xattrs {
+        records.push((
+            format!("SCHILY.xattr.{}", String::from_utf8_lossy(name)),
+            value.clone(),
+        ));
+    }
+    records
+}
+
+/// A regular file's bytes, chunk after chunk.
+struct FileData<'a, 'b> {
+    inode: &'a Inode,
+    chunk_size: u64,
+    blobs: &'a mut Blobs<'b>,
+    next: usize,
+    current: Vec<u8>,
+    pos: usize,
+}
+
+impl<'a, 'b> FileData<'a, 'b> {
+    fn new(inode: &'a Inode, chunk_size: u64, blobs: &'a mut Blobs<'b>) -> Self {
+        FileData {
+            inode,
+            chunk_size,
+            blobs,
+            next: 0,
+            current: Vec::new(),
+            pos: 0,
+        }
+    }
+
+    /// Load the next chunk; false at the end of the file.
+    fn load(&mut self) -> io::Result<bool> {
+        let Some(c) = self.inode.chunks.get(self.next) else {
+            return Ok(false);
+        };
+        let offset = self.next as u64 * self.chunk_size;
+        let piece = self.chunk_size.min(self.inode.size.saturating_sub(offset)) as usize;
+        let what = format!("blob {}: inode {}", self.blobs.own, self.inode.nid);
+        let bad = |problem: String| into_io(Error::bad_input(&what, problem));
+        let index = c
+            .blob_index()
+            .ok_or_else(|| bad(format!("chunk {} names no blob", self.next)))?;
+        let bytes = self.blobs.chunk(index, c.ci_index()).map_err(into_io)?;
+        if bytes.len() != piece {
+            return Err(bad(format!(
+                "chunk {} holds {} bytes, the file needs {piece} there",
+                self.next,
+                bytes.len()
+            )));
+        }
+        self.next += 1;
+        self.current = bytes;
+        self.pos = 0;
+        Ok(true)
+    }
+}
+
+impl Read for FileData<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.current.len() {
+            if !self.load()? {
+                return Ok(0);
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.pos);
+        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
