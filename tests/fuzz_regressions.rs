@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 
 use nydus_offline::source::{self, PlatformChoice, Selection};
 
+/// The `source_json` target's roles beyond `index.json` (manifest, config, `manifest.json`).
+#[path = "../fuzz/fuzz_targets/source_json_roles.rs"]
+mod source_json_roles;
+
 fn inputs(target: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fuzz/regressions")
@@ -64,6 +68,7 @@ fn inputs_that_crashed_the_readers_are_errors_now() {
         if let Ok(s) = source::open(&layout) {
             let _ = source::select(&*s, &selection);
         }
+        source_json_roles::run(&fs::read(&input).unwrap());
     }
     for input in inputs("source_archive") {
         if let Ok(s) = source::open(&input) {

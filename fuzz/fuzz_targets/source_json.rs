@@ -1,8 +1,9 @@
 //! The input side's JSON on arbitrary bytes: the bytes are an OCI layout's `index.json`, beside
 //! the sample image's real blobs (so that an index naming them by digest reaches the manifest,
-//! config and layer checks), and the image is selected as `convert` and `inspect` select it.
-//! Every outcome but an error is a finding: a panic, an abort, a hang (nested indexes walked
-//! without end), or memory beyond `-rss_limit_mb`.
+//! config and layer checks), and the image is selected as `convert` and `inspect` select it;
+//! then the same bytes as a manifest, a config and a `docker save` `manifest.json`
+//! ([`source_json_roles`]). Every outcome but an error is a finding: a panic, an abort, a hang
+//! (nested indexes walked without end), or memory beyond `-rss_limit_mb`.
 
 #![no_main]
 
@@ -11,6 +12,8 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use nydus_offline::source::{self, PlatformChoice, Selection};
+
+mod source_json_roles;
 
 /// A layout holding the sample's blobs; each run writes its own `index.json` into a copy.
 fn layout() -> &'static PathBuf {
@@ -31,14 +34,14 @@ fn layout() -> &'static PathBuf {
 fuzz_target!(|data: &[u8]| {
     let dir = layout();
     std::fs::write(dir.join("index.json"), data).unwrap();
-    let Ok(source) = source::open(dir) else {
-        return;
-    };
-    for platform in [PlatformChoice::All, PlatformChoice::Host] {
-        let selection = Selection {
-            image: None,
-            platform,
-        };
-        let _ = source::select(&*source, &selection);
+    if let Ok(source) = source::open(dir) {
+        for platform in [PlatformChoice::All, PlatformChoice::Host] {
+            let selection = Selection {
+                image: None,
+                platform,
+            };
+            let _ = source::select(&*source, &selection);
+        }
     }
+    source_json_roles::run(data);
 });

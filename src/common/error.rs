@@ -142,6 +142,25 @@ pub fn shown(bytes: &[u8]) -> String {
     )
 }
 
+/// A string from the input (a media type, a tag, a platform) as a message shows it: control
+/// characters escaped, so that a newline in it cannot split the message or forge another line,
+/// and cut at 200 characters. Other characters, non-ASCII ones included, are shown as they are.
+pub fn one_line(s: &str) -> String {
+    let mut out = String::new();
+    for (n, c) in s.chars().enumerate() {
+        if n == 200 {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +195,13 @@ mod tests {
         let long = [b'x'; 5000];
         let s = shown(&long);
         assert!(s.len() < 600 && s.contains("(5000 bytes)"), "{s}");
+    }
+
+    #[test]
+    fn input_strings_stay_on_one_line() {
+        assert_eq!(one_line("linux/amd64"), "linux/amd64");
+        assert_eq!(one_line("a\nb\u{1b}[2J é"), "a\\nb\\u{1b}[2J é");
+        let long = "x".repeat(500);
+        assert_eq!(one_line(&long).chars().count(), 201);
     }
 }

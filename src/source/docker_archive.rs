@@ -10,8 +10,11 @@
 //!   `manifest.json` only adds `RepoTags` as names.
 //!
 //! Paths in `manifest.json` are untrusted: one that leaves the archive (`../`, absolute) is an
-//! error, never followed.
+//! error, never followed. Its counts are bounded ([`MAX_DOCKER_IMAGES`] images, [`MAX_LAYERS`]
+//! layers each), and a layer named many times (legacy tarballs link repeats to one copy) is read
+//! and hashed once.
 
+use std::collections::HashMap;
 use std::io;
 use std::path::Path;
 
@@ -23,6 +26,7 @@ use crate::common::digest::{Hasher, from_io, sha256_of};
 use crate::common::error::{Error, Result};
 use crate::source::compression::Compression;
 use crate::source::image::{Config, Image, ImageEntry, Layer, Manifest, ManifestEntry, media};
+use crate::source::limits::{MAX_DOCKER_IMAGES, MAX_LAYERS};
 use crate::source::store::{BlobStore, METADATA_LIMIT, normalize, read_small};
 use crate::source::tar_store::TarStore;
 use crate::source::{ImageSource, layout};
@@ -33,11 +37,43 @@ pub const MANIFEST_JSON: &str = "manifest.json";
 /// One entry of `manifest.json`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct DockerEntry {
+pub struct DockerEntry {
     config: String,
     #[serde(default)]
     repo_tags: Option<Vec<String>>,
     layers: Vec<String>,
+}
+
+/// Parse `manifest.json` (read from `what`) and check its counts: at least one image, at most
+/// [`MAX_DOCKER_IMAGES`], each of at most [`MAX_LAYERS`] layers. Public for the fuzz targets.
+pub fn parse_manifest(bytes: &[u8], what: &str) -> Result<Vec<DockerEntry>> {
+    let entries: Vec<DockerEntry> = layout::parse_json(bytes, what, "docker save manifest.json")?;
+    if entries.is_empty() {
+        return Err(Error::bad_input(what, "lists no images"));
+    }
+    if entries.len() > MAX_DOCKER_IMAGES {
+        return Err(Error::bad_input(
+            what,
+            format!(
+                "lists {} images; more than {MAX_DOCKER_IMAGES} in one archive are refused",
+                entries.len()
+            ),
+        ));
+    }
+    for (n, entry) in entries.iter().enumerate() {
+        if entry.layers.len() > MAX_LAYERS {
+            return Err(Error::bad_input(
+                what,
+                format!(
+                    "image {} lists {} layers; images of more than {MAX_LAYERS} layers are \
+                     refused",
+                    n + 1,
+                    entry.layers.len()
+                ),
+            ));
+        }
+    }
+    Ok(entries)
 }
 
 /// A `docker save` tarball.
@@ -61,11 +97,7 @@ impl DockerArchive {
         let what = store.describe(MANIFEST_JSON);
         let bytes = read_small(&store, MANIFEST_JSON, METADATA_LIMIT)?
             .ok_or_else(|| Error::bad_input(&what, "is missing"))?;
-        let entries: Vec<DockerEntry> =
-            layout::parse_json(&bytes, &what, "docker save manifest.json")?;
-        if entries.is_empty() {
-            return Err(Error::bad_input(what, "lists no images"));
-        }
+        let entries = parse_manifest(&bytes, &what)?;
         if store.contains("index.json") {
             layout::check_layout_version(&store)?;
             let mut images = layout::catalog(&store)?;
@@ -79,8 +111,9 @@ impl DockerArchive {
         }
         let mut images = Vec::new();
         let mut legacy = Vec::new();
+        let mut hashed = HashMap::new();
         for (n, entry) in entries.iter().enumerate() {
-            let (listed, image) = legacy_image(&store, entry, n)?;
+            let (listed, image) = legacy_image(&store, entry, n, &mut hashed)?;
             images.push(listed);
             legacy.push(image);
         }
@@ -100,19 +133,24 @@ fn add_repo_tags(
     entries: &[DockerEntry],
     images: &mut [ImageEntry],
 ) -> Result<()> {
+    // Config member path to tags, so that matching costs one look-up per image.
+    let mut tags: HashMap<String, Vec<&String>> = HashMap::new();
+    for entry in entries {
+        if let Some(config) = normalize(&entry.config) {
+            tags.entry(config)
+                .or_default()
+                .extend(entry.repo_tags.iter().flatten());
+        }
+    }
     for image in images.iter_mut() {
         let Some(m) = image.manifests.iter().find(|m| m.present) else {
             continue;
         };
         let manifest = layout::read_manifest(store, m)?;
         let config_blob = layout::blob_path(manifest.parsed.config().digest())?;
-        for entry in entries {
-            if normalize(&entry.config).as_deref() == Some(config_blob.as_str()) {
-                for tag in entry.repo_tags.iter().flatten() {
-                    if !image.names.contains(tag) {
-                        image.names.push(tag.clone());
-                    }
-                }
+        for tag in tags.get(&config_blob).into_iter().flatten() {
+            if !image.names.contains(tag) {
+                image.names.push((*tag).clone());
             }
         }
     }
@@ -139,8 +177,16 @@ fn digest_in_name(name: &str) -> Option<&str> {
     (stem.len() == 64 && stem.bytes().all(|b| b.is_ascii_hexdigit())).then_some(stem)
 }
 
+/// The digest of each compressed layer hashed so far, by the member holding its bytes.
+type Hashed = HashMap<String, Digest>;
+
 /// Read one legacy entry whole (config, layer checks) and synthesise its manifest.
-fn legacy_image(store: &TarStore, entry: &DockerEntry, n: usize) -> Result<(ImageEntry, Image)> {
+fn legacy_image(
+    store: &TarStore,
+    entry: &DockerEntry,
+    n: usize,
+    hashed: &mut Hashed,
+) -> Result<(ImageEntry, Image)> {
     let manifest_what = store.describe(MANIFEST_JSON);
     let config_name = member_path(store, &entry.config, "Config", n)?;
     let config_what = store.describe(&config_name);
@@ -206,9 +252,7 @@ fn legacy_image(store: &TarStore, entry: &DockerEntry, n: usize) -> Result<(Imag
         let digest = if stored == Compression::None {
             diff_id.clone()
         } else {
-            let mut hasher = HashWriter(Hasher::for_digest(&diff_id, &location)?);
-            io::copy(&mut reader, &mut hasher).map_err(|e| from_io(e, &location))?;
-            hasher.0.finish()
+            hash_once(store, &blob, &location, &diff_id, &mut reader, hashed)?
         };
         layers.push(Layer {
             index,
@@ -248,6 +292,31 @@ fn legacy_image(store: &TarStore, entry: &DockerEntry, n: usize) -> Result<(Imag
         layers,
     };
     Ok((listed, image))
+}
+
+/// The digest of a compressed layer's stored bytes, hashed once per member: an archive naming one
+/// layer a thousand times costs one read of it. Hashed with the diff_id's algorithm.
+fn hash_once(
+    store: &TarStore,
+    blob: &str,
+    location: &str,
+    diff_id: &Digest,
+    reader: &mut impl io::Read,
+    hashed: &mut Hashed,
+) -> Result<Digest> {
+    let key = format!(
+        "{} {}",
+        diff_id.algorithm(),
+        store.resolve(blob)?.unwrap_or_else(|| blob.to_string())
+    );
+    if let Some(digest) = hashed.get(&key) {
+        return Ok(digest.clone());
+    }
+    let mut hasher = HashWriter(Hasher::for_digest(diff_id, location)?);
+    io::copy(reader, &mut hasher).map_err(|e| from_io(e, location))?;
+    let digest = hasher.0.finish();
+    hashed.insert(key, digest.clone());
+    Ok(digest)
 }
 
 /// The OCI manifest a legacy entry would have had.

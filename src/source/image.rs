@@ -50,7 +50,12 @@ impl ImageEntry {
         if self.names.is_empty() {
             self.digest.to_string()
         } else {
-            format!("{} ({})", self.names.join(", "), self.digest)
+            // Names come from the input; keep messages listing them on one line.
+            format!(
+                "{} ({})",
+                crate::common::error::one_line(&self.names.join(", ")),
+                self.digest
+            )
         }
     }
 }

@@ -8,15 +8,16 @@
 //! `index.json` is the root of trust: it has no digest of its own. Everything it names is checked
 //! against the digest and size it declares, and so on down.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use oci_spec::image::{Descriptor, Digest, ImageConfiguration, ImageIndex, ImageManifest};
 use serde::de::DeserializeOwned;
 
 use super::compression;
 use crate::common::digest::check_bytes;
-use crate::common::error::{Error, Result};
+use crate::common::error::{Error, Result, one_line};
 use crate::source::image::{Config, Image, ImageEntry, Layer, Manifest, ManifestEntry, media};
+use crate::source::limits::{MAX_DESCRIPTORS, MAX_INDEX_DEPTH, MAX_LAYERS};
 use crate::source::platform::Platform;
 use crate::source::store::{BlobStore, METADATA_LIMIT, normalize, read_small};
 
@@ -26,8 +27,6 @@ pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 const CONTAINERD_NAME: &str = "io.containerd.image.name";
 /// The annotation BuildKit puts on attestation manifests, which are not runnable images.
 const DOCKER_REFERENCE_TYPE: &str = "vnd.docker.reference.type";
-/// How deep indexes may nest; content addressing rules out cycles, this rules out abuse.
-const MAX_INDEX_DEPTH: usize = 8;
 
 /// Parse JSON bytes read from `what`, naming it in the error.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8], what: &str, kind: &str) -> Result<T> {
@@ -75,6 +74,11 @@ pub fn check_layout_version(store: &dyn BlobStore) -> Result<()> {
 /// manifests and artifacts that are not images are left out. A manifest missing from the store
 /// is listed as absent (a partial export holds some platforms only); a missing nested index is an
 /// error, since nothing below it can be listed.
+///
+/// An index may name one child many times, at every level: each image remembers the indexes it
+/// walked and the manifests it found, so such a graph costs its size, not the number of its
+/// paths; and depth and the descriptors examined are bounded ([`MAX_INDEX_DEPTH`],
+/// [`MAX_DESCRIPTORS`]).
 pub fn catalog(store: &dyn BlobStore) -> Result<Vec<ImageEntry>> {
     let what = store.describe("index.json");
     let Some(bytes) = read_small(store, "index.json", METADATA_LIMIT)? else {
@@ -84,54 +88,80 @@ pub fn catalog(store: &dyn BlobStore) -> Result<Vec<ImageEntry>> {
     if index.manifests().is_empty() {
         return Err(Error::bad_input(what, "lists no images"));
     }
-    let mut images: Vec<ImageEntry> = Vec::new();
+    let mut walker = Walker {
+        store,
+        root: what.clone(),
+        examined: 0,
+        platforms: HashMap::new(),
+    };
+    let mut images = Images::default();
     for desc in index.manifests() {
-        let mut manifests = Vec::new();
-        let mut walked = HashSet::new();
-        walk(store, desc, &what, 0, &mut walked, &mut manifests)?;
-        if manifests.is_empty() {
+        let mut reach = Reach::default();
+        walker.walk(desc, &what, 0, &mut reach)?;
+        if reach.manifests.is_empty() {
             continue;
         }
-        for m in manifests
-            .iter_mut()
-            .filter(|m| m.platform.is_none() && m.present)
-        {
-            let manifest = read_manifest(store, m)?;
-            let config = read_config(store, &manifest)?;
-            m.platform = Some(config_platform(&config.parsed));
+        for m in reach.manifests.iter_mut() {
+            walker.fill_platform(m)?;
         }
-        let names = names_of(desc);
-        let same = images
-            .iter_mut()
-            .find(|i| &i.digest == desc.digest() || i.names.iter().any(|n| names.contains(n)));
-        match same {
-            Some(image) => {
-                for n in names {
-                    if !image.names.contains(&n) {
-                        image.names.push(n);
-                    }
-                }
-                for m in manifests {
-                    if !image.manifests.iter().any(|x| x.digest == m.digest) {
-                        image.manifests.push(m);
-                    }
-                }
-            }
-            None => images.push(ImageEntry {
-                names,
-                digest: desc.digest().clone(),
-                media_type: desc.media_type().to_string(),
-                manifests,
-            }),
-        }
+        images.add(desc, reach.manifests);
     }
-    if images.is_empty() {
+    if images.list.is_empty() {
         return Err(Error::bad_input(
             what,
             "lists no container images (only artifacts or attestations)",
         ));
     }
-    Ok(images)
+    Ok(images.list)
+}
+
+/// The images found so far, with an index from digest and name to position, so that merging an
+/// entry costs the same however many images came before.
+#[derive(Default)]
+struct Images {
+    list: Vec<ImageEntry>,
+    /// `d:<digest>` and `n:<name>` to a position in `list`.
+    keys: HashMap<String, usize>,
+}
+
+impl Images {
+    /// Add the top-level entry `desc` and the manifests reached from it: into the first image
+    /// with its digest or one of its names, else as a new image.
+    fn add(&mut self, desc: &Descriptor, manifests: Vec<ManifestEntry>) {
+        let names = names_of(desc);
+        let digest_key = format!("d:{}", desc.digest());
+        let same = std::iter::once(digest_key.clone())
+            .chain(names.iter().map(|n| format!("n:{n}")))
+            .filter_map(|k| self.keys.get(&k).copied())
+            .min();
+        let Some(at) = same else {
+            let at = self.list.len();
+            self.keys.insert(digest_key, at);
+            for n in &names {
+                self.keys.entry(format!("n:{n}")).or_insert(at);
+            }
+            self.list.push(ImageEntry {
+                names,
+                digest: desc.digest().clone(),
+                media_type: desc.media_type().to_string(),
+                manifests,
+            });
+            return;
+        };
+        let image = &mut self.list[at];
+        for n in names {
+            if !image.names.contains(&n) {
+                self.keys.entry(format!("n:{n}")).or_insert(at);
+                image.names.push(n);
+            }
+        }
+        let mut have: HashSet<Digest> = image.manifests.iter().map(|m| m.digest.clone()).collect();
+        for m in manifests {
+            if have.insert(m.digest.clone()) {
+                image.manifests.push(m);
+            }
+        }
+    }
 }
 
 /// Tags and names an index entry carries.
@@ -150,40 +180,93 @@ fn names_of(desc: &Descriptor) -> Vec<String> {
     names
 }
 
-/// Collect the image manifests reachable from `desc` into `out`. `walked` holds the indexes
-/// already walked: a hostile image may name one index many times at every level (k^depth walks
-/// without it); each is read once.
-fn walk(
-    store: &dyn BlobStore,
-    desc: &Descriptor,
-    parent: &str,
-    depth: usize,
-    walked: &mut HashSet<Digest>,
-    out: &mut Vec<ManifestEntry>,
-) -> Result<()> {
-    let media_type = desc.media_type().to_string();
-    let platform = desc.platform().as_ref().map(Platform::from);
-    let is_attestation = desc
-        .annotations()
-        .as_ref()
-        .is_some_and(|a| a.contains_key(DOCKER_REFERENCE_TYPE))
-        || platform.as_ref().is_some_and(Platform::is_unknown);
-    if is_attestation {
-        return Ok(());
-    }
-    let blob = blob_path(desc.digest())?;
-    if media::is_index(&media_type) {
-        if !walked.insert(desc.digest().clone()) {
-            return Ok(());
-        }
-        if depth >= MAX_INDEX_DEPTH {
+/// Listing an input's images: what it may still cost, and what it already learnt.
+struct Walker<'a> {
+    store: &'a dyn BlobStore,
+    /// `index.json`, named in the error when the input names too many descriptors.
+    root: String,
+    /// Descriptors examined so far, over every index and every image.
+    examined: usize,
+    /// The platform of each manifest the index gave none for, read from its config once.
+    platforms: HashMap<Digest, Platform>,
+}
+
+/// What one top-level entry reaches: the indexes walked and the manifests found.
+#[derive(Default)]
+struct Reach {
+    /// The indexes already walked: a hostile image may name one index many times at every
+    /// level (k^depth walks without this); each is read once.
+    walked: HashSet<Digest>,
+    /// The manifests already in `manifests`.
+    seen: HashSet<Digest>,
+    manifests: Vec<ManifestEntry>,
+}
+
+impl Walker<'_> {
+    /// Collect the image manifests reachable from `desc` (named by `parent`) into `reach`.
+    fn walk(
+        &mut self,
+        desc: &Descriptor,
+        parent: &str,
+        depth: usize,
+        reach: &mut Reach,
+    ) -> Result<()> {
+        self.examined += 1;
+        if self.examined > MAX_DESCRIPTORS {
             return Err(Error::bad_input(
-                parent,
-                format!("indexes nest deeper than {MAX_INDEX_DEPTH} levels"),
+                &self.root,
+                format!(
+                    "and the indexes below it name more than {MAX_DESCRIPTORS} descriptors in \
+                     all (counting an index each time it is named); refused"
+                ),
             ));
         }
-        let what = store.describe(&blob);
-        let Some(bytes) = read_small(store, &blob, METADATA_LIMIT)? else {
+        let media_type = desc.media_type().to_string();
+        let platform = desc.platform().as_ref().map(Platform::from);
+        let is_attestation = desc
+            .annotations()
+            .as_ref()
+            .is_some_and(|a| a.contains_key(DOCKER_REFERENCE_TYPE))
+            || platform.as_ref().is_some_and(Platform::is_unknown);
+        if is_attestation {
+            return Ok(());
+        }
+        let blob = blob_path(desc.digest())?;
+        if media::is_index(&media_type) {
+            // Walked already for this image: everything below it is in `reach`.
+            if !reach.walked.insert(desc.digest().clone()) {
+                return Ok(());
+            }
+            if depth >= MAX_INDEX_DEPTH {
+                return Err(Error::bad_input(
+                    parent,
+                    format!("indexes nest deeper than {MAX_INDEX_DEPTH} levels"),
+                ));
+            }
+            let index = self.read_index(desc, &blob, parent)?;
+            let what = self.store.describe(&blob);
+            for child in index.manifests() {
+                self.walk(child, &what, depth + 1, reach)?;
+            }
+        } else if media::is_manifest(&media_type) && reach.seen.insert(desc.digest().clone()) {
+            reach.manifests.push(ManifestEntry {
+                digest: desc.digest().clone(),
+                size: desc.size(),
+                media_type,
+                platform,
+                present: self.store.contains(&blob),
+                blob,
+            });
+        }
+        // Anything else (signatures, SBOMs, other artifacts) is not an image; skip it.
+        Ok(())
+    }
+
+    /// Read and verify the nested index `desc` names.
+    fn read_index(&self, desc: &Descriptor, blob: &str, parent: &str) -> Result<ImageIndex> {
+        let what = self.store.describe(blob);
+        let Some(bytes) = read_verified(self.store, blob, desc.digest(), desc.size(), parent)?
+        else {
             return Err(Error::bad_input(
                 parent,
                 format!(
@@ -192,29 +275,58 @@ fn walk(
                 ),
             ));
         };
-        check_bytes(&what, &bytes, desc.digest(), desc.size(), parent)?;
-        let index: ImageIndex = parse_json(&bytes, &what, "image index")?;
-        for child in index.manifests() {
-            walk(store, child, &what, depth + 1, walked, out)?;
-        }
-    } else if media::is_manifest(&media_type) && !out.iter().any(|m| &m.digest == desc.digest()) {
-        out.push(ManifestEntry {
-            digest: desc.digest().clone(),
-            size: desc.size(),
-            media_type,
-            platform,
-            present: store.contains(&blob),
-            blob,
-        });
+        parse_json(&bytes, &what, "image index")
     }
-    // Anything else (signatures, SBOMs, other artifacts) is not an image; skip it.
-    Ok(())
+
+    /// Give `m` its platform from its config when the index did not say, reading each manifest
+    /// and config once however many entries name it.
+    fn fill_platform(&mut self, m: &mut ManifestEntry) -> Result<()> {
+        if m.platform.is_some() || !m.present {
+            return Ok(());
+        }
+        if let Some(p) = self.platforms.get(&m.digest) {
+            m.platform = Some(p.clone());
+            return Ok(());
+        }
+        let manifest = read_manifest(self.store, m)?;
+        let config = read_config(self.store, &manifest)?;
+        let platform = config_platform(&config.parsed);
+        self.platforms.insert(m.digest.clone(), platform.clone());
+        m.platform = Some(platform);
+        Ok(())
+    }
+}
+
+/// Read a metadata blob whose descriptor (from `declared_by`) gives its digest and size, and
+/// verify both. A declared size above [`METADATA_LIMIT`] is refused before anything is read.
+pub fn read_verified(
+    store: &dyn BlobStore,
+    blob: &str,
+    digest: &Digest,
+    size: u64,
+    declared_by: &str,
+) -> Result<Option<Vec<u8>>> {
+    let what = store.describe(blob);
+    if size > METADATA_LIMIT {
+        return Err(Error::bad_input(
+            what,
+            format!(
+                "{declared_by} says it is {size} bytes; metadata larger than {METADATA_LIMIT} \
+                 bytes is refused"
+            ),
+        ));
+    }
+    let Some(bytes) = read_small(store, blob, METADATA_LIMIT)? else {
+        return Ok(None);
+    };
+    check_bytes(&what, &bytes, digest, size, declared_by)?;
+    Ok(Some(bytes))
 }
 
 /// Read and verify the manifest `m` names.
 pub fn read_manifest(store: &dyn BlobStore, m: &ManifestEntry) -> Result<Manifest> {
     let what = store.describe(&m.blob);
-    let Some(raw) = read_small(store, &m.blob, METADATA_LIMIT)? else {
+    let Some(raw) = read_verified(store, &m.blob, &m.digest, m.size, "the index")? else {
         return Err(Error::bad_input(
             what,
             format!(
@@ -227,7 +339,6 @@ pub fn read_manifest(store: &dyn BlobStore, m: &ManifestEntry) -> Result<Manifes
             ),
         ));
     };
-    check_bytes(&what, &raw, &m.digest, m.size, "the index")?;
     let parsed: ImageManifest = parse_json(&raw, &what, "image manifest")?;
     if parsed.schema_version() != 2 {
         return Err(Error::bad_input(
@@ -252,18 +363,20 @@ pub fn read_config(store: &dyn BlobStore, manifest: &Manifest) -> Result<Config>
     if !media::is_config(&media_type) {
         return Err(Error::bad_input(
             manifest_what,
-            format!("is not a container image: its config has media type {media_type}"),
+            format!(
+                "is not a container image: its config has media type {}",
+                one_line(&media_type)
+            ),
         ));
     }
     let blob = blob_path(desc.digest())?;
     let what = store.describe(&blob);
-    let Some(raw) = read_small(store, &blob, METADATA_LIMIT)? else {
+    let Some(raw) = read_verified(store, &blob, desc.digest(), desc.size(), "the manifest")? else {
         return Err(Error::bad_input(
             manifest_what,
             format!("names config {}, which is missing ({what})", desc.digest()),
         ));
     };
-    check_bytes(&what, &raw, desc.digest(), desc.size(), "the manifest")?;
     Ok(Config {
         digest: desc.digest().clone(),
         parsed: parse_json(&raw, &what, "image config")?,
@@ -288,6 +401,15 @@ pub fn check_layers(
     config: &Config,
 ) -> Result<Vec<Layer>> {
     let layers = manifest.parsed.layers();
+    if layers.len() > MAX_LAYERS {
+        return Err(Error::bad_input(
+            store.describe(&blob_path(&manifest.digest)?),
+            format!(
+                "manifest lists {} layers; images of more than {MAX_LAYERS} layers are refused",
+                layers.len()
+            ),
+        ));
+    }
     let diff_ids = config.parsed.rootfs().diff_ids();
     let config_what = format!("config {}", config.digest);
     if diff_ids.len() != layers.len() {
@@ -315,7 +437,8 @@ pub fn check_layers(
             return Err(Error::bad_input(
                 label,
                 format!(
-                    "has media type {media_type}, which is not a layer this program can read{nydus}"
+                    "has media type {}, which is not a layer this program can read{nydus}",
+                    one_line(&media_type)
                 ),
             ));
         };
@@ -341,7 +464,7 @@ pub fn check_layers(
                             ""
                         },
                         desc.digest(),
-                        urls.join(", ")
+                        one_line(&urls.join(", "))
                     ),
                 ));
             }

@@ -20,11 +20,13 @@ pub mod docker_archive;
 pub mod image;
 pub mod layer_reader;
 pub mod layout;
+pub mod limits;
 pub mod oci_archive;
 pub mod oci_layout;
 pub mod platform;
 pub mod select;
 pub mod store;
+pub mod tar_index;
 pub mod tar_store;
 
 use std::path::Path;

@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 
 use crate::common::error::{Error, IoContext, Result};
 use crate::source::image::{Image, ImageEntry, ManifestEntry};
-use crate::source::store::{BlobStore, FileExtent, Member};
+use crate::source::store::{BlobStore, FileExtent, Member, MetadataBudget};
 use crate::source::{ImageSource, layout};
 
 /// The files of a directory, as a [`BlobStore`].
 pub struct DirStore {
     root: PathBuf,
+    budget: MetadataBudget,
 }
 
 impl DirStore {
@@ -21,6 +22,7 @@ impl DirStore {
     pub fn new(root: &Path) -> DirStore {
         DirStore {
             root: root.to_path_buf(),
+            budget: MetadataBudget::default(),
         }
     }
 }
@@ -54,6 +56,10 @@ impl BlobStore for DirStore {
 
     fn contains(&self, name: &str) -> bool {
         self.root.join(name).is_file()
+    }
+
+    fn metadata_budget(&self) -> Option<&MetadataBudget> {
+        Some(&self.budget)
     }
 }
 

@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-use crate::common::error::Error;
+use crate::common::error::{Error, one_line};
 
 /// An operating system, CPU architecture and optional architecture variant.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -78,9 +78,11 @@ impl Platform {
 
 impl fmt::Display for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
+        // The parts come from the input; keep them on one line.
+        let (os, arch) = (one_line(&self.os), one_line(&self.architecture));
+        write!(f, "{os}/{arch}")?;
         if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
+            write!(f, "/{}", one_line(v))?;
         }
         Ok(())
     }

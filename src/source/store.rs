@@ -50,6 +50,44 @@ pub trait BlobStore: Send + Sync {
 
     /// Whether member `name` exists.
     fn contains(&self, name: &str) -> bool;
+
+    /// The store's [`MetadataBudget`], charged by [`read_small`]; `None` (the default) charges
+    /// nothing. A wrapper passes on its inner store's.
+    fn metadata_budget(&self) -> Option<&MetadataBudget> {
+        None
+    }
+}
+
+/// What is left of an input's [`METADATA_BUDGET`]: every whole read of an index, manifest or
+/// config is charged to it, so that an input naming one large blob many times cannot make us
+/// read it without end.
+#[derive(Debug, Default)]
+pub struct MetadataBudget {
+    used: AtomicU64,
+}
+
+impl MetadataBudget {
+    /// Charge `len` bytes read from `what`; fails once the input's total passes the budget.
+    pub fn charge(&self, what: &str, len: u64) -> Result<()> {
+        // Saturating, so that a huge charge cannot wrap the total back under the budget.
+        let before = self
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                Some(used.saturating_add(len))
+            })
+            .unwrap_or(u64::MAX);
+        if before.saturating_add(len) > METADATA_BUDGET {
+            return Err(Error::bad_input(
+                what,
+                format!(
+                    "reading it would pass {METADATA_BUDGET} bytes of indexes, manifests and \
+                     configs read for this input; an input that names its metadata so many \
+                     times is refused"
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Normalise a relative member path: drop `.` and empty components and a leading `./`. `None`
@@ -88,17 +126,28 @@ pub fn read_small(store: &dyn BlobStore, name: &str, limit: u64) -> Result<Optio
             ),
         ));
     }
-    let mut bytes = Vec::with_capacity(member.len as usize);
+    if let Some(budget) = store.metadata_budget() {
+        budget.charge(&store.describe(name), member.len)?;
+    }
+    // `member.len` is at most `limit` here, so this allocation is bounded.
+    let capacity = usize::try_from(member.len).unwrap_or(0);
+    let mut bytes = Vec::with_capacity(capacity);
     member
         .reader
-        .take(limit + 1)
+        .take(limit.saturating_add(1))
         .read_to_end(&mut bytes)
         .map_err(|e| crate::common::digest::from_io(e, store.describe(name)))?;
+    if bytes.len() as u64 > limit {
+        // The member grew after it was measured (a file being written).
+        return Err(Error::bad_input(
+            store.describe(name),
+            format!("metadata larger than {limit} bytes is refused"),
+        ));
+    }
     Ok(Some(bytes))
 }
 
-/// The largest index, manifest or config we read; real ones are a few kilobytes.
-pub const METADATA_LIMIT: u64 = 16 << 20;
+pub use crate::source::limits::{METADATA_BUDGET, METADATA_LIMIT};
 
 /// A byte range of a shared open file, read with `pread` so that readers never disturb each
 /// other's position.
@@ -123,7 +172,7 @@ impl RangeReader {
 
 impl Read for RangeReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let want = (self.end - self.pos).min(buf.len() as u64) as usize;
+        let want = self.end.saturating_sub(self.pos).min(buf.len() as u64) as usize;
         if want == 0 {
             return Ok(0);
         }
@@ -167,6 +216,10 @@ impl BlobStore for CountingStore<'_> {
     fn contains(&self, name: &str) -> bool {
         self.inner.contains(name)
     }
+
+    fn metadata_budget(&self) -> Option<&MetadataBudget> {
+        self.inner.metadata_budget()
+    }
 }
 
 struct CountingReader<R> {
@@ -184,7 +237,20 @@ impl<R: Read> Read for CountingReader<R> {
 
 #[cfg(test)]
 mod tests {
-    use super::normalize;
+    use super::{METADATA_BUDGET, MetadataBudget, normalize};
+
+    #[test]
+    fn metadata_budget_refuses_past_its_total() {
+        let budget = MetadataBudget::default();
+        budget.charge("a", METADATA_BUDGET - 1).unwrap();
+        budget.charge("b", 1).unwrap();
+        let e = budget.charge("c", 1).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::BadInput);
+        assert!(e.to_string().starts_with("c: reading it would pass"), "{e}");
+        // Near 2^64 the running total must not wrap back under the budget.
+        assert!(budget.charge("d", u64::MAX).is_err());
+        assert!(budget.charge("e", 1).is_err());
+    }
 
     #[test]
     fn normalize_keeps_inside_paths_only() {

@@ -3,7 +3,10 @@
 //!
 //! Shared by the oci-archive and docker save readers, which differ only in what they look for
 //! inside. Symbolic and hard links between members are followed (legacy `docker save` links
-//! repeated layers to their first copy), but never out of the archive.
+//! repeated layers to their first copy), but never out of the archive. The headers are walked by
+//! [`tar_index`](crate::source::tar_index), which bounds what an archive can make us hold; a
+//! name may appear only once, and members that are neither files, directories nor links
+//! (devices, fifos) are left out (`-v` says so, in one line).
 //!
 //! A gzip- or zstd-compressed archive has no random access: the only way to reach a member is to
 //! decompress everything before it. Decompressing from the start for each blob would cost time
@@ -20,9 +23,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::compression;
-use crate::common::error::{Error, IoContext, Result};
+use crate::common::error::{Error, IoContext, Result, shown};
 use crate::source::compression::{Compression, Decompressor, Detected};
-use crate::source::store::{BlobStore, FileExtent, Member, RangeReader, normalize};
+use crate::source::store::{BlobStore, FileExtent, Member, MetadataBudget, RangeReader, normalize};
+use crate::source::tar_index::{Headers, Kind};
 
 /// How many links in a row we follow before calling it a loop.
 const MAX_LINK_HOPS: usize = 16;
@@ -46,6 +50,7 @@ pub struct TarStore {
     /// How the archive itself was compressed.
     compression: Compression,
     entries: HashMap<String, Entry>,
+    budget: MetadataBudget,
 }
 
 impl TarStore {
@@ -83,6 +88,7 @@ impl TarStore {
             in_place,
             compression,
             entries: HashMap::new(),
+            budget: MetadataBudget::default(),
         };
         store.index()?;
         Ok(store)
@@ -99,33 +105,25 @@ impl TarStore {
     }
 
     fn not_a_tar(&self, e: impl std::fmt::Display) -> Error {
-        // The tar crate quotes header bytes in its messages; keep the error on one short line.
-        let mut detail: String = e
-            .to_string()
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-        if let Some((cut, _)) = detail.char_indices().nth(160) {
-            detail.truncate(cut);
-            detail.push('…');
-        }
         Error::bad_input(
             self.path.display(),
-            format!("is not a readable tar archive: {detail}"),
+            format!("is not a readable tar archive: {e}"),
         )
     }
 
+    /// Index every member: regular files by their data's place, links by their resolved
+    /// target. Devices, fifos and the like have no place in an image archive: they are left
+    /// out; `-v` names the first and counts the rest.
     fn index(&mut self) -> Result<()> {
         let total = self.file.metadata().with_path(&self.path)?.len();
-        let mut archive = tar::Archive::new(&*self.file);
-        let entries = archive.entries_with_seek().map_err(|e| self.not_a_tar(e))?;
+        let (file, read_path) = (self.file.clone(), self.read_path.clone());
+        let mut headers = Headers::new(&file, &read_path, total);
         let mut seen_any = false;
-        for entry in entries {
-            let entry = entry.map_err(|e| self.not_a_tar(e))?;
+        let mut skipped = Skipped::default();
+        while let Some(member) = headers.next_member()? {
             seen_any = true;
-            let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-            let kind = entry.header().entry_type();
-            if kind.is_dir()
+            let raw_name = String::from_utf8_lossy(&member.name).into_owned();
+            if member.kind == Kind::Dir
                 || raw_name
                     .trim_matches('/')
                     .trim_start_matches("./")
@@ -135,60 +133,71 @@ impl TarStore {
             }
             let name = normalize(&raw_name).ok_or_else(|| {
                 Error::bad_input(
-                    format!("{}:{raw_name}", self.path.display()),
+                    format!("{}:{}", self.path.display(), shown(&member.name)),
                     "member path escapes the archive (absolute or with `..`)",
                 )
             })?;
-            let item = if kind.is_file() || kind == tar::EntryType::Continuous {
-                let offset = entry.raw_file_position();
-                let len = entry.size();
-                if offset.saturating_add(len) > total {
-                    return Err(Error::bad_input(
-                        format!("{}:{name}", self.path.display()),
-                        format!("is cut short: the archive ends before its {len} bytes"),
-                    ));
+            let item = match member.kind {
+                Kind::File => Entry::File {
+                    offset: member.offset,
+                    len: member.len,
+                },
+                Kind::Symlink(target) => Entry::Link(self.link_target(&name, &target, true)?),
+                Kind::Hardlink(target) => Entry::Link(self.link_target(&name, &target, false)?),
+                Kind::Other(what) => {
+                    skipped.first.get_or_insert((name, what));
+                    skipped.count += 1;
+                    continue;
                 }
-                Entry::File { offset, len }
-            } else if kind.is_symlink() || kind.is_hard_link() {
-                let target = entry
-                    .link_name_bytes()
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_default();
-                // A symlink is relative to its own directory; a hard link names an archive path.
-                let joined = match (kind.is_symlink(), name.rfind('/')) {
-                    (true, Some(slash)) => format!("{}/{target}", &name[..slash]),
-                    _ => target.clone(),
-                };
-                let resolved = resolve_inside(&joined).ok_or_else(|| {
-                    Error::bad_input(
-                        format!("{}:{name}", self.path.display()),
-                        format!("link target {target} escapes the archive"),
-                    )
-                })?;
-                Entry::Link(resolved)
-            } else {
-                // Devices, fifos and the like have no place in an image archive; ignore them.
-                log::info!(
-                    "{}: member {name} skipped (not a file, directory or link)",
-                    self.path.display()
-                );
-                continue;
+                Kind::Dir => continue,
             };
-            // Later members replace earlier ones of the same name, as when extracting.
-            self.entries.insert(name, item);
+            self.insert(name, item)?;
         }
         if !seen_any {
             return Err(self.not_a_tar("it holds no members"));
         }
+        skipped.report(&self.path);
         Ok(())
     }
 
-    fn lookup(&self, name: &str) -> Result<Option<(u64, u64)>> {
+    /// Add a member. A name may appear once: two members of one name would leave it to each
+    /// reader which copy is meant (extraction keeps the last, a streaming reader may take the
+    /// first), and no image writer repeats one.
+    fn insert(&mut self, name: String, item: Entry) -> Result<()> {
+        if self.entries.contains_key(&name) {
+            return Err(Error::bad_input(
+                self.describe(&name),
+                "appears twice in the archive; which copy is meant is ambiguous",
+            ));
+        }
+        self.entries.insert(name, item);
+        Ok(())
+    }
+
+    /// Resolve a link's target to a member path, refusing one that leaves the archive.
+    fn link_target(&self, name: &str, raw: &[u8], symlink: bool) -> Result<String> {
+        let target = String::from_utf8_lossy(raw);
+        // A symlink is relative to its own directory; a hard link names an archive path.
+        let joined = match (symlink, name.rfind('/')) {
+            (true, Some(slash)) => format!("{}/{target}", &name[..slash]),
+            _ => target.to_string(),
+        };
+        resolve_inside(&joined).ok_or_else(|| {
+            Error::bad_input(
+                self.describe(name),
+                format!("link target {} escapes the archive", shown(raw)),
+            )
+        })
+    }
+
+    /// The member path `name` leads to once links are followed; `None` when it does not
+    /// exist. Two names of one member resolve alike.
+    pub fn resolve(&self, name: &str) -> Result<Option<String>> {
         let mut current = name.to_string();
         for _ in 0..MAX_LINK_HOPS {
             match self.entries.get(&current) {
                 None => return Ok(None),
-                Some(Entry::File { offset, len }) => return Ok(Some((*offset, *len))),
+                Some(Entry::File { .. }) => return Ok(Some(current)),
                 Some(Entry::Link(target)) => current = target.clone(),
             }
         }
@@ -196,6 +205,42 @@ impl TarStore {
             self.describe(name),
             "links form a loop or a chain too long to follow",
         ))
+    }
+
+    fn lookup(&self, name: &str) -> Result<Option<(u64, u64)>> {
+        Ok(match self.resolve(name)? {
+            Some(found) => match self.entries.get(&found) {
+                Some(Entry::File { offset, len }) => Some((*offset, *len)),
+                _ => None,
+            },
+            None => None,
+        })
+    }
+}
+
+/// The members left out of the index because an image has no use for them (devices, fifos,
+/// sparse files): the first, for the message, and how many.
+#[derive(Default)]
+struct Skipped {
+    first: Option<(String, &'static str)>,
+    count: usize,
+}
+
+impl Skipped {
+    /// One `-v` line for them all: an archive of a million fifos must not print a million lines.
+    fn report(&self, archive: &Path) {
+        let Some((first, what)) = &self.first else {
+            return;
+        };
+        let more = match self.count {
+            1 => String::new(),
+            n => format!(" and {} more", n - 1),
+        };
+        log::info!(
+            "{}: member {} skipped ({what}){more}: not a file, directory or link",
+            archive.display(),
+            shown(first.as_bytes())
+        );
     }
 }
 
@@ -237,7 +282,7 @@ fn unpack_to_temp(path: &Path, file: File, compression: Compression) -> Result<F
 
 impl BlobStore for TarStore {
     fn describe(&self, name: &str) -> String {
-        format!("{}:{name}", self.path.display())
+        format!("{}:{}", self.path.display(), shown(name.as_bytes()))
     }
 
     fn open(&self, name: &str) -> Result<Option<Member>> {
@@ -263,6 +308,10 @@ impl BlobStore for TarStore {
 
     fn contains(&self, name: &str) -> bool {
         matches!(self.lookup(name), Ok(Some(_)))
+    }
+
+    fn metadata_budget(&self) -> Option<&MetadataBudget> {
+        Some(&self.budget)
     }
 }
 
