@@ -127,12 +127,15 @@ pub fn unpack(input: &Path, output: &Path, options: &UnpackOptions) -> Result<Un
     })
 }
 
+/// Nydus manifests of the input, each with its index entry.
+type NydusManifests<'a> = Vec<(&'a ManifestEntry, Manifest)>;
+
 /// The input image's names and the Nydus manifests chosen from it (a merged index's originals
 /// are left out: they are ordinary images already).
 fn nydus_manifests<'a>(
     source: &'a dyn ImageSource,
     options: &UnpackOptions,
-) -> Result<(Vec<String>, Vec<(&'a ManifestEntry, Manifest)>)> {
+) -> Result<(Vec<String>, NydusManifests<'a>)> {
     let selection = Selection {
         image: options.image.clone(),
         platform: PlatformChoice::All,
