@@ -47,11 +47,7 @@ fn now() -> i64 {
 /// Convert the image tagged `latest` in `input` (an OCI layout), unpack the Nydus image, and
 /// judge the result: umoci's tree of it equals umoci's tree of `input` and nydusd's of the
 /// Nydus image; once more through convert and unpack, the same tree again.
-///
-/// `copies` are the names of hardlinks to a file of a lower layer: a layer's own bootstrap keeps
-/// such a link as a copy of the file (README, "Unpacking"), so they and the names they were
-/// linked to differ from the input in `nlink` and hardlink group only.
-fn round_trip(scratch: &Path, input: &Path, copies: &[&str]) {
+fn round_trip(scratch: &Path, input: &Path) {
     let since = now();
     let expected = unpack::umoci(
         &format!("oci:{}:latest", input.display()),
@@ -65,24 +61,18 @@ fn round_trip(scratch: &Path, input: &Path, copies: &[&str]) {
     convert(input, &nydus);
     let plain = scratch.join("plain");
     unpack_image(&nydus, &plain);
-    check_against(&nydus, &plain, copies);
+    run(Command::new(BIN)
+        .arg("check")
+        .arg(&nydus)
+        .arg("--source")
+        .arg(&plain));
     let actual = unpack::umoci(
         &format!("oci:{}:latest", plain.display()),
         scratch,
         "actual",
         false,
     );
-    let unlinked = |mut l: Listing| {
-        for path in copies {
-            if let Some(e) = l.entries.get_mut(path.as_bytes()) {
-                e.nlink = None;
-                e.hardlink = None;
-            }
-        }
-        l
-    };
-    let expected = unlinked(expected);
-    let actual_all = unlinked(forget_stamped(tree::list(&actual, ListOptions::ALL), since));
+    let actual_all = forget_stamped(tree::list(&actual, ListOptions::ALL), since);
     tree::assert_same(&expected, &actual_all, "umoci of the unpacked image");
 
     let bootstrap = scratch.join("nydus.boot");
@@ -114,64 +104,29 @@ fn round_trip(scratch: &Path, input: &Path, copies: &[&str]) {
         "again",
         false,
     );
-    let again = unlinked(forget_stamped(tree::list(&again, ListOptions::ALL), since));
+    let again = forget_stamped(tree::list(&again, ListOptions::ALL), since);
     tree::assert_same(&expected, &again, "umoci after a second round trip");
-}
-
-/// `check NYDUS --source PLAIN`: the Nydus image holds exactly the unpacked image's files; the
-/// only problems allowed are the link counts and groups of `copies`.
-fn check_against(nydus: &Path, plain: &Path, copies: &[&str]) {
-    let out = Command::new(BIN)
-        .arg("check")
-        .arg(nydus)
-        .arg("--source")
-        .arg(plain)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let problems: Vec<&str> = stdout
-        .lines()
-        .filter(|l| l.starts_with("problem: "))
-        .collect();
-    assert_eq!(
-        out.status.code() == Some(0),
-        problems.is_empty(),
-        "{stdout}"
-    );
-    for p in problems {
-        assert!(
-            copies.iter().any(|c| p.contains(&format!(": {c}: nlink "))
-                || p.contains(&format!(": {c}: hardlink group "))),
-            "{p}"
-        );
-    }
 }
 
 #[test]
 fn the_sample_round_trips() {
     let scratch = common::scratch();
-    round_trip(scratch.path(), &common::sample_image(), &[]);
+    round_trip(scratch.path(), &common::sample_image());
 }
 
 #[test]
 fn every_layer_merge_case_round_trips() {
     let scratch = common::scratch();
     let input = layers::oci_layout(&scratch.path().join("in"), &layers::merge_cases());
-    // Layer 2 links hl/to-lower to layer 1's hl/src and hl/to-lower-sym to its hl/sym.
-    let copies = [
-        "/hl/to-lower",
-        "/hl/same-layer",
-        "/hl/to-lower-sym",
-        "/hl/sym",
-        "/hl/link-to-sym",
-    ];
-    round_trip(scratch.path(), &input, &copies);
+    // Layer 2 links hl/to-lower to layer 1's hl/src, and hl/to-lower-sym to its symlink hl/sym:
+    // the layer's own bootstrap holds copies, the unpacked layer links them again.
+    round_trip(scratch.path(), &input);
 }
 
 #[test]
 fn debian_minbase_round_trips() {
     let scratch = common::scratch();
-    round_trip(scratch.path(), &common::corpus("debian-minbase.oci"), &[]);
+    round_trip(scratch.path(), &common::corpus("debian-minbase.oci"));
 }
 
 /// The unpacked image's config: diff_ids of the new layers, the bootstrap layer's history

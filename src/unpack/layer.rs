@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 
+use super::links::LayerTree;
 use crate::blob::chunk::INLINED_BLOB_ID_PLACEHOLDER;
 use crate::blob::reader::{BlobError, BlobReader, chunk_digest};
 use crate::common::digest::{from_io, into_io};
@@ -138,7 +139,8 @@ impl<'a> Blobs<'a> {
     }
 }
 
-fn blob_error(e: BlobError, what: &str) -> Error {
+/// A blob the reader found wanting, as an error naming `what`.
+pub fn blob_error(e: BlobError, what: &str) -> Error {
     match e {
         BlobError::Io(e) => e,
         BlobError::Bad(p) => Error::bad_input(what, p),
@@ -147,14 +149,19 @@ fn blob_error(e: BlobError, what: &str) -> Error {
 
 /// Write the tree of `boot` (one layer's bootstrap) as a tar to `out`, file data from `blobs`.
 /// Returns how many sockets were left out (a tar cannot hold one).
-pub fn write_tar<W: Write>(boot: &BootstrapReader, blobs: &mut Blobs, out: W) -> Result<(W, u64)> {
-    let tree = boot
-        .tree()
-        .map_err(|p| Error::bad_input(format!("blob {}: its bootstrap", blobs.own), p))?;
+/// `lower_links` names the inodes to write as hardlinks to a lower layer's path
+/// ([`super::links`]).
+pub fn write_tar<W: Write>(
+    boot: &BootstrapReader,
+    tree: &LayerTree,
+    lower_links: &HashMap<u64, Vec<u8>>,
+    blobs: &mut Blobs,
+    out: W,
+) -> Result<(W, u64)> {
     let mut tar = tar::Builder::new(out);
     let mut first_name: HashMap<u64, &[u8]> = HashMap::new();
     let mut sockets = 0;
-    for (path, inode) in &tree {
+    for (path, inode) in tree {
         let name = &path[1..];
         if inode.kind == Kind::Dir && implied(inode) {
             continue;
@@ -168,17 +175,22 @@ pub fn write_tar<W: Write>(boot: &BootstrapReader, blobs: &mut Blobs, out: W) ->
                 .map_err(io)?;
         }
         let name_os = std::ffi::OsStr::from_bytes(name);
-        if inode.kind != Kind::Dir && inode.nlink > 1 {
+        if inode.kind != Kind::Dir && (inode.nlink > 1 || lower_links.contains_key(&inode.nid)) {
             // A further name of an inode already written (a file, symlink, device or fifo):
             // a hardlink to its first name.
-            if let Some(first) = first_name.get(&inode.nid) {
+            // ... or the first name of a copy of a lower layer's file: a hardlink to that.
+            let target = match first_name.get(&inode.nid) {
+                Some(first) => Some(*first),
+                None => lower_links.get(&inode.nid).map(|q| &q[1..]),
+            };
+            first_name.entry(inode.nid).or_insert(name);
+            if let Some(target) = target {
                 header.set_entry_type(tar::EntryType::Link);
                 header.set_size(0);
-                let target = std::ffi::OsStr::from_bytes(first);
+                let target = std::ffi::OsStr::from_bytes(target);
                 tar.append_link(&mut header, name_os, target).map_err(io)?;
                 continue;
             }
-            first_name.insert(inode.nid, name);
         }
         match inode.kind {
             Kind::File => {

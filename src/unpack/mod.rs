@@ -8,7 +8,9 @@
 //! digests, TOC sections against theirs, and every chunk against the digest its blob records.
 
 pub mod layer;
+pub mod links;
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use serde::Serialize;
@@ -21,6 +23,7 @@ use crate::common::error::{Error, Result};
 use crate::common::hex::hex;
 use crate::ondisk::blob::TOC_ENTRY_BOOTSTRAP;
 use crate::ondisk::rafs_v6::reader::BootstrapReader;
+use crate::output::bootstrap_layer::{self, ReadError};
 use crate::output::gzip::ParallelGzip;
 use crate::output::image::{
     self as oci, ANNOTATION_NYDUS_BOOTSTRAP, Descriptor, MEDIA_TYPE_CONFIG, MEDIA_TYPE_LAYER_GZIP,
@@ -33,6 +36,8 @@ use crate::source::platform::Platform;
 use crate::source::select::{PlatformChoice, Selection, choose};
 use crate::source::store::{BlobStore, METADATA_LIMIT, read_small};
 use crate::source::{self, ImageSource};
+use layer::blob_error;
+use links::LayerTree;
 
 /// The history entry a Nydus config gains for its bootstrap layer (ours and nydusify's).
 const BOOTSTRAP_HISTORY_COMMENT: &str = "Nydus Bootstrap Layer";
@@ -171,12 +176,15 @@ fn nydus_manifests<'a>(
 
 /// A Nydus manifest has a layer annotated as the bootstrap layer.
 fn is_nydus(manifest: &Manifest) -> bool {
-    manifest.parsed.layers().iter().any(|l| {
-        l.annotations()
-            .as_ref()
-            .and_then(|a| a.get(ANNOTATION_NYDUS_BOOTSTRAP))
-            .is_some_and(|v| v == "true")
-    })
+    manifest.parsed.layers().iter().any(is_bootstrap_layer)
+}
+
+fn is_bootstrap_layer(layer: &oci_spec::image::Descriptor) -> bool {
+    layer
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_NYDUS_BOOTSTRAP))
+        .is_some_and(|v| v == "true")
 }
 
 /// Opens blobs of the input by id.
@@ -226,16 +234,24 @@ fn unpack_manifest(
         "the manifest",
     )?;
     let opener = StoreBlobs(store);
+    let mut bootstraps = Vec::new();
+    for desc in manifest.parsed.layers() {
+        if desc.media_type().to_string() == MEDIA_TYPE_NYDUS_BLOB {
+            let id = desc.digest().digest().to_string();
+            let layer =
+                LayerBootstrap::read(&opener, &id).map_err(|e| e.context(format!("blob {id}")))?;
+            bootstraps.push(layer);
+        }
+    }
+    let trees: Vec<&LayerTree> = bootstraps.iter().map(|b| &b.tree).collect();
+    let lower_links = links::find(&trees, &merged_tree(store, manifest)?);
     let mut layers = Vec::new();
     let mut diff_ids = Vec::new();
     let mut sockets = 0;
-    for desc in manifest.parsed.layers() {
-        if desc.media_type().to_string() != MEDIA_TYPE_NYDUS_BLOB {
-            continue;
-        }
-        let id = desc.digest().digest().to_string();
-        let (stored, diff_id, skipped) = unpack_layer(&opener, &id, layout, threads)
-            .map_err(|e| e.context(format!("blob {id}")))?;
+    for (layer, links) in bootstraps.iter().zip(&lower_links) {
+        let (stored, diff_id, skipped) = layer
+            .unpack(&opener, links, layout, threads)
+            .map_err(|e| e.context(format!("blob {}", layer.id)))?;
         layers.push(json!({
             "mediaType": MEDIA_TYPE_LAYER_GZIP,
             "digest": stored.digest,
@@ -267,40 +283,84 @@ fn json_error(e: serde_json::Error) -> Error {
     Error::internal(format!("encoding JSON: {e}"))
 }
 
-/// The layer of blob `id`: its inlined bootstrap's tree as a gzip tar. Returns the stored layer,
-/// its diff_id and how many sockets it left out.
-fn unpack_layer(
-    opener: &StoreBlobs,
-    id: &str,
-    layout: &mut LayoutWriter,
-    threads: usize,
-) -> Result<(StoredBlob, String, u64)> {
-    use layer::BlobOpener as _;
-    let blob = opener.open(id)?;
-    let bad = |p: crate::blob::reader::BlobError| match p {
-        crate::blob::reader::BlobError::Io(e) => e,
-        crate::blob::reader::BlobError::Bad(p) => Error::bad_input(format!("blob {id}"), p),
+/// One Nydus layer's own bootstrap (inlined in its blob) and the tree it holds.
+struct LayerBootstrap {
+    id: String,
+    boot: BootstrapReader,
+    tree: LayerTree,
+}
+
+impl LayerBootstrap {
+    /// Read the bootstrap inlined in blob `id` (TOC entry `image.boot`, held to its digest).
+    fn read(opener: &StoreBlobs, id: &str) -> Result<LayerBootstrap> {
+        use layer::BlobOpener as _;
+        let blob = opener.open(id)?;
+        let bad = |p| blob_error(p, &format!("blob {id}"));
+        let toc = blob.toc().map_err(bad)?;
+        let entry = toc.entry(TOC_ENTRY_BOOTSTRAP).ok_or_else(|| {
+            Error::bad_input(
+                format!("blob {id}"),
+                format!("has no {TOC_ENTRY_BOOTSTRAP} in its TOC: no layer bootstrap to unpack"),
+            )
+        })?;
+        let bootstrap = blob.section(entry, toc.at).map_err(bad)?;
+        let what = format!("blob {id}: {TOC_ENTRY_BOOTSTRAP}");
+        let boot = BootstrapReader::open(bootstrap).map_err(|p| Error::bad_input(&what, p))?;
+        let tree = boot.tree().map_err(|p| Error::bad_input(&what, p))?;
+        Ok(LayerBootstrap {
+            id: id.to_string(),
+            boot,
+            tree,
+        })
+    }
+
+    /// The layer as a gzip tar: the stored layer, its diff_id and how many sockets it left out.
+    fn unpack(
+        &self,
+        opener: &StoreBlobs,
+        lower_links: &HashMap<u64, Vec<u8>>,
+        layout: &mut LayoutWriter,
+        threads: usize,
+    ) -> Result<(StoredBlob, String, u64)> {
+        let mut blobs = layer::Blobs::new(opener, &self.id, &self.boot);
+        let out = layout.blob()?;
+        let gz = ParallelGzip::new(out, flate2::Compression::default(), threads.max(1));
+        let (hashed, sockets) = layer::write_tar(
+            &self.boot,
+            &self.tree,
+            lower_links,
+            &mut blobs,
+            Hashed::new(gz),
+        )?;
+        let diff_id = format!("sha256:{}", hex(&hashed.sha256_so_far()));
+        let out = hashed
+            .into_inner()
+            .finish()
+            .map_err(|e| crate::common::digest::from_io(e, "writing a layer"))?;
+        Ok((out.finish()?, diff_id, sockets))
+    }
+}
+
+/// The merged bootstrap's tree (from the manifest's bootstrap layer): which names share an
+/// inode across layers.
+fn merged_tree(store: &dyn BlobStore, manifest: &Manifest) -> Result<LayerTree> {
+    let layers = manifest.parsed.layers();
+    let Some(desc) = layers.iter().find(|l| is_bootstrap_layer(l)) else {
+        return Ok(LayerTree::new());
     };
-    let toc = blob.toc().map_err(bad)?;
-    let entry = toc.entry(TOC_ENTRY_BOOTSTRAP).ok_or_else(|| {
-        Error::bad_input(
-            format!("blob {id}"),
-            format!("has no {TOC_ENTRY_BOOTSTRAP} in its TOC: no layer bootstrap to unpack"),
-        )
-    })?;
-    let bootstrap = blob.section(entry, toc.at).map_err(bad)?;
-    let boot = BootstrapReader::open(bootstrap)
-        .map_err(|p| Error::bad_input(format!("blob {id}: {TOC_ENTRY_BOOTSTRAP}"), p))?;
-    let mut blobs = layer::Blobs::new(opener, id, &boot);
-    let out = layout.blob()?;
-    let gz = ParallelGzip::new(out, flate2::Compression::default(), threads.max(1));
-    let (hashed, sockets) = layer::write_tar(&boot, &mut blobs, Hashed::new(gz))?;
-    let diff_id = format!("sha256:{}", hex(&hashed.sha256_so_far()));
-    let out = hashed
-        .into_inner()
-        .finish()
-        .map_err(|e| crate::common::digest::from_io(e, "writing a layer"))?;
-    Ok((out.finish()?, diff_id, sockets))
+    let name = blob_path(desc.digest())?;
+    let what = store.describe(&name);
+    let member = store
+        .open(&name)?
+        .ok_or_else(|| Error::bad_input(&what, "is missing (the bootstrap layer)"))?;
+    let bootstrap = match bootstrap_layer::read(member.reader) {
+        Ok(layer) => layer.bootstrap,
+        Err(ReadError::Io(e)) => return Err(crate::common::digest::from_io(e, &what)),
+        Err(ReadError::Bad(p)) => return Err(Error::bad_input(&what, p)),
+    };
+    BootstrapReader::open(bootstrap)
+        .and_then(|b| b.tree())
+        .map_err(|p| Error::bad_input(format!("{what}: image/image.boot"), p))
 }
 
 /// The Nydus config with `rootfs.diff_ids` naming the new layers and the bootstrap layer's
