@@ -10,9 +10,13 @@
 //! out (a `.wh.` entry for it, or an opaque marker in a directory above it). Anything else stays
 //! a copy: the tree is the same, only the link count differs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::ondisk::rafs_v6::reader::{Inode, Kind};
+
+/// Names of one merged inode tried as a copy's link target. Any lower name of the inode will
+/// do, and the first usually does; the cap bounds the work a hostile image can ask for.
+const MAX_CANDIDATES: usize = 1024;
 
 /// One layer's tree: every path with its inode.
 pub type LayerTree = BTreeMap<Vec<u8>, Inode>;
@@ -28,15 +32,22 @@ pub fn find(layers: &[&LayerTree], merged: &LayerTree) -> Vec<HashMap<u64, Vec<u
     }
     let mut out = vec![HashMap::new(); layers.len()];
     for (l, tree) in layers.iter().enumerate().skip(1) {
+        // Each merged inode's names are searched once per layer: a hostile image naming one
+        // inode a million times costs a million steps, not a million squared.
+        let mut tried = HashSet::new();
         for (path, copy) in tree.iter() {
             if copy.kind == Kind::Dir || out[l].contains_key(&copy.nid) {
                 continue;
             }
-            let Some(names) = merged.get(path).and_then(|m| names_of.get(&m.nid)) else {
+            let Some(m) = merged.get(path) else {
+                continue;
+            };
+            let Some(names) = names_of.get(&m.nid).filter(|_| tried.insert(m.nid)) else {
                 continue;
             };
             let target = names
                 .iter()
+                .take(MAX_CANDIDATES)
                 .filter(|q| q.as_slice() != path.as_slice() && !tree.contains_key(q.as_slice()))
                 .find(|q| lists_unchanged(&layers[..=l], q, copy));
             if let Some(q) = target {
