@@ -124,9 +124,22 @@ fn every_layer_merge_case_round_trips() {
 }
 
 #[test]
+fn every_tar_feature_round_trips() {
+    let scratch = common::scratch();
+    let input = layers::oci_layout(&scratch.path().join("in"), &[layers::feature_layer()]);
+    round_trip(scratch.path(), &input);
+}
+
+#[test]
 fn debian_minbase_round_trips() {
     let scratch = common::scratch();
     round_trip(scratch.path(), &common::corpus("debian-minbase.oci"));
+}
+
+#[test]
+fn debian_python_round_trips() {
+    let scratch = common::scratch();
+    round_trip(scratch.path(), &common::corpus("debian-python.oci"));
 }
 
 /// The unpacked image's config: diff_ids of the new layers, the bootstrap layer's history

@@ -234,7 +234,9 @@ fn header_of(inode: &Inode) -> tar::Header {
     h.set_mode(inode.mode & 0o7777);
     h.set_uid(u64::from(inode.uid));
     h.set_gid(u64::from(inode.gid));
-    h.set_mtime(inode.mtime);
+    // RAFS keeps the signed seconds as two's complement: a time before 1970 goes in a PAX
+    // record (below), the header says 0.
+    h.set_mtime((inode.mtime as i64).max(0) as u64);
     h.set_size(0);
     h.set_entry_type(match inode.kind {
         Kind::Dir => tar::EntryType::Directory,
@@ -256,10 +258,11 @@ fn header_of(inode: &Inode) -> tar::Header {
 /// PAX records for what ustar cannot say: xattrs (`SCHILY.xattr.`) and sub-second mtimes.
 fn pax_records(inode: &Inode) -> Vec<(String, Vec<u8>)> {
     let mut records = Vec::new();
-    if inode.mtime_nsec != 0 {
+    let secs = inode.mtime as i64;
+    if inode.mtime_nsec != 0 || secs < 0 {
         records.push((
             "mtime".to_string(),
-            format!("{}.{:09}", inode.mtime, inode.mtime_nsec).into_bytes(),
+            pax_time(secs, inode.mtime_nsec).into_bytes(),
         ));
     }
     for (name, value) in &inode.xattrs {
@@ -269,6 +272,16 @@ fn pax_records(inode: &Inode) -> Vec<(String, Vec<u8>)> {
         ));
     }
     records
+}
+
+/// A PAX time: `secs` (negative before 1970) plus `nsec` (0..1e9, forward) as a decimal, the
+/// way Go's `archive/tar` reads it back (`-86400.25` is 86400.25 seconds before 1970).
+fn pax_time(secs: i64, nsec: u32) -> String {
+    if secs >= 0 || nsec == 0 {
+        format!("{secs}.{nsec:09}")
+    } else {
+        format!("-{}.{:09}", -(secs + 1), 1_000_000_000 - nsec)
+    }
 }
 
 /// A regular file's bytes, chunk after chunk.
@@ -331,5 +344,18 @@ impl Read for FileData<'_, '_> {
         buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pax_time;
+
+    #[test]
+    fn pax_times_read_back_as_go_reads_them() {
+        assert_eq!(pax_time(1_700_000_000, 123_456_789), "1700000000.123456789");
+        assert_eq!(pax_time(-86401, 750_000_000), "-86400.250000000");
+        assert_eq!(pax_time(-2_000_000_000, 0), "-2000000000.000000000");
+        assert_eq!(pax_time(0, 1), "0.000000001");
     }
 }

@@ -579,3 +579,125 @@ pub fn merge_cases() -> Vec<Vec<u8>> {
     l3.add(Entry::file("hl/.wh.src", ""));
     vec![l1.finish(), l2.finish(), l3.finish()]
 }
+
+const MIB: usize = 1 << 20;
+
+/// Deterministic bytes that do not compress.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// One layer holding every tar feature runtimes accept (PAX and GNU extensions, owners and
+/// times beyond the header's fields, xattrs, devices, special modes, chunk-size edges, odd
+/// names and spellings, implied parents, a path listed twice, thousands of entries), each path
+/// named for its case: judged against umoci by `tests/tar_features.rs` and round-tripped by
+/// `tests/unpack.rs`. Its implied directories are `/implied`, `/implied/a`, `/implied/a/b`.
+pub fn feature_layer() -> Vec<u8> {
+    let long_dir = format!("pax/{}", "d".repeat(150));
+    let long_target = format!("../{}", "t".repeat(300));
+    let mut l1 = Tar::new();
+    l1.add(Entry::dir("./pax"))
+        // PAX path, longer than the header's 100 bytes, and a file inside it.
+        .add(Entry::dir(&long_dir).pax("path", &long_dir))
+        .add(
+            Entry::file(format!("{long_dir}/f"), "in a long dir")
+                .pax("path", format!("{long_dir}/f")),
+        )
+        // PAX linkpath.
+        .add(Entry::symlink("pax/long-link", "x").pax("linkpath", &long_target))
+        // PAX owners above 65535, and owners too big for the octal header (base-256).
+        .add(
+            Entry::file("pax/owners", "o")
+                .pax("uid", "70000")
+                .pax("gid", "80000"),
+        )
+        .add(Entry::file("pax/owners-base256", "o").owner(3_000_000, 4_000_000_000))
+        // PAX mtimes: nanoseconds, before 1970, far in the future; base-256 negative header time.
+        .add(Entry::file("pax/mtime-ns", "t").pax("mtime", "1700000000.123456789"))
+        .add(Entry::file("pax/mtime-1969", "t").pax("mtime", "-86400.25"))
+        // Go's time.UnixNano, which umoci and containerd both set times through, ends in 2262:
+        // 2200 is as far as any runtime can show.
+        .add(Entry::file("pax/mtime-2200", "t").pax("mtime", "7258118400.999999999"))
+        .add(Entry::file("pax/mtime-1906", "t").pax("mtime", "-2000000000"))
+        .add(Entry::file("pax/mtime-header-negative", "t").mtime(-1_000_000))
+        // PAX size overriding the header's (which says 0).
+        .add({
+            let mut e = Entry::file("pax/size", "sized by PAX").pax("size", "12");
+            e.pax.push((b"comment".to_vec(), b"ignored".to_vec()));
+            e
+        })
+        // GNU long names and long link targets.
+        .add(Entry::dir("gnu"))
+        .add(Entry::file(format!("gnu/{}", "n".repeat(200)), "gnu long name").gnu())
+        .add(Entry::symlink("gnu/long-target", "y".repeat(250)).gnu())
+        .add(Entry::file("gnu/plain", "gnu header").gnu())
+        // xattrs: user, trusted, security.capability with newlines and NULs, empty values.
+        .add(Entry::dir("xattrs").xattr("user.on-dir", "d"))
+        .add(
+            Entry::file("xattrs/file", "x")
+                .xattr("user.plain", "v")
+                .xattr("trusted.t", "trusted value")
+                .xattr(
+                    "security.capability",
+                    b"\x01\x00\x00\x02\x00\x20\n\x00\x00\x00\x00\x00\n\x00\x00\x00\x00\x00\x00\x00",
+                )
+                .xattr("user.newlines", "a\nb\n5 uid=1\n"),
+        )
+        // Devices and FIFOs, GNU and POSIX, with empty or zero device fields.
+        .add(Entry::dir("dev"))
+        .add(Entry::special("dev/char-gnu", b'3', Some((1, 3))).gnu())
+        .add(Entry::special("dev/char-posix", b'3', Some((5, 1))))
+        .add(Entry::special("dev/char-big", b'3', Some((511, 70000))))
+        .add(Entry::special("dev/block-posix", b'4', Some((8, 0))))
+        .add(Entry::special("dev/block-gnu-zero", b'4', Some((0, 0))).gnu())
+        .add(Entry::special("dev/char-empty-fields", b'3', None))
+        .add(Entry::special("dev/fifo-gnu-empty", b'6', None).gnu())
+        .add(Entry::special("dev/fifo-posix-empty", b'6', None))
+        .add(Entry::special("dev/fifo-posix-zero", b'6', Some((0, 0))))
+        // setuid, setgid, sticky.
+        .add(Entry::file("modes-setuid", "s").mode(0o4755))
+        .add(Entry::dir("modes-setgid-dir").mode(0o2755))
+        .add(Entry::dir("modes-sticky-dir").mode(0o1777))
+        .add(Entry::file("modes-all", "s").mode(0o7777))
+        // Sizes around the 1 MiB chunk.
+        .add(Entry::dir("sizes"))
+        .add(Entry::file("sizes/empty", ""))
+        .add(Entry::file("sizes/one-chunk", noise(MIB, 1)))
+        .add(Entry::file("sizes/one-chunk-plus-one", noise(MIB + 1, 2)))
+        // Names: 255 bytes, not UTF-8, Unicode.
+        .add(Entry::dir("names"))
+        .add(
+            Entry::file(format!("names/{}", "x".repeat(255)), "255")
+                .pax("path", format!("names/{}", "x".repeat(255))),
+        )
+        .add(Entry::file(b"names/bytes-\xff\xfe\x80", "not utf-8"))
+        .add(Entry::file("names/ünïcødé-日本語-🙂", "unicode"))
+        // Spellings of paths.
+        .add(Entry::dir("./spell"))
+        .add(Entry::file("./spell/dot-slash", "1"))
+        .add(Entry::file("spell/bare", "2"))
+        .add(Entry::dir("spell/trailing/"))
+        .add(Entry::file("spell//double", "3"))
+        // Parents without entries of their own.
+        .add(Entry::file("implied/a/b/file", "deep"))
+        // A path twice in one layer: the last one wins.
+        .add(Entry::file("dup", "first"))
+        .add(Entry::file("dup", "second, longer").mode(0o600))
+        // Thousands of entries, names sorting before '.'.
+        .add(Entry::dir("many"));
+    for i in 0..3000 {
+        let prefix = ["-", "!", "#", "+", ",", "a", "Z", "~"][i % 8];
+        l1.add(Entry::file(format!("many/{prefix}{i:05}"), ""));
+    }
+    l1.add(Entry::file("many/-", "dash"))
+        .add(Entry::file("many/!", "bang"));
+    l1.finish()
+}
