@@ -6,6 +6,7 @@
 mod common;
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -133,6 +134,56 @@ fn io_and_output_errors_are_4() {
         leftovers.is_empty(),
         "a failed convert leaves {leftovers:?}"
     );
+}
+
+/// `bin()` run as the unprivileged user `nobody`: the tests run as root, whom no permission bit
+/// stops.
+fn as_nobody() -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_nydus-offline"));
+    cmd
+}
+
+/// An input that is there but cannot be read is an I/O error (4) saying so, whether it is a
+/// directory or a file; it is not a bad image (3), as a missing input is.
+#[test]
+fn unreadable_input_is_4() {
+    let scratch = common::scratch();
+    fs::set_permissions(scratch.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let layout = scratch.path().join("layout");
+    common::run(
+        Command::new("cp")
+            .arg("-r")
+            .arg(common::sample_image())
+            .arg(&layout),
+    );
+    let archive = scratch.path().join("app.tar");
+    fs::write(&archive, b"").unwrap();
+    for input in [&layout, &archive] {
+        fs::set_permissions(input, fs::Permissions::from_mode(0o000)).unwrap();
+        let out = scratch.path().join("out");
+        for args in [
+            vec!["inspect".as_ref(), input.as_os_str()],
+            vec!["convert".as_ref(), input.as_os_str(), out.as_os_str()],
+        ] {
+            let e = expect(as_nobody().args(args), 4);
+            let stderr = text(&e.stderr);
+            assert!(
+                stderr.contains(&format!("{}: Permission denied", input.display())),
+                "{stderr}"
+            );
+        }
+        // The same as check's --source.
+        expect(
+            as_nobody()
+                .arg("check")
+                .arg(scratch.path())
+                .arg("--source")
+                .arg(input),
+            4,
+        );
+    }
 }
 
 #[test]
