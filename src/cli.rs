@@ -200,8 +200,8 @@ pub struct SelectArgs {
     /// The image to take, by tag, name or digest; needed when the input holds several.
     #[arg(long, value_name = "REF")]
     pub image: Option<String>,
-    /// The platform to take, as os/arch[/variant]; several separated by commas (or the option
-    /// repeated) take each of them. Default: the only one, or this machine's when the image has
+    /// The platform to take, as os/arch[/variant] in any case (read as lowercase, as containerd
+    /// does); several separated by commas (or the option repeated) take each of them. Default: the only one, or this machine's when the image has
     /// several.
     #[arg(long, value_name = "OS/ARCH[/VARIANT],...", value_parser = parse_platform,
           value_delimiter = ',', conflicts_with = "all_platforms")]
