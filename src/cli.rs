@@ -75,7 +75,8 @@ pub enum Command {
         nydus-offline convert --platform linux/arm64 ./multi ./oci-out   # one platform of several\n  \
         nydus-offline convert --all-platforms ./multi ./oci-out   # every platform, one index\n  \
         nydus-offline check ./oci-out --source ./oci-in           # verify before shipping\n\n\
-        Pushing is skopeo's job (--all keeps every platform of an index):\n  \
+        Pushing is skopeo's job (--all keeps every platform of an index; latest is the tag\n\
+        convert prints, the input's own, or --tag's):\n  \
         skopeo copy --all oci:./oci-out:latest docker://registry.example/app:nydus")]
     Convert(ConvertArgs),
     /// List what an input holds: images, tags, platforms and layers, with sizes.
@@ -279,7 +280,9 @@ pub struct ConvertArgs {
     /// Never the input: an output that is, lies inside or holds the input is always refused.
     #[arg(long)]
     pub force: bool,
-    /// Tag of the image in the output's index.json. Default: the input image's tag.
+    /// Tag of the image in the output's index.json. Default: the tag of the input image's name
+    /// (latest for an OCI layout's latest, for app:latest and for docker.io/library/app:latest),
+    /// else latest.
     #[arg(long, value_name = "NAME")]
     pub tag: Option<String>,
     /// Write an OCI image layout directory, or an oci-archive (one tar file of the layout).

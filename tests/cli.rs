@@ -3,7 +3,10 @@
 //! `--quiet` on `check` and `inspect`, and `--platform` in any case.
 
 mod common;
+mod source_support;
 
+use std::fs;
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -62,4 +65,57 @@ fn platforms_are_case_insensitive() {
             .arg(common::sample_image()),
         3,
     );
+}
+
+/// The tags `index.json` of a layout names.
+fn tags(layout: &Path) -> Vec<String> {
+    let index: Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every input form gets the tag of its name (`latest` for the sample, named
+/// `docker.io/library/sample:latest` in the docker save tarball skopeo writes, `1.0` for Docker
+/// 25's `tool:1.0`), so that the push example of `convert --help` finds the image:
+/// `skopeo copy oci:./oci-out:latest ...`.
+#[test]
+fn every_input_form_gets_the_tag_the_push_example_names() {
+    let scratch = common::scratch();
+    let forms = source_support::sample_forms(scratch.path());
+    let newer = scratch.path().join("newer.tar");
+    source_support::newer_docker_save(&scratch.path().join("newer"), &newer);
+    let help = text(&expect(bin().args(["convert", "--help"]), 0).stdout);
+    assert!(help.contains("oci:./oci-out:latest"), "{help}");
+    for (name, input, tag) in [
+        ("layout", &forms.layout, "latest"),
+        ("oci-archive", &forms.oci_archive, "latest"),
+        ("docker-archive", &forms.docker_archive, "latest"),
+        ("newer docker save", &newer, "1.0"),
+    ] {
+        let out = scratch.path().join(format!("out-{name}"));
+        let run = expect(bin().arg("convert").arg(input).arg(&out), 0);
+        assert_eq!(tags(&out), [tag], "{name}");
+        assert!(
+            text(&run.stdout).contains(&format!(": tag {tag}, sha256:")),
+            "{name}: {}",
+            text(&run.stdout)
+        );
+        // The example, with a local layout for the registry.
+        source_support::skopeo(&[
+            "copy",
+            "-q",
+            "--all",
+            &format!("oci:{}:{tag}", out.display()),
+            &format!(
+                "oci:{}:nydus",
+                scratch.path().join(format!("pushed-{name}")).display()
+            ),
+        ]);
+    }
 }
