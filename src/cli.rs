@@ -72,6 +72,7 @@ pub enum Command {
         nydus-offline convert ./oci-in ./oci-out                  # an OCI image layout\n  \
         nydus-offline convert app.tar ./oci-out                   # a docker save tarball\n  \
         nydus-offline convert app.oci.tar ./oci-out               # an oci-archive\n  \
+        nydus-offline convert ./oci-in app-nydus.tar              # into an oci-archive (.tar)\n  \
         nydus-offline convert --platform linux/arm64 ./multi ./oci-out   # one platform of several\n  \
         nydus-offline convert --all-platforms ./multi ./oci-out   # every platform, one index\n  \
         nydus-offline check ./oci-out --source ./oci-in           # verify before shipping\n\n\
@@ -255,8 +256,9 @@ pub struct ConvertArgs {
     /// The input image: an OCI image layout directory, an oci-archive or a docker save tarball.
     pub input: PathBuf,
     /// Where to write the Nydus image: an OCI image layout directory (an existing layout gets
-    /// the image added), or with --output-format oci-archive one tar file. Anything else that
-    /// exists is refused unless --force. The output appears only once it is complete.
+    /// the image added), or one tar file (an oci-archive) when OUTPUT ends in .tar or with
+    /// --output-format oci-archive. Anything else that exists is refused unless --force. The
+    /// output appears only once it is complete.
     pub output: PathBuf,
     #[command(flatten)]
     pub select: SelectArgs,
@@ -286,8 +288,9 @@ pub struct ConvertArgs {
     #[arg(long, value_name = "NAME")]
     pub tag: Option<String>,
     /// Write an OCI image layout directory, or an oci-archive (one tar file of the layout).
-    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = OutputFormatArg::OciDir)]
-    pub output_format: OutputFormatArg,
+    /// Default: oci-archive when OUTPUT ends in .tar and is not a directory, else oci.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub output_format: Option<OutputFormatArg>,
     /// Also copy the original manifests and blobs, and list them before the Nydus manifests in
     /// one index, as nydusify --merge-platform does.
     #[arg(long)]
@@ -534,6 +537,32 @@ fn write_stdout(bytes: &[u8]) -> Result<()> {
     }
 }
 
+/// The form of `convert`'s output: `--output-format`'s, else an oci-archive for an OUTPUT that
+/// ends in `.tar` and is not a directory (`convert IN app-nydus.tar` made a directory of that
+/// name), else a layout directory.
+fn output_format(args: &ConvertArgs) -> OutputFormat {
+    match args.output_format {
+        Some(OutputFormatArg::OciDir) => OutputFormat::Layout,
+        Some(OutputFormatArg::OciArchive) => OutputFormat::Archive,
+        None => {
+            let tar = args
+                .output
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("tar"));
+            if tar && !args.output.is_dir() {
+                log::info!(
+                    "{}: writing an oci-archive, as its name ends in .tar (--output-format oci \
+                     writes a directory)",
+                    args.output.display()
+                );
+                OutputFormat::Archive
+            } else {
+                OutputFormat::Layout
+            }
+        }
+    }
+}
+
 /// `convert`: the options become [`ConvertOptions`]; the summary goes to stdout.
 fn convert(args: &ConvertArgs) -> Result<()> {
     let options = ConvertOptions {
@@ -553,10 +582,7 @@ fn convert(args: &ConvertArgs) -> Result<()> {
         },
         force: args.force,
         tag: args.tag.clone(),
-        format: match args.output_format {
-            OutputFormatArg::OciDir => OutputFormat::Layout,
-            OutputFormatArg::OciArchive => OutputFormat::Archive,
-        },
+        format: output_format(args),
         merge_platform: args.merge_platform,
         with_referrer: args.with_referrer,
         limits: args.limits.limits(),

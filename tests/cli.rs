@@ -119,3 +119,54 @@ fn every_input_form_gets_the_tag_the_push_example_names() {
         ]);
     }
 }
+
+/// An OUTPUT ending in `.tar` is an oci-archive, as `check --help` calls `./app-nydus.tar`, unless
+/// `--output-format` says otherwise or it is a directory already (a layout, which gets the image
+/// added).
+#[test]
+fn an_output_ending_in_tar_is_an_oci_archive() {
+    let scratch = common::scratch();
+    let archive = scratch.path().join("app-nydus.tar");
+    expect(
+        bin()
+            .arg("convert")
+            .arg(common::sample_image())
+            .arg(&archive),
+        0,
+    );
+    assert!(archive.is_file(), "{} is not a file", archive.display());
+    let members = text(&common::run(Command::new("tar").arg("tf").arg(&archive)).stdout);
+    assert!(members.lines().any(|m| m == "index.json"), "{members}");
+    expect(bin().arg("check").arg(&archive), 0);
+    let help = text(&expect(bin().args(["check", "--help"]), 0).stdout);
+    assert!(help.contains("./app-nydus.tar"), "{help}");
+
+    // Asked for a directory, or a directory already: a layout.
+    let dir = scratch.path().join("layout.tar");
+    expect(
+        bin()
+            .args(["convert", "--output-format", "oci"])
+            .arg(common::sample_image())
+            .arg(&dir),
+        0,
+    );
+    assert!(dir.join("index.json").is_file());
+    expect(
+        bin()
+            .args(["convert", "--tag", "again"])
+            .arg(common::sample_image())
+            .arg(&dir),
+        0,
+    );
+    assert_eq!(tags(&dir), ["latest", "again"]);
+    // And --force replaces an archive with an archive.
+    expect(
+        bin()
+            .args(["convert", "--force", "--compressor", "none"])
+            .arg(common::sample_image())
+            .arg(&archive),
+        0,
+    );
+    assert!(archive.is_file());
+    expect(bin().arg("check").arg(&archive), 0);
+}
