@@ -315,6 +315,10 @@ pub struct ConvertArgs {
     /// Also write the JSON report to FILE.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Write the digest of the manifest or index the tag names to FILE (as skopeo copy
+    /// --digestfile does: `sha256:...`, no newline).
+    #[arg(long, value_name = "FILE")]
+    pub digestfile: Option<PathBuf>,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -614,6 +618,9 @@ fn convert(args: &ConvertArgs) -> Result<()> {
     };
     if let Some(path) = &args.report {
         std::fs::write(path, json()?).map_err(|e| Error::io(path, e))?;
+    }
+    if let Some(path) = &args.digestfile {
+        std::fs::write(path, &summary.digest).map_err(|e| Error::io(path, e))?;
     }
     if args.json {
         return write_stdout(json()?.as_bytes());

@@ -170,3 +170,32 @@ fn an_output_ending_in_tar_is_an_oci_archive() {
     assert!(archive.is_file());
     expect(bin().arg("check").arg(&archive), 0);
 }
+
+/// `--digestfile FILE` holds what `skopeo copy --digestfile` would write for the image: the
+/// digest of the manifest (or index) the tag names, `sha256:` and 64 hex digits, no newline.
+#[test]
+fn digestfile_holds_the_digest_of_what_the_tag_names() {
+    let scratch = common::scratch();
+    for (name, args) in [("one", &[][..]), ("merged", &["--merge-platform"][..])] {
+        let out = scratch.path().join(name);
+        let file = scratch.path().join(format!("{name}.digest"));
+        let run = expect(
+            bin()
+                .arg("convert")
+                .args(args)
+                .arg("--digestfile")
+                .arg(&file)
+                .arg(common::sample_image())
+                .arg(&out),
+            0,
+        );
+        let digest = fs::read_to_string(&file).unwrap();
+        let index: Value =
+            serde_json::from_slice(&fs::read(out.join("index.json")).unwrap()).unwrap();
+        assert_eq!(index["manifests"][0]["digest"], digest.as_str(), "{name}");
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        assert_eq!(hex.len(), 64, "{digest:?}");
+        assert_eq!(common::sha256_hex(&out.join("blobs/sha256").join(hex)), hex);
+        assert!(text(&run.stdout).contains(&digest), "{}", text(&run.stdout));
+    }
+}
