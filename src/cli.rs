@@ -84,6 +84,7 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         nydus-offline inspect ./oci-in\n  \
         nydus-offline inspect app.tar --json\n  \
+        nydus-offline inspect -q app.tar                # read and verify it all, print nothing\n  \
         nydus-offline inspect ./oci-in --image latest --platform linux/arm64\n\n\
         Every listed layer is decompressed to measure it, which also verifies its digests;\n\
         --quick skips that.")]
@@ -94,6 +95,8 @@ pub enum Command {
         nydus-offline check ./oci-out\n  \
         nydus-offline check ./oci-out --source ./oci-in\n  \
         nydus-offline check ./app-nydus.tar                   # an oci-archive output\n  \
+        nydus-offline check --json ./oci-out > check.json     # problems and counts as JSON\n  \
+        nydus-offline check -q ./oci-out || echo damaged      # the exit code only\n  \
         nydus-offline check ./oci-out --source app.tar && \\\n      \
         skopeo copy --all oci:./oci-out:latest docker://registry.example/app:nydus\n\n\
         Every chunk of every blob is decompressed and compared with its digest; with --source\n\
@@ -134,6 +137,13 @@ pub struct CheckArgs {
     /// every path and every file's content with it.
     #[arg(long, value_name = "INPUT")]
     pub source: Option<PathBuf>,
+    /// Print the result as JSON on stdout instead of lines: the output and source checked,
+    /// `ok`, every problem, and what was counted.
+    #[arg(long)]
+    pub json: bool,
+    /// Print nothing on stdout (--json still prints the result): the exit code says how it went.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -242,6 +252,10 @@ pub struct InspectArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Print nothing on stdout (--json still prints the listing): the exit code says whether the
+    /// input could be read and, without --quick, its layers verified.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
     /// Do not decompress layers: faster, but uncompressed sizes are shown only for layers stored
     /// uncompressed, and layer contents are not verified.
     #[arg(long)]
@@ -436,7 +450,12 @@ pub fn main() -> i32 {
 
 /// Run one parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
-    let quiet = matches!(&cli.command, Command::Convert(args) if args.quiet);
+    let quiet = match &cli.command {
+        Command::Convert(args) => args.quiet,
+        Command::Check(args) => args.quiet,
+        Command::Inspect(args) => args.quiet,
+        Command::Completions(_) | Command::Man(_) => false,
+    };
     init_log(cli.verbose, quiet);
     match cli.command {
         Command::Convert(args) => convert(&args),
@@ -447,6 +466,24 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// What `check --json` prints.
+#[derive(serde::Serialize)]
+struct CheckResult<'a> {
+    /// OUT and `--source`, as given.
+    output: String,
+    source: Option<String>,
+    /// Whether no problem was found (the exit code is 5 otherwise).
+    ok: bool,
+    /// One line per problem: "where: what is wrong".
+    problems: &'a [String],
+    /// Nydus manifests, data blobs, chunks and bootstraps checked, paths compared with the source.
+    manifests: usize,
+    blobs: usize,
+    chunks: u64,
+    bootstraps: usize,
+    compared: usize,
+}
+
 /// `check`: every problem on its own line on stdout, then a summary; any problem makes the
 /// result an [`ErrorKind::CheckFailed`](crate::ErrorKind::CheckFailed) error.
 fn check(args: &CheckArgs) -> Result<()> {
@@ -455,26 +492,47 @@ fn check(args: &CheckArgs) -> Result<()> {
         limits: args.limits.limits(),
     };
     let report = crate::check::check(&args.output, &options)?;
-    let mut text = String::new();
-    for problem in &report.problems {
-        text.push_str(&format!("problem: {problem}\n"));
-    }
-    let compared = match &args.source {
-        Some(source) => format!(
-            ", {} paths compared with {}",
-            report.compared,
-            source.display()
-        ),
-        None => String::new(),
+    let text = if args.json {
+        let result = CheckResult {
+            output: args.output.display().to_string(),
+            source: args.source.as_ref().map(|s| s.display().to_string()),
+            ok: report.is_ok(),
+            problems: &report.problems,
+            manifests: report.manifests,
+            blobs: report.blobs,
+            chunks: report.chunks,
+            bootstraps: report.bootstraps,
+            compared: report.compared,
+        };
+        let mut json = serde_json::to_string_pretty(&result)
+            .map_err(|e| Error::internal(format!("the check result as JSON: {e}")))?;
+        json.push('\n');
+        json
+    } else if args.quiet {
+        String::new()
+    } else {
+        let mut text = String::new();
+        for problem in &report.problems {
+            text.push_str(&format!("problem: {problem}\n"));
+        }
+        let compared = match &args.source {
+            Some(source) => format!(
+                ", {} paths compared with {}",
+                report.compared,
+                source.display()
+            ),
+            None => String::new(),
+        };
+        text.push_str(&format!(
+            "{}: {} Nydus manifests, {} blobs, {} chunks checked, {} bootstraps{compared}\n",
+            args.output.display(),
+            report.manifests,
+            report.blobs,
+            report.chunks,
+            report.bootstraps
+        ));
+        text
     };
-    text.push_str(&format!(
-        "{}: {} Nydus manifests, {} blobs, {} chunks checked, {} bootstraps{compared}\n",
-        args.output.display(),
-        report.manifests,
-        report.blobs,
-        report.chunks,
-        report.bootstraps
-    ));
     // The verdict is the exit code, whether or not the reader of stdout stayed for it all.
     write_stdout(text.as_bytes())?;
     if report.is_ok() {
@@ -657,6 +715,9 @@ fn inspect(args: &InspectArgs) -> Result<()> {
     let selection = args.select.selection(PlatformChoice::All);
     let report = crate::inspect::inspect(&args.input, &selection, args.quick)?;
     let mut out = Vec::new();
+    if args.quiet && !args.json {
+        return Ok(());
+    }
     if args.json {
         serde_json::to_writer_pretty(&mut out, &report)
             .map_err(|e| Error::internal(format!("encoding the inspect report: {e}")))?;

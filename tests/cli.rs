@@ -199,3 +199,75 @@ fn digestfile_holds_the_digest_of_what_the_tag_names() {
         assert!(text(&run.stdout).contains(&digest), "{}", text(&run.stdout));
     }
 }
+
+/// `check --json` prints the result as JSON (and exits 5 when there are problems);
+/// `check -q` and `inspect -q` print nothing on stdout, their exit code says how it went.
+#[test]
+fn check_and_inspect_speak_json_and_keep_quiet() {
+    let scratch = common::scratch();
+    let out = scratch.path().join("out");
+    expect(
+        bin().arg("convert").arg(common::sample_image()).arg(&out),
+        0,
+    );
+    let run = expect(
+        bin()
+            .args(["check", "--json"])
+            .arg(&out)
+            .arg("--source")
+            .arg(common::sample_image()),
+        0,
+    );
+    let result = json(&run);
+    assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(result["problems"], serde_json::json!([]));
+    assert_eq!(result["output"], out.display().to_string());
+    assert_eq!(result["manifests"], 1);
+    assert!(result["chunks"].as_u64().unwrap() > 0, "{result}");
+    assert!(result["compared"].as_u64().unwrap() > 0, "{result}");
+    for quiet in ["-q", "--quiet"] {
+        let run = expect(bin().args(["check", quiet]).arg(&out), 0);
+        assert!(run.stdout.is_empty(), "{}", text(&run.stdout));
+        let run = expect(
+            bin().args(["inspect", quiet]).arg(common::sample_image()),
+            0,
+        );
+        assert!(run.stdout.is_empty(), "{}", text(&run.stdout));
+    }
+    // --json wins over -q, as on convert.
+    let run = expect(
+        bin()
+            .args(["inspect", "-q", "--json", "--quick"])
+            .arg(common::sample_image()),
+        0,
+    );
+    assert!(json(&run)["images"].is_array());
+
+    // A damaged output: the problems in the JSON, exit 5; quietly, the exit code alone.
+    let config = fs::read_dir(out.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .min_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = fs::read(&config).unwrap();
+    bytes[0] ^= 1;
+    fs::write(&config, bytes).unwrap();
+    let run = expect(bin().args(["check", "--json"]).arg(&out), 5);
+    let result = json(&run);
+    assert_eq!(result["ok"], false, "{result}");
+    assert!(
+        !result["problems"].as_array().unwrap().is_empty(),
+        "{result}"
+    );
+    let run = expect(bin().args(["check", "-q"]).arg(&out), 5);
+    assert!(run.stdout.is_empty(), "{}", text(&run.stdout));
+    assert!(
+        text(&run.stderr).contains("check found"),
+        "{}",
+        text(&run.stderr)
+    );
+    // And an input that is no image: the error on stderr, exit 3.
+    let run = expect(bin().args(["inspect", "-q"]).arg(scratch.path()), 3);
+    assert!(run.stdout.is_empty());
+    assert!(!run.stderr.is_empty());
+}
