@@ -3,6 +3,8 @@
 //! Options are validated here, once; the library receives typed values. Errors are printed as one
 //! line on stderr, and the exit code comes from their [`ErrorKind`](crate::ErrorKind).
 
+mod man;
+
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -558,9 +560,11 @@ fn completions(args: &CompletionsArgs) -> Result<()> {
     write_stdout(&out)
 }
 
-/// `man`: the roff page clap_mangen renders from these very definitions.
+/// `man`: the roff page rendered from these very definitions ([`man::render`]).
 fn man(args: &ManArgs) -> Result<()> {
-    let cmd = <Cli as clap::CommandFactory>::command();
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    // Built, so that each subcommand has its help flag and the global options.
+    cmd.build();
     let page = match &args.subcommand {
         None => cmd,
         Some(name) => {
@@ -578,8 +582,7 @@ fn man(args: &ManArgs) -> Result<()> {
         }
     };
     let mut out = Vec::new();
-    clap_mangen::Man::new(page)
-        .render(&mut out)
+    man::render(page, &mut out)
         .map_err(|e| Error::internal(format!("rendering the man page: {e}")))?;
     write_stdout(&out)
 }

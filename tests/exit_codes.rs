@@ -327,6 +327,34 @@ fn completions_and_man_pages_come_from_the_same_definitions() {
     let check = text(&expect(bin().args(["man", "check"]), 0).stdout);
     assert!(check.contains(".TH nydus-offline-check"), "{check}");
     assert!(check.contains("\\-\\-source"), "{check}");
+    // The synopsis names each option with its value, and the examples are under EXAMPLES (not
+    // clap_mangen's EXTRA); the exit codes of the main page under EXIT STATUS.
+    let synopsis = check
+        .split(".SH SYNOPSIS\n")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .unwrap_or_default();
+    assert!(
+        synopsis.contains("[\\fB\\-\\-source\\fR \\fIINPUT\\fR]"),
+        "{synopsis}"
+    );
+    assert!(synopsis.ends_with("\\fIOUTPUT\\fR"), "{synopsis}");
+    for page in [&page, &check] {
+        assert!(!page.contains(".SH EXTRA"), "{page}");
+        assert!(
+            page.contains(".SH \"EXAMPLES\"\n.nf\n  nydus\\-offline")
+                || page.contains(".SH \"EXIT STATUS\"\n.nf\n  0    success"),
+            "{page}"
+        );
+    }
+    let convert = text(&expect(bin().args(["man", "convert"]), 0).stdout);
+    for option in [
+        "chunk\\-size\\fR \\fISIZE",
+        "\\-j\\fR|\\fB\\-\\-jobs\\fR \\fIN",
+    ] {
+        assert!(convert.contains(option), "{option}: {convert}");
+    }
+    assert!(convert.contains(".SH \"EXAMPLES\""), "{convert}");
     if Command::new("man").arg("--version").output().is_ok() {
         let path = bash.path().join("nydus-offline-check.1");
         fs::write(&path, &check).unwrap();
@@ -337,6 +365,13 @@ fn completions_and_man_pages_come_from_the_same_definitions() {
                 .env("MANPAGER", "cat")
                 .env("MANWIDTH", "100"),
         );
-        assert!(text(&rendered.stdout).contains("source"));
+        // Words as man shows them, whatever spaces justification puts between them.
+        let rendered = text(&rendered.stdout)
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(rendered.contains("[--source INPUT]"), "{rendered}");
+        assert!(rendered.contains("\nEXAMPLES\n"), "{rendered}");
     }
 }
