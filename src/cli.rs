@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 use crate::blob::chunk::{BlobOptions, Compressor, Digester};
 use crate::common::error::{Error, Result};
+use crate::common::text::count;
 use crate::convert::ConvertOptions;
 use crate::output::layout::OutputFormat;
 use crate::progress::{Display, Mode, PLAIN_DELAY};
@@ -519,19 +520,19 @@ fn check(args: &CheckArgs) -> Result<()> {
         }
         let compared = match &args.source {
             Some(source) => format!(
-                ", {} paths compared with {}",
-                report.compared,
+                ", {} compared with {}",
+                count(report.compared as u64, "path"),
                 source.display()
             ),
             None => String::new(),
         };
         text.push_str(&format!(
-            "{}: {} Nydus manifests, {} blobs, {} chunks checked, {} bootstraps{compared}\n",
+            "{}: {}, {}, {} checked, {}{compared}\n",
             args.output.display(),
-            report.manifests,
-            report.blobs,
-            report.chunks,
-            report.bootstraps
+            count(report.manifests as u64, "Nydus manifest"),
+            count(report.blobs as u64, "blob"),
+            count(report.chunks, "chunk"),
+            count(report.bootstraps as u64, "bootstrap"),
         ));
         text
     };
@@ -543,10 +544,9 @@ fn check(args: &CheckArgs) -> Result<()> {
         Err(Error::new(
             crate::ErrorKind::CheckFailed,
             format!(
-                "{}: check found {} problem{}",
+                "{}: check found {}",
                 args.output.display(),
-                report.problems.len(),
-                if report.problems.len() == 1 { "" } else { "s" }
+                count(report.problems.len() as u64, "problem"),
             ),
         ))
     }
@@ -698,9 +698,10 @@ fn convert(args: &ConvertArgs) -> Result<()> {
         };
         let chunks: u64 = p.layers.iter().map(|l| l.blob.chunks).sum();
         text += &format!(
-            "{}: {} layers{shared}, {chunks} chunks, manifest {}\n",
+            "{}: {}{shared}, {}, manifest {}\n",
             p.platform,
-            p.layers.len(),
+            count(p.layers.len() as u64, "layer"),
+            count(chunks, "chunk"),
             p.manifest.digest
         );
     }

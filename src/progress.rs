@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::blob::writer::WriterCounts;
+use crate::common::text::count;
 use crate::report::LayerReport;
 use crate::source::Platform;
 
@@ -234,9 +235,9 @@ impl Inner {
 fn counts(watch: &LayerWatch) -> String {
     let w = &watch.writer;
     format!(
-        "{} chunks, {} dedup hits",
-        WriterCounts::get(&w.chunks),
-        WriterCounts::get(&w.dedup_hits)
+        "{}, {}",
+        count(WriterCounts::get(&w.chunks), "chunk"),
+        count(WriterCounts::get(&w.dedup_hits), "dedup hit")
     )
 }
 
@@ -258,7 +259,7 @@ impl Progress for Display {
                 "{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {msg} {elapsed}",
             ));
             overall.set_prefix("total");
-            overall.set_message(format!("0/{layers} layers"));
+            overall.set_message(format!("0/{}", count(layers as u64, "layer")));
             state.bars = Some(Bars { multi, overall });
         }
     }
@@ -267,7 +268,7 @@ impl Progress for Display {
         let mut state = self.inner.lock();
         state.layers_done += shared;
         state.bytes_done += shared_bytes;
-        let mut text = format!("{platform}: {layers} layers");
+        let mut text = format!("{platform}: {}", count(layers as u64, "layer"));
         if shared > 0 {
             let _ = write!(text, ", {shared} already converted for an earlier platform");
         }
@@ -317,9 +318,9 @@ impl Progress for Display {
         state.bytes_done += current.size;
         let blob = &report.blob;
         let done = format!(
-            "{} chunks, {} dedup hits ({:.1}%), blob {}",
-            blob.chunks,
-            blob.dedup_hits,
+            "{}, {} ({:.1}%), blob {}",
+            count(blob.chunks, "chunk"),
+            count(blob.dedup_hits, "dedup hit"),
             blob.dedup_ratio * 100.0,
             HumanBytes(blob.size)
         );
@@ -329,8 +330,11 @@ impl Progress for Display {
         }
         if let Some(bars) = &state.bars {
             bars.overall.set_position(state.bytes_done);
-            bars.overall
-                .set_message(format!("{}/{} layers", state.layers_done, state.layers));
+            bars.overall.set_message(format!(
+                "{}/{}",
+                state.layers_done,
+                count(state.layers as u64, "layer")
+            ));
         }
         self.inner.line(
             &state,
@@ -353,8 +357,8 @@ impl Progress for Display {
         self.inner.line(
             &state,
             &format!(
-                "done: {} layers in {:.1}s",
-                state.layers,
+                "done: {} in {:.1}s",
+                count(state.layers as u64, "layer"),
                 state.start.elapsed().as_secs_f64()
             ),
         );

@@ -271,3 +271,48 @@ fn check_and_inspect_speak_json_and_keep_quiet() {
     assert!(run.stdout.is_empty());
     assert!(!run.stderr.is_empty());
 }
+
+/// One of a thing is singular in every line a run prints: progress, the summary, check's.
+#[test]
+fn one_is_singular_everywhere() {
+    let scratch = common::scratch();
+    // One layer, one file of one chunk.
+    let tar = common::layers::Tar::new()
+        .add(common::layers::Entry::file("hello", b"hello\n"))
+        .finish();
+    let input = common::layers::oci_layout(&scratch.path().join("in"), &[tar]);
+    let out = scratch.path().join("out");
+    let run = expect(
+        bin()
+            .args(["convert", "--progress", "plain"])
+            .arg(&input)
+            .arg(&out),
+        0,
+    );
+    let stderr = text(&run.stderr);
+    let stdout = text(&run.stdout);
+    assert!(stderr.starts_with("linux/amd64: 1 layer\n"), "{stderr}");
+    assert!(stderr.contains(" 1 chunk, 0 dedup hits (0.0%)"), "{stderr}");
+    assert!(stderr.contains("\ndone: 1 layer in "), "{stderr}");
+    assert!(
+        stdout.starts_with("linux/amd64: 1 layer, 1 chunk, manifest "),
+        "{stdout}"
+    );
+    let run = expect(bin().arg("check").arg(&out).arg("--source").arg(&input), 0);
+    let checked = text(&run.stdout);
+    assert!(
+        checked.contains(": 1 Nydus manifest, 1 blob, 1 chunk checked, 2 bootstraps, "),
+        "{checked}"
+    );
+    // One dedup hit: the sample's upper layer repeats one chunk.
+    let run = expect(
+        bin()
+            .args(["convert", "--progress", "plain"])
+            .arg(common::sample_image())
+            .arg(scratch.path().join("sample")),
+        0,
+    );
+    let stderr = text(&run.stderr);
+    assert!(stderr.contains(", 1 dedup hit (25.0%)"), "{stderr}");
+    assert!(!stderr.contains(" 1 dedup hits"), "{stderr}");
+}

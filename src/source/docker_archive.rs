@@ -21,6 +21,7 @@ use serde::Deserialize;
 use super::compression;
 use crate::common::digest::{Hasher, from_io, sha256_of};
 use crate::common::error::{Error, Result};
+use crate::common::text::count;
 use crate::source::compression::Compression;
 use crate::source::image::{Config, Image, ImageEntry, Layer, Manifest, ManifestEntry, media};
 use crate::source::store::{BlobStore, METADATA_LIMIT, normalize, read_small};
@@ -172,8 +173,8 @@ fn legacy_image(store: &TarStore, entry: &DockerEntry, n: usize) -> Result<(Imag
         return Err(Error::bad_input(
             config_what,
             format!(
-                "rootfs.diff_ids lists {} layers, but manifest.json lists {}",
-                diff_ids.len(),
+                "rootfs.diff_ids lists {}, but manifest.json lists {}",
+                count(diff_ids.len() as u64, "layer"),
                 entry.layers.len()
             ),
         ));
