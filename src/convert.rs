@@ -201,6 +201,7 @@ fn convert_all(
         }
     };
     interrupt::check()?;
+    progress.commit();
     layout.commit(vec![oci::tagged(top, &tag)])?;
     progress.end();
     let mut totals = Totals::default();
@@ -437,6 +438,7 @@ impl Chains {
             let read_summary = reader.finish().map_err(|e| e.context(&what))?;
             notes.warn(&what);
             let info = writer.finish_data()?;
+            progress.layer_bootstrap();
 
             if let Some(tree) = built.merged {
                 merged = tree;
@@ -538,6 +540,7 @@ impl Chains {
             });
         }
 
+        progress.bootstrap(&image.platform);
         let mut layers: Vec<Value> = records.iter().map(|r| oci::blob_layer(&r.stored)).collect();
         let mut diff_ids: Vec<String> = records.iter().map(|r| r.stored.digest.clone()).collect();
         let bootstrap = match merged_bootstrap {
