@@ -124,8 +124,8 @@ pub enum Command {
 const EXIT_CODES_HELP: &str = "Exit codes:\n  \
     0    success\n  \
     2    usage error (bad option or argument)\n  \
-    3    bad input image (malformed, unsupported, or failing digest verification)\n  \
-    4    I/O or output error (unreadable input, full disk, ...)\n  \
+    3    bad input image (missing, malformed, unsupported, or failing digest verification)\n  \
+    4    I/O or output error (permission denied, full disk, ...)\n  \
     5    check found problems in the image it checked\n  \
     70   internal error (a bug in nydus-offline)\n  \
     130  interrupted (SIGINT or SIGTERM)";
