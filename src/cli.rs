@@ -3,6 +3,8 @@
 //! Options are validated here, once; the library receives typed values. Errors are printed as one
 //! line on stderr, and the exit code comes from their [`ErrorKind`](crate::ErrorKind).
 
+mod man;
+
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 use crate::blob::chunk::{BlobOptions, Compressor, Digester};
 use crate::common::error::{Error, Result};
+use crate::common::text::count;
 use crate::convert::ConvertOptions;
 use crate::output::layout::OutputFormat;
 use crate::progress::{Display, Mode, PLAIN_DELAY};
@@ -72,16 +75,19 @@ pub enum Command {
         nydus-offline convert ./oci-in ./oci-out                  # an OCI image layout\n  \
         nydus-offline convert app.tar ./oci-out                   # a docker save tarball\n  \
         nydus-offline convert app.oci.tar ./oci-out               # an oci-archive\n  \
+        nydus-offline convert ./oci-in app-nydus.tar              # into an oci-archive (.tar)\n  \
         nydus-offline convert --platform linux/arm64 ./multi ./oci-out   # one platform of several\n  \
         nydus-offline convert --all-platforms ./multi ./oci-out   # every platform, one index\n  \
         nydus-offline check ./oci-out --source ./oci-in           # verify before shipping\n\n\
-        Pushing is skopeo's job (--all keeps every platform of an index):\n  \
+        Pushing is skopeo's job (--all keeps every platform of an index; latest is the tag\n\
+        convert prints, the input's own, or --tag's):\n  \
         skopeo copy --all oci:./oci-out:latest docker://registry.example/app:nydus")]
     Convert(ConvertArgs),
     /// List what an input holds: images, tags, platforms and layers, with sizes.
     #[command(after_help = "Examples:\n  \
         nydus-offline inspect ./oci-in\n  \
         nydus-offline inspect app.tar --json\n  \
+        nydus-offline inspect -q app.tar                # read and verify it all, print nothing\n  \
         nydus-offline inspect ./oci-in --image latest --platform linux/arm64\n\n\
         Every listed layer is decompressed to measure it, which also verifies its digests;\n\
         --quick skips that.")]
@@ -92,6 +98,8 @@ pub enum Command {
         nydus-offline check ./oci-out\n  \
         nydus-offline check ./oci-out --source ./oci-in\n  \
         nydus-offline check ./app-nydus.tar                   # an oci-archive output\n  \
+        nydus-offline check --json ./oci-out > check.json     # problems and counts as JSON\n  \
+        nydus-offline check -q ./oci-out || echo damaged      # the exit code only\n  \
         nydus-offline check ./oci-out --source app.tar && \\\n      \
         skopeo copy --all oci:./oci-out:latest docker://registry.example/app:nydus\n\n\
         Every chunk of every blob is decompressed and compared with its digest; with --source\n\
@@ -104,7 +112,7 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         nydus-offline unpack ./oci-nydus ./oci-plain\n  \
         nydus-offline unpack --platform linux/arm64 ./oci-nydus ./oci-plain\n  \
-        nydus-offline unpack ./oci-nydus plain.tar --output-format oci-archive\n\n\
+        nydus-offline unpack ./oci-nydus plain.tar              # into an oci-archive (.tar)\n\n\
         Every Nydus manifest of the image is unpacked (a merged index's original manifests are\n\
         ordinary images already and are left out); several give one index. Each layer's files\n\
         are read chunk by chunk from the blobs, every chunk checked against its digest;\n\
@@ -128,8 +136,8 @@ pub enum Command {
 const EXIT_CODES_HELP: &str = "Exit codes:\n  \
     0    success\n  \
     2    usage error (bad option or argument)\n  \
-    3    bad input image (malformed, unsupported, or failing digest verification)\n  \
-    4    I/O or output error (unreadable input, full disk, ...)\n  \
+    3    bad input image (missing, malformed, unsupported, or failing digest verification)\n  \
+    4    I/O or output error (permission denied, full disk, ...)\n  \
     5    check found problems in the image it checked\n  \
     70   internal error (a bug in nydus-offline)\n  \
     130  interrupted (SIGINT or SIGTERM)";
@@ -144,6 +152,13 @@ pub struct CheckArgs {
     /// every path and every file's content with it.
     #[arg(long, value_name = "INPUT")]
     pub source: Option<PathBuf>,
+    /// Print the result as JSON on stdout instead of lines: the output and source checked,
+    /// `ok`, every problem, and what was counted.
+    #[arg(long)]
+    pub json: bool,
+    /// Print nothing on stdout (--json still prints the result): the exit code says how it went.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -212,8 +227,8 @@ pub struct SelectArgs {
     /// The image to take, by tag, name or digest; needed when the input holds several.
     #[arg(long, value_name = "REF")]
     pub image: Option<String>,
-    /// The platform to take, as os/arch[/variant]; several separated by commas (or the option
-    /// repeated) take each of them. Default: the only one, or this machine's when the image has
+    /// The platform to take, as os/arch[/variant] in any case (read as lowercase, as containerd
+    /// does); several separated by commas (or the option repeated) take each of them. Default: the only one, or this machine's when the image has
     /// several.
     #[arg(long, value_name = "OS/ARCH[/VARIANT],...", value_parser = parse_platform,
           value_delimiter = ',', conflicts_with = "all_platforms")]
@@ -252,6 +267,10 @@ pub struct InspectArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Print nothing on stdout (--json still prints the listing): the exit code says whether the
+    /// input could be read and, without --quick, its layers verified.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
     /// Do not decompress layers: faster, but uncompressed sizes are shown only for layers stored
     /// uncompressed, and layer contents are not verified.
     #[arg(long)]
@@ -266,8 +285,9 @@ pub struct ConvertArgs {
     /// The input image: an OCI image layout directory, an oci-archive or a docker save tarball.
     pub input: PathBuf,
     /// Where to write the Nydus image: an OCI image layout directory (an existing layout gets
-    /// the image added), or with --output-format oci-archive one tar file. Anything else that
-    /// exists is refused unless --force. The output appears only once it is complete.
+    /// the image added), or one tar file (an oci-archive) when OUTPUT ends in .tar or with
+    /// --output-format oci-archive. Anything else that exists is refused unless --force. The
+    /// output appears only once it is complete.
     pub output: PathBuf,
     #[command(flatten)]
     pub select: SelectArgs,
@@ -291,12 +311,15 @@ pub struct ConvertArgs {
     /// Never the input: an output that is, lies inside or holds the input is always refused.
     #[arg(long)]
     pub force: bool,
-    /// Tag of the image in the output's index.json. Default: the input image's tag.
+    /// Tag of the image in the output's index.json. Default: the tag of the input image's name
+    /// (latest for an OCI layout's latest, for app:latest and for docker.io/library/app:latest),
+    /// else latest.
     #[arg(long, value_name = "NAME")]
     pub tag: Option<String>,
     /// Write an OCI image layout directory, or an oci-archive (one tar file of the layout).
-    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = OutputFormatArg::OciDir)]
-    pub output_format: OutputFormatArg,
+    /// Default: oci-archive when OUTPUT ends in .tar and is not a directory, else oci.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub output_format: Option<OutputFormatArg>,
     /// Also keep the original images, each with an empty layer prepended, and list them before
     /// the Nydus manifests in one index, as nydusify 2.4 --merge-platform does.
     #[arg(long)]
@@ -321,6 +344,10 @@ pub struct ConvertArgs {
     /// Also write the JSON report to FILE.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Write the digest of the manifest or index the tag names to FILE (as skopeo copy
+    /// --digestfile does: `sha256:...`, no newline).
+    #[arg(long, value_name = "FILE")]
+    pub digestfile: Option<PathBuf>,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -438,7 +465,13 @@ pub fn main() -> i32 {
 
 /// Run one parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
-    let quiet = matches!(&cli.command, Command::Convert(args) if args.quiet);
+    let quiet = match &cli.command {
+        Command::Convert(args) => args.quiet,
+        Command::Check(args) => args.quiet,
+        Command::Inspect(args) => args.quiet,
+        Command::Unpack(args) => args.quiet,
+        Command::Completions(_) | Command::Man(_) => false,
+    };
     init_log(cli.verbose, quiet);
     match cli.command {
         Command::Convert(args) => convert(&args),
@@ -450,6 +483,24 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// What `check --json` prints.
+#[derive(serde::Serialize)]
+struct CheckResult<'a> {
+    /// OUT and `--source`, as given.
+    output: String,
+    source: Option<String>,
+    /// Whether no problem was found (the exit code is 5 otherwise).
+    ok: bool,
+    /// One line per problem: "where: what is wrong".
+    problems: &'a [String],
+    /// Nydus manifests, data blobs, chunks and bootstraps checked, paths compared with the source.
+    manifests: usize,
+    blobs: usize,
+    chunks: u64,
+    bootstraps: usize,
+    compared: usize,
+}
+
 /// `check`: every problem on its own line on stdout, then a summary; any problem makes the
 /// result an [`ErrorKind::CheckFailed`](crate::ErrorKind::CheckFailed) error.
 fn check(args: &CheckArgs) -> Result<()> {
@@ -458,26 +509,47 @@ fn check(args: &CheckArgs) -> Result<()> {
         limits: args.limits.limits(),
     };
     let report = crate::check::check(&args.output, &options)?;
-    let mut text = String::new();
-    for problem in &report.problems {
-        text.push_str(&format!("problem: {problem}\n"));
-    }
-    let compared = match &args.source {
-        Some(source) => format!(
-            ", {} paths compared with {}",
-            report.compared,
-            source.display()
-        ),
-        None => String::new(),
+    let text = if args.json {
+        let result = CheckResult {
+            output: args.output.display().to_string(),
+            source: args.source.as_ref().map(|s| s.display().to_string()),
+            ok: report.is_ok(),
+            problems: &report.problems,
+            manifests: report.manifests,
+            blobs: report.blobs,
+            chunks: report.chunks,
+            bootstraps: report.bootstraps,
+            compared: report.compared,
+        };
+        let mut json = serde_json::to_string_pretty(&result)
+            .map_err(|e| Error::internal(format!("the check result as JSON: {e}")))?;
+        json.push('\n');
+        json
+    } else if args.quiet {
+        String::new()
+    } else {
+        let mut text = String::new();
+        for problem in &report.problems {
+            text.push_str(&format!("problem: {problem}\n"));
+        }
+        let compared = match &args.source {
+            Some(source) => format!(
+                ", {} compared with {}",
+                count(report.compared as u64, "path"),
+                source.display()
+            ),
+            None => String::new(),
+        };
+        text.push_str(&format!(
+            "{}: {}, {}, {} checked, {}{compared}\n",
+            args.output.display(),
+            count(report.manifests as u64, "Nydus manifest"),
+            count(report.blobs as u64, "blob"),
+            count(report.chunks, "chunk"),
+            count(report.bootstraps as u64, "bootstrap"),
+        ));
+        text
     };
-    text.push_str(&format!(
-        "{}: {} Nydus manifests, {} blobs, {} chunks checked, {} bootstraps{compared}\n",
-        args.output.display(),
-        report.manifests,
-        report.blobs,
-        report.chunks,
-        report.bootstraps
-    ));
     // The verdict is the exit code, whether or not the reader of stdout stayed for it all.
     write_stdout(text.as_bytes())?;
     if report.is_ok() {
@@ -486,10 +558,9 @@ fn check(args: &CheckArgs) -> Result<()> {
         Err(Error::new(
             crate::ErrorKind::CheckFailed,
             format!(
-                "{}: check found {} problem{}",
+                "{}: check found {}",
                 args.output.display(),
-                report.problems.len(),
-                if report.problems.len() == 1 { "" } else { "s" }
+                count(report.problems.len() as u64, "problem"),
             ),
         ))
     }
@@ -503,9 +574,11 @@ fn completions(args: &CompletionsArgs) -> Result<()> {
     write_stdout(&out)
 }
 
-/// `man`: the roff page clap_mangen renders from these very definitions.
+/// `man`: the roff page rendered from these very definitions ([`man::render`]).
 fn man(args: &ManArgs) -> Result<()> {
-    let cmd = <Cli as clap::CommandFactory>::command();
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    // Built, so that each subcommand has its help flag and the global options.
+    cmd.build();
     let page = match &args.subcommand {
         None => cmd,
         Some(name) => {
@@ -523,8 +596,7 @@ fn man(args: &ManArgs) -> Result<()> {
         }
     };
     let mut out = Vec::new();
-    clap_mangen::Man::new(page)
-        .render(&mut out)
+    man::render(page, &mut out)
         .map_err(|e| Error::internal(format!("rendering the man page: {e}")))?;
     write_stdout(&out)
 }
@@ -541,6 +613,36 @@ fn write_stdout(bytes: &[u8]) -> Result<()> {
             Err(Error::io(std::path::Path::new("<stdout>"), e))
         }
         _ => Ok(()),
+    }
+}
+
+/// The form of `convert`'s output: `--output-format`'s, else an oci-archive for an OUTPUT that
+/// ends in `.tar` and is not a directory (`convert IN app-nydus.tar` made a directory of that
+/// name), else a layout directory.
+fn output_format(args: &ConvertArgs) -> OutputFormat {
+    output_format_of(&args.output, args.output_format)
+}
+
+/// [`output_format`] of any command that writes an image (`convert`, `unpack`).
+fn output_format_of(output: &std::path::Path, asked: Option<OutputFormatArg>) -> OutputFormat {
+    match asked {
+        Some(OutputFormatArg::OciDir) => OutputFormat::Layout,
+        Some(OutputFormatArg::OciArchive) => OutputFormat::Archive,
+        None => {
+            let tar = output
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("tar"));
+            if tar && !output.is_dir() {
+                log::info!(
+                    "{}: writing an oci-archive, as its name ends in .tar (--output-format oci \
+                     writes a directory)",
+                    output.display()
+                );
+                OutputFormat::Archive
+            } else {
+                OutputFormat::Layout
+            }
+        }
     }
 }
 
@@ -563,10 +665,7 @@ fn convert(args: &ConvertArgs) -> Result<()> {
         },
         force: args.force,
         tag: args.tag.clone(),
-        format: match args.output_format {
-            OutputFormatArg::OciDir => OutputFormat::Layout,
-            OutputFormatArg::OciArchive => OutputFormat::Archive,
-        },
+        format: output_format(args),
         merge_platform: args.merge_platform,
         with_referrer: args.with_referrer,
         limits: args.limits.limits(),
@@ -599,6 +698,9 @@ fn convert(args: &ConvertArgs) -> Result<()> {
     if let Some(path) = &args.report {
         std::fs::write(path, json()?).map_err(|e| Error::io(path, e))?;
     }
+    if let Some(path) = &args.digestfile {
+        std::fs::write(path, &summary.digest).map_err(|e| Error::io(path, e))?;
+    }
     if args.json {
         return write_stdout(json()?.as_bytes());
     }
@@ -614,9 +716,10 @@ fn convert(args: &ConvertArgs) -> Result<()> {
         };
         let chunks: u64 = p.layers.iter().map(|l| l.blob.chunks).sum();
         text += &format!(
-            "{}: {} layers{shared}, {chunks} chunks, manifest {}\n",
+            "{}: {}{shared}, {}, manifest {}\n",
             p.platform,
-            p.layers.len(),
+            count(p.layers.len() as u64, "layer"),
+            count(chunks, "chunk"),
             p.manifest.digest
         );
     }
@@ -634,6 +737,9 @@ fn inspect(args: &InspectArgs) -> Result<()> {
     let selection = args.select.selection(PlatformChoice::All);
     let report = crate::inspect::inspect(&args.input, &selection, args.quick)?;
     let mut out = Vec::new();
+    if args.quiet && !args.json {
+        return Ok(());
+    }
     if args.json {
         serde_json::to_writer_pretty(&mut out, &report)
             .map_err(|e| Error::internal(format!("encoding the inspect report: {e}")))?;
@@ -693,9 +799,10 @@ pub struct UnpackArgs {
     /// The tag in the output's index.json (default: the input image's).
     #[arg(long, value_name = "NAME")]
     pub tag: Option<String>,
-    /// Write an OCI image layout directory or one oci-archive tar file.
-    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = OutputFormatArg::OciDir)]
-    pub output_format: OutputFormatArg,
+    /// Write an OCI image layout directory or one oci-archive tar file. Default: oci-archive
+    /// when OUTPUT ends in .tar and is not a directory, else oci.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub output_format: Option<OutputFormatArg>,
     /// Replace what is at OUTPUT (never the input), or repoint a tag it has already.
     #[arg(long)]
     pub force: bool,
@@ -705,6 +812,9 @@ pub struct UnpackArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Print nothing but errors (--json still prints).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 /// `unpack`: one line per image written (or the JSON summary).
@@ -713,10 +823,7 @@ fn unpack(args: &UnpackArgs) -> Result<()> {
         image: args.image.clone(),
         platforms: args.platform.clone(),
         tag: args.tag.clone(),
-        format: match args.output_format {
-            OutputFormatArg::OciDir => OutputFormat::Layout,
-            OutputFormatArg::OciArchive => OutputFormat::Archive,
-        },
+        format: output_format_of(&args.output, args.output_format),
         force: args.force,
         threads: args.jobs,
     };
@@ -726,7 +833,7 @@ fn unpack(args: &UnpackArgs) -> Result<()> {
         serde_json::to_writer_pretty(&mut out, &summary)
             .map_err(|e| Error::internal(format!("encoding the unpack summary: {e}")))?;
         out.push(b'\n');
-    } else {
+    } else if !args.quiet {
         for i in &summary.images {
             let sockets = if i.sockets_skipped > 0 {
                 format!(

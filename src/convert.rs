@@ -131,8 +131,7 @@ fn convert_all(
     let tag = options
         .tag
         .clone()
-        .or_else(|| images.first().and_then(|i| i.names.first().cloned()))
-        .unwrap_or_else(|| "latest".to_string());
+        .unwrap_or_else(|| default_tag(images.first().map_or(&[][..], |i| i.names.as_slice())));
     layout.refuse_existing_tag(&tag)?;
     let mut chains = Chains {
         keep: images.len() > 1,
@@ -207,6 +206,7 @@ fn convert_all(
         }
     };
     interrupt::check()?;
+    progress.commit();
     layout.commit(vec![oci::tagged(top, &tag)])?;
     progress.end();
     let mut totals = Totals::default();
@@ -226,6 +226,26 @@ fn convert_all(
             peak_rss_bytes: peak_rss_bytes(),
         },
     })
+}
+
+/// The tag an output gets without `--tag`: the tag of the input image's first name, so that
+/// `skopeo copy oci:OUT:latest` finds the image whatever form the input had: `latest` for an OCI
+/// layout's `latest`, a docker save tarball's `app:latest` and `docker.io/library/app:latest`
+/// alike. A name with neither `/` nor `:` is a tag already; a name without a tag (`app`,
+/// `app@sha256:...`), or no name at all, gives `latest`.
+fn default_tag(names: &[String]) -> String {
+    let Some(name) = names.first() else {
+        return "latest".to_string();
+    };
+    if !name.contains(['/', ':', '@']) {
+        return name.clone();
+    }
+    let without_digest = name.split('@').next().unwrap_or_default();
+    let last = without_digest.rsplit('/').next().unwrap_or_default();
+    match last.split_once(':') {
+        Some((_, tag)) if !tag.is_empty() => tag.to_string(),
+        _ => "latest".to_string(),
+    }
 }
 
 fn blob_ref(stored: &StoredBlob) -> BlobRef {
@@ -424,6 +444,7 @@ impl Chains {
             let read_summary = reader.finish().map_err(|e| e.context(&what))?;
             notes.warn(&what);
             let info = writer.finish_data()?;
+            progress.layer_bootstrap();
 
             if let Some(tree) = built.merged {
                 merged = tree;
@@ -525,6 +546,7 @@ impl Chains {
             });
         }
 
+        progress.bootstrap(&image.platform);
         let mut layers: Vec<Value> = records.iter().map(|r| oci::blob_layer(&r.stored)).collect();
         let mut diff_ids: Vec<String> = records.iter().map(|r| r.stored.digest.clone()).collect();
         let bootstrap = match merged_bootstrap {
@@ -600,5 +622,25 @@ impl Chains {
             }
         }
         best
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_tag;
+
+    #[test]
+    fn the_default_tag_is_the_tag_of_the_first_name() {
+        let tag =
+            |names: &[&str]| default_tag(&names.iter().map(|n| n.to_string()).collect::<Vec<_>>());
+        assert_eq!(tag(&[]), "latest");
+        assert_eq!(tag(&["latest"]), "latest");
+        assert_eq!(tag(&["1.0", "docker.io/library/tool:1.0"]), "1.0");
+        assert_eq!(tag(&["app:v2"]), "v2");
+        assert_eq!(tag(&["docker.io/library/app:3.19"]), "3.19");
+        assert_eq!(tag(&["localhost:5000/app:v1"]), "v1");
+        assert_eq!(tag(&["localhost:5000/app"]), "latest");
+        assert_eq!(tag(&["docker.io/library/app@sha256:abcd"]), "latest");
+        assert_eq!(tag(&["app:v1@sha256:abcd"]), "v1");
     }
 }

@@ -1,12 +1,19 @@
 //! Progress of a conversion, shown on stderr while it runs.
 //!
 //! The pipeline knows nothing about terminals: `convert` calls a [`Progress`]
-//! at a few points (the run begins, a platform begins, a layer begins and ends) and hands over a
+//! at a few points (the run begins, a platform begins, a layer begins, its bootstrap is written,
+//! it ends, a platform's bootstrap layer is written) and hands over a
 //! [`LayerWatch`], the layer's running counters (atomics the layer reader and the blob writer
 //! bump once per read or per batch of chunks). [`Display`] is the implementation the CLI uses:
 //! a thread of its own polls the counters a few times a second and draws indicatif bars on a
 //! terminal, or prints plain lines (no escape codes, no carriage returns) when stderr is a file
 //! or a pipe. [`NoProgress`] shows nothing.
+//!
+//! On a terminal every line fits its width (the message at the end of a line is cut to fit,
+//! however narrow the terminal is made while it runs), and a bar that is full says what is still
+//! being done (`finishing the blob`, `writing its bootstrap`). When a signal interrupts the run
+//! the bars are left as they were last drawn and no longer redrawn: Ctrl-C makes the terminal echo
+//! `^C` below them, and a redraw from where the cursor was would repeat a line.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,9 +22,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::blob::writer::WriterCounts;
+use crate::common::text::count;
 use crate::report::LayerReport;
 use crate::source::Platform;
 
@@ -35,8 +43,20 @@ pub trait Progress: Sync {
     /// A layer begins; `watch` counts what is done of it as it goes.
     fn layer_start(&self, _layer: &LayerStart<'_>, _watch: LayerWatch) {}
 
+    /// The layer's data is all read and its chunks stored; its bootstrap is being written (and
+    /// after a platform's last layer, the platform's merged bootstrap).
+    fn layer_bootstrap(&self) {}
+
     /// The layer is converted and its blob written.
     fn layer_done(&self, _report: &LayerReport) {}
+
+    /// The platform's layers are done; its bootstrap layer (the merged bootstrap, gzipped),
+    /// config and manifest are being written.
+    fn bootstrap(&self, _platform: &Platform) {}
+
+    /// Everything is written; the output is being put in place (an oci-archive written, after
+    /// other runs adding to the same layout have had their turn).
+    fn commit(&self) {}
 
     /// The output is complete.
     fn end(&self) {}
@@ -104,6 +124,9 @@ struct State {
     bytes: u64,
     bytes_done: u64,
     current: Option<Current>,
+    /// What is being written once a platform's layers are done: its bootstrap layer, or the
+    /// output itself.
+    step: Option<String>,
     last_line: Instant,
     bars: Option<Bars>,
 }
@@ -113,12 +136,39 @@ struct Current {
     size: u64,
     watch: LayerWatch,
     started: Instant,
+    /// Whether its data is all read and its bootstrap is being written.
+    bootstrap: bool,
     bar: Option<ProgressBar>,
+}
+
+impl Current {
+    /// What the layer is doing with `read` bytes read, then its counts: for a bar's message
+    /// and plain lines.
+    fn status(&self, read: u64) -> String {
+        if self.bootstrap {
+            format!("writing its bootstrap, {}", counts(&self.watch))
+        } else if read >= self.size {
+            format!("finishing the blob, {}", counts(&self.watch))
+        } else {
+            let seconds = self.started.elapsed().as_secs_f64().max(0.001);
+            format!(
+                "{}/{} at {}/s, {}",
+                HumanBytes(read),
+                HumanBytes(self.size),
+                HumanBytes((read as f64 / seconds) as u64),
+                counts(&self.watch)
+            )
+        }
+    }
 }
 
 struct Bars {
     multi: MultiProgress,
     overall: ProgressBar,
+    /// The template of every bar: labels padded to one width, so that the bars line up.
+    template: String,
+    /// Set once a signal arrived: nothing is drawn any more.
+    hidden: bool,
 }
 
 impl Display {
@@ -134,6 +184,7 @@ impl Display {
                 bytes: 0,
                 bytes_done: 0,
                 current: None,
+                step: None,
                 last_line: now,
                 bars: None,
             }),
@@ -164,7 +215,8 @@ impl Drop for Display {
             let _ = thread.join();
         }
         // An error ends the run: leave the bars as they stand, the error line follows.
-        let state = self.inner.lock();
+        let mut state = self.inner.lock();
+        hide_if_interrupted(&mut state);
         if let Some(bar) = state.current.as_ref().and_then(|c| c.bar.as_ref()) {
             bar.abandon();
         }
@@ -193,6 +245,12 @@ impl Inner {
     fn tick(&self) {
         let mut state = self.lock();
         let state = &mut *state;
+        hide_if_interrupted(state);
+        if let Some(bars) = &state.bars {
+            // Also between layers: the last message set may not have been drawn yet (indicatif
+            // draws at most 20 times a second), and the time goes on.
+            update(&bars.overall, overall_status(state), bytes_read(state));
+        }
         let Some(current) = &state.current else {
             return;
         };
@@ -200,11 +258,7 @@ impl Inner {
         match self.mode {
             Mode::Bars => {
                 if let Some(bar) = &current.bar {
-                    bar.set_position(read.min(current.size));
-                    bar.set_message(counts(&current.watch));
-                }
-                if let Some(bars) = &state.bars {
-                    bars.overall.set_position(state.bytes_done + read);
+                    update(bar, current.status(read), read.min(current.size));
                 }
             }
             Mode::Plain { after } => {
@@ -212,16 +266,20 @@ impl Inner {
                     || (state.start.elapsed() >= after
                         && state.last_line.duration_since(state.start) < after);
                 if due {
-                    let seconds = current.started.elapsed().as_secs_f64();
-                    let text = format!(
-                        "{}: {}/{} read ({}%), {}, {}/s",
-                        current.label,
-                        HumanBytes(read),
-                        HumanBytes(current.size),
-                        (read * 100).checked_div(current.size).unwrap_or(100),
-                        counts(&current.watch),
-                        HumanBytes((read as f64 / seconds.max(0.001)) as u64),
-                    );
+                    let text = if current.bootstrap || read >= current.size {
+                        format!("{}: {}", current.label, current.status(read))
+                    } else {
+                        let seconds = current.started.elapsed().as_secs_f64();
+                        format!(
+                            "{}: {}/{} read ({}%), {}, {}/s",
+                            current.label,
+                            HumanBytes(read),
+                            HumanBytes(current.size),
+                            (read * 100).checked_div(current.size).unwrap_or(100),
+                            counts(&current.watch),
+                            HumanBytes((read as f64 / seconds.max(0.001)) as u64),
+                        )
+                    };
                     self.line(state, &text);
                     state.last_line = Instant::now();
                 }
@@ -230,14 +288,83 @@ impl Inner {
     }
 }
 
+/// Set a bar's message, then its position, each only if it changed: every change is a redraw,
+/// and a run that waits (for its turn to commit) should leave the terminal alone. The message
+/// goes first: indicatif may draw between the two, and a full bar must not show with the
+/// message of one that is not.
+fn update(bar: &ProgressBar, message: String, position: u64) {
+    if *bar.message() != message {
+        bar.set_message(message);
+    }
+    if bar.position() != position {
+        bar.set_position(position);
+    }
+}
+
+/// Once a signal arrived, draw the bars no more. Ctrl-C makes the terminal echo `^C` where the
+/// cursor is, after the last bar, which can move the cursor a line down: a redraw, which starts
+/// from the cursor, would then leave a copy of the first bar above the new one.
+fn hide_if_interrupted(state: &mut State) {
+    if let Some(bars) = &mut state.bars
+        && !bars.hidden
+        && crate::output::interrupt::requested()
+    {
+        bars.multi.set_draw_target(ProgressDrawTarget::hidden());
+        bars.hidden = true;
+    }
+}
+
+/// Stored bytes of layers read so far, in all.
+fn bytes_read(state: &State) -> u64 {
+    let current = state
+        .current
+        .as_ref()
+        .map_or(0, |c| c.watch.read.load(Ordering::Relaxed).min(c.size));
+    state.bytes_done + current
+}
+
+/// What the run is doing, for the overall bar: the layer it is at, or the bootstrap layer.
+fn overall_status(state: &State) -> String {
+    let bytes = format!(
+        "{}/{}",
+        HumanBytes(bytes_read(state)),
+        HumanBytes(state.bytes)
+    );
+    match (&state.step, &state.current) {
+        (Some(step), _) => format!("{step}, {bytes}"),
+        (None, Some(_)) => format!(
+            "layer {}/{}, {bytes}",
+            (state.layers_done + 1).min(state.layers),
+            state.layers
+        ),
+        (None, None) => format!(
+            "{} of {} done, {bytes}",
+            state.layers_done,
+            count(state.layers as u64, "layer")
+        ),
+    }
+}
+
 /// "N chunks, M dedup hits".
 fn counts(watch: &LayerWatch) -> String {
     let w = &watch.writer;
     format!(
-        "{} chunks, {} dedup hits",
-        WriterCounts::get(&w.chunks),
-        WriterCounts::get(&w.dedup_hits)
+        "{}, {}",
+        count(WriterCounts::get(&w.chunks), "chunk"),
+        count(WriterCounts::get(&w.dedup_hits), "dedup hit")
     )
+}
+
+/// The label of a layer: its number and the first 12 hex digits of its digest, as `docker`
+/// shortens ids; on plain lines with the digest's algorithm (`sha256:7fca807546e8`), on a bar
+/// without, for room.
+fn label(layer: &LayerStart<'_>, algorithm: bool) -> String {
+    let colon = layer.digest.find(':').map_or(0, |i| i + 1);
+    let short = layer
+        .digest
+        .get(if algorithm { 0 } else { colon }..colon + 12)
+        .unwrap_or(layer.digest);
+    format!("layer {}/{} {short}", layer.number, layer.count)
 }
 
 fn style(template: &str) -> ProgressStyle {
@@ -252,22 +379,44 @@ impl Progress for Display {
         state.layers = layers;
         state.bytes = bytes;
         if self.inner.mode == Mode::Bars {
+            // Bars and labels line up under the widest label; the message after them is cut to
+            // what the terminal has left (`wide_msg`), so that no line wraps.
+            let digits = layers.max(1).to_string().len();
+            let width = label(
+                &LayerStart {
+                    number: 1,
+                    count: 1,
+                    digest: "sha256:000000000000",
+                    size: 0,
+                },
+                false,
+            )
+            .len()
+                + 2 * (digits - 1);
+            let template = format!("{{prefix:{width}}} [{{bar:12}}] {{percent:>3}}% {{wide_msg}}");
             let multi = MultiProgress::new();
             let overall = multi.add(ProgressBar::new(bytes));
-            overall.set_style(style(
-                "{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {msg} {elapsed}",
-            ));
+            overall.set_style(style(&template));
             overall.set_prefix("total");
-            overall.set_message(format!("0/{layers} layers"));
-            state.bars = Some(Bars { multi, overall });
+            state.bars = Some(Bars {
+                multi,
+                overall,
+                template,
+                hidden: false,
+            });
+            let status = overall_status(&state);
+            if let Some(bars) = &state.bars {
+                bars.overall.set_message(status);
+            }
         }
     }
 
     fn platform(&self, platform: &Platform, layers: usize, shared: usize, shared_bytes: u64) {
         let mut state = self.inner.lock();
+        state.step = None;
         state.layers_done += shared;
         state.bytes_done += shared_bytes;
-        let mut text = format!("{platform}: {layers} layers");
+        let mut text = format!("{platform}: {}", count(layers as u64, "layer"));
         if shared > 0 {
             let _ = write!(text, ", {shared} already converted for an earlier platform");
         }
@@ -279,19 +428,13 @@ impl Progress for Display {
 
     fn layer_start(&self, layer: &LayerStart<'_>, watch: LayerWatch) {
         let mut state = self.inner.lock();
-        let short = layer
-            .digest
-            .get(..layer.digest.find(':').map_or(0, |i| i + 13))
-            .unwrap_or(layer.digest);
-        let label = format!("layer {}/{} {short}", layer.number, layer.count);
+        let label = label(layer, true);
         let bar = state.bars.as_ref().map(|bars| {
             let bar = bars
                 .multi
                 .insert_before(&bars.overall, ProgressBar::new(layer.size));
-            bar.set_style(style(
-                "{prefix} [{bar:30}] {bytes}/{total_bytes} {msg} {binary_bytes_per_sec}",
-            ));
-            bar.set_prefix(label.clone());
+            bar.set_style(style(&bars.template));
+            bar.set_prefix(self::label(layer, false));
             bar
         });
         self.inner.line(
@@ -304,8 +447,43 @@ impl Progress for Display {
             size: layer.size,
             watch,
             started: Instant::now(),
+            bootstrap: false,
             bar,
         });
+        if let Some(current) = &state.current
+            && let Some(bar) = &current.bar
+        {
+            bar.set_message(current.status(0));
+        }
+        if let Some(bars) = &state.bars {
+            bars.overall.set_message(overall_status(&state));
+        }
+    }
+
+    fn layer_bootstrap(&self) {
+        let mut state = self.inner.lock();
+        if let Some(current) = &mut state.current {
+            current.bootstrap = true;
+            if let Some(bar) = &current.bar {
+                bar.set_message(current.status(current.size));
+                bar.set_position(current.size);
+            }
+        }
+    }
+
+    fn bootstrap(&self, platform: &Platform) {
+        let mut state = self.inner.lock();
+        state.step = Some(format!("{platform}: writing the bootstrap layer"));
+        match &state.bars {
+            Some(bars) => {
+                bars.overall.set_position(state.bytes_done);
+                bars.overall.set_message(overall_status(&state));
+            }
+            None => self
+                .inner
+                .line(&state, &format!("{platform}: writing the bootstrap layer")),
+        }
+        state.last_line = Instant::now();
     }
 
     fn layer_done(&self, report: &LayerReport) {
@@ -317,20 +495,19 @@ impl Progress for Display {
         state.bytes_done += current.size;
         let blob = &report.blob;
         let done = format!(
-            "{} chunks, {} dedup hits ({:.1}%), blob {}",
-            blob.chunks,
-            blob.dedup_hits,
+            "{}, {} ({:.1}%), blob {}",
+            count(blob.chunks, "chunk"),
+            count(blob.dedup_hits, "dedup hit"),
             blob.dedup_ratio * 100.0,
             HumanBytes(blob.size)
         );
         if let Some(bar) = &current.bar {
             bar.set_position(current.size);
-            bar.finish_with_message(format!("{done}, {:.1}s", report.timing.seconds));
+            bar.finish_with_message(format!("done in {:.1}s, {done}", report.timing.seconds));
         }
         if let Some(bars) = &state.bars {
             bars.overall.set_position(state.bytes_done);
-            bars.overall
-                .set_message(format!("{}/{} layers", state.layers_done, state.layers));
+            bars.overall.set_message(overall_status(&state));
         }
         self.inner.line(
             &state,
@@ -345,16 +522,29 @@ impl Progress for Display {
         state.last_line = Instant::now();
     }
 
-    fn end(&self) {
-        let state = self.inner.lock();
+    fn commit(&self) {
+        let mut state = self.inner.lock();
+        state.step = Some("putting the output in place".to_string());
         if let Some(bars) = &state.bars {
-            bars.overall.finish();
+            bars.overall.set_message(overall_status(&state));
+        }
+    }
+
+    fn end(&self) {
+        let mut state = self.inner.lock();
+        state.step = None;
+        if let Some(bars) = &state.bars {
+            bars.overall.finish_with_message(format!(
+                "done: {} in {:.1}s",
+                count(state.layers as u64, "layer"),
+                state.start.elapsed().as_secs_f64()
+            ));
         }
         self.inner.line(
             &state,
             &format!(
-                "done: {} layers in {:.1}s",
-                state.layers,
+                "done: {} in {:.1}s",
+                count(state.layers as u64, "layer"),
                 state.start.elapsed().as_secs_f64()
             ),
         );

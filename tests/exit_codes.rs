@@ -6,6 +6,7 @@
 mod common;
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -77,8 +78,10 @@ fn bad_input_is_3() {
         );
         assert_eq!(text(&e.stderr).lines().count(), 1, "{}", text(&e.stderr));
     }
-    // check of something that is no output at all, and of a bad --source.
+    // check of something that is no output at all (missing, or a file that is no archive),
+    // and of a bad --source.
     expect(bin().arg("check").arg("/nonexistent/out"), 3);
+    expect(bin().arg("check").arg(&not_an_image), 3);
     let out = scratch.path().join("good");
     expect(
         bin().arg("convert").arg(common::sample_image()).arg(&out),
@@ -135,6 +138,56 @@ fn io_and_output_errors_are_4() {
     );
 }
 
+/// `bin()` run as the unprivileged user `nobody`: the tests run as root, whom no permission bit
+/// stops.
+fn as_nobody() -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_nydus-offline"));
+    cmd
+}
+
+/// An input that is there but cannot be read is an I/O error (4) saying so, whether it is a
+/// directory or a file; it is not a bad image (3), as a missing input is.
+#[test]
+fn unreadable_input_is_4() {
+    let scratch = common::scratch();
+    fs::set_permissions(scratch.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let layout = scratch.path().join("layout");
+    common::run(
+        Command::new("cp")
+            .arg("-r")
+            .arg(common::sample_image())
+            .arg(&layout),
+    );
+    let archive = scratch.path().join("app.tar");
+    fs::write(&archive, b"").unwrap();
+    for input in [&layout, &archive] {
+        fs::set_permissions(input, fs::Permissions::from_mode(0o000)).unwrap();
+        let out = scratch.path().join("out");
+        for args in [
+            vec!["inspect".as_ref(), input.as_os_str()],
+            vec!["convert".as_ref(), input.as_os_str(), out.as_os_str()],
+        ] {
+            let e = expect(as_nobody().args(args), 4);
+            let stderr = text(&e.stderr);
+            assert!(
+                stderr.contains(&format!("{}: Permission denied", input.display())),
+                "{stderr}"
+            );
+        }
+        // The same as check's --source.
+        expect(
+            as_nobody()
+                .arg("check")
+                .arg(scratch.path())
+                .arg("--source")
+                .arg(input),
+            4,
+        );
+    }
+}
+
 #[test]
 fn check_found_problems_is_5() {
     let scratch = common::scratch();
@@ -158,6 +211,113 @@ fn check_found_problems_is_5() {
         "{}",
         text(&e.stderr)
     );
+    // A directory that is not a layout is checked as one: what it lacks are problems.
+    let empty = scratch.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    let e = expect(bin().arg("check").arg(&empty), 5);
+    assert!(
+        text(&e.stdout).contains("oci-layout: is missing") || text(&e.stdout).contains("problem: "),
+        "{}",
+        text(&e.stdout)
+    );
+}
+
+/// Exit codes and what they mean, as a document lists them.
+type Rows = Vec<(i32, String)>;
+
+/// The rows of the exit-code table under `## Exit codes` in README.md, and of the `Exit codes:`
+/// list of `--help`: code and meaning.
+fn documented_codes() -> (Rows, Rows) {
+    let readme =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = readme
+        .split("\n## Exit codes\n")
+        .nth(1)
+        .expect("README.md has an Exit codes section");
+    let table = section
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            Some((cells.get(1)?.parse().ok()?, cells.get(2)?.to_string()))
+        })
+        .collect();
+    let help = text(&expect(bin().arg("--help"), 0).stdout);
+    let list = help
+        .split("Exit codes:\n")
+        .nth(1)
+        .expect("--help lists the exit codes")
+        .lines()
+        .filter_map(|l| {
+            let (code, meaning) = l.trim().split_once(' ')?;
+            Some((code.parse().ok()?, meaning.trim().to_string()))
+        })
+        .collect();
+    (table, list)
+}
+
+/// README's table and `--help` list the codes the tests above produce, each case where the
+/// binary puts it: a missing input is 3, an unreadable one 4, a directory `check` is given that
+/// is not a layout 5 (README said 3), ...
+#[test]
+fn readme_and_help_say_what_the_binary_gives() {
+    let (readme, help) = documented_codes();
+    let codes = |rows: &[(i32, String)]| rows.iter().map(|r| r.0).collect::<Vec<_>>();
+    let all = [0, 2, 3, 4, 5, 70, 130];
+    assert_eq!(codes(&readme), all, "README's table: {readme:?}");
+    assert_eq!(codes(&help), all, "--help: {help:?}");
+    // Each case some test of this file runs, and where its code is: README and --help name it
+    // in that code's row.
+    let says = |rows: &[(i32, String)], code: i32, case: &str| {
+        let row = &rows.iter().find(|r| r.0 == code).unwrap().1;
+        assert!(
+            row.to_lowercase().contains(&case.to_lowercase()),
+            "the row of {code} does not say {case:?}: {row}"
+        );
+    };
+    for (code, case) in [
+        (0, "success"),
+        (2, "usage error"),
+        (3, "a missing input"),
+        (3, "malformed"),
+        (
+            3,
+            "an OUT that does not exist or a file that is not an oci-archive",
+        ),
+        (3, "a bad `--source`"),
+        (4, "cannot be read (permission denied)"),
+        (4, "full disk"),
+        (5, "found problems"),
+        (5, "a directory that is not a layout"),
+        (70, "internal error"),
+        (130, "SIGINT"),
+    ] {
+        says(&readme, code, case);
+    }
+    for (code, case) in [
+        (3, "missing"),
+        (3, "malformed"),
+        (4, "permission denied"),
+        (4, "full disk"),
+        (5, "found problems"),
+    ] {
+        says(&help, code, case);
+    }
+    // And no case under a code the binary does not give for it.
+    for (code, wrong) in [
+        (3, "unreadable"),
+        (3, "neither a layout directory"),
+        (4, "missing"),
+    ] {
+        for rows in [&readme, &help] {
+            let row = &rows.iter().find(|r| r.0 == code).unwrap().1;
+            assert!(
+                !row.contains(wrong),
+                "the row of {code} says {wrong:?}: {row}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -276,6 +436,34 @@ fn completions_and_man_pages_come_from_the_same_definitions() {
     let check = text(&expect(bin().args(["man", "check"]), 0).stdout);
     assert!(check.contains(".TH nydus-offline-check"), "{check}");
     assert!(check.contains("\\-\\-source"), "{check}");
+    // The synopsis names each option with its value, and the examples are under EXAMPLES (not
+    // clap_mangen's EXTRA); the exit codes of the main page under EXIT STATUS.
+    let synopsis = check
+        .split(".SH SYNOPSIS\n")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .unwrap_or_default();
+    assert!(
+        synopsis.contains("[\\fB\\-\\-source\\fR \\fIINPUT\\fR]"),
+        "{synopsis}"
+    );
+    assert!(synopsis.ends_with("\\fIOUTPUT\\fR"), "{synopsis}");
+    for page in [&page, &check] {
+        assert!(!page.contains(".SH EXTRA"), "{page}");
+        assert!(
+            page.contains(".SH \"EXAMPLES\"\n.nf\n  nydus\\-offline")
+                || page.contains(".SH \"EXIT STATUS\"\n.nf\n  0    success"),
+            "{page}"
+        );
+    }
+    let convert = text(&expect(bin().args(["man", "convert"]), 0).stdout);
+    for option in [
+        "chunk\\-size\\fR \\fISIZE",
+        "\\-j\\fR|\\fB\\-\\-jobs\\fR \\fIN",
+    ] {
+        assert!(convert.contains(option), "{option}: {convert}");
+    }
+    assert!(convert.contains(".SH \"EXAMPLES\""), "{convert}");
     if Command::new("man").arg("--version").output().is_ok() {
         let path = bash.path().join("nydus-offline-check.1");
         fs::write(&path, &check).unwrap();
@@ -286,6 +474,13 @@ fn completions_and_man_pages_come_from_the_same_definitions() {
                 .env("MANPAGER", "cat")
                 .env("MANWIDTH", "100"),
         );
-        assert!(text(&rendered.stdout).contains("source"));
+        // Words as man shows them, whatever spaces justification puts between them.
+        let rendered = text(&rendered.stdout)
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(rendered.contains("[--source INPUT]"), "{rendered}");
+        assert!(rendered.contains("\nEXAMPLES\n"), "{rendered}");
     }
 }

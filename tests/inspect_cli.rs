@@ -484,7 +484,7 @@ fn diff_ids_that_do_not_match_the_layers() {
     layout.finish(vec![desc]);
     assert_bad(
         scratch2.path(),
-        &["rootfs.diff_ids lists 1 layers", "has 2"],
+        &["rootfs.diff_ids lists 1 layer,", "has 2"],
     );
 }
 

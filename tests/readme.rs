@@ -1,6 +1,8 @@
 //! README's examples are real runs: the sample's report and its progress lines, as README shows
-//! them, are compared with what `convert` prints today, so that README fails a test the moment
-//! its examples drift from the program.
+//! them, are compared with what `convert` prints today, and so is every `$ nydus-offline ...`
+//! session README shows (what `convert` and `check` print on stdout); the options table of
+//! "Converting" is compared with `convert --help`. README fails a test the moment its examples
+//! drift from the program. (`tests/exit_codes.rs` does the same for the exit-code table.)
 
 use std::fs;
 use std::path::Path;
@@ -160,4 +162,102 @@ fn durations_are_the_only_part_of_a_progress_line_left_out() {
         "done: 2 layers in Ts"
     );
     assert_eq!(without_durations("layer in a tar"), "layer in a tar");
+}
+
+/// Every `--option` (and `-o`) a text names in code spans or option lists.
+fn options_in(text: &str) -> std::collections::BTreeSet<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        .filter(|w| {
+            (w.starts_with("--")
+                && w.len() > 2
+                && w[2..].starts_with(|c: char| c.is_ascii_lowercase()))
+                || (w.len() == 2
+                    && w.starts_with('-')
+                    && w[1..].starts_with(|c: char| c.is_ascii_alphabetic()))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// The options table of "Converting" names exactly the options `convert --help` lists.
+#[test]
+fn the_options_table_is_what_convert_takes() {
+    let text = readme();
+    let section = text
+        .split("\n## Converting\n")
+        .nth(1)
+        .expect("README.md has a Converting section");
+    let table: String = section
+        .lines()
+        .skip_while(|l| !l.starts_with("| option"))
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|l| l.replace("\\|", "/").split('|').nth(1).map(str::to_string))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let help = common::run(Command::new(BIN).args(["convert", "--help"]));
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    // The option lines of the help: those that start with a dash.
+    let listed: String = help
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with('-'))
+        .map(|l| l.split("  ").next().unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut takes = options_in(&listed);
+    takes.remove("-h");
+    takes.remove("--help");
+    let shown = options_in(&table);
+    assert_eq!(
+        shown, takes,
+        "README's Converting table (left) and convert --help (right) name different options"
+    );
+}
+
+/// The commands of every README session (`$ nydus-offline ARGS` and what it prints on stdout,
+/// in indented blocks), in README's order, run from a directory holding the sample where README
+/// says, `testdata/sample`.
+#[test]
+fn the_sessions_in_readme_are_what_the_commands_print() {
+    let scratch = common::scratch();
+    fs::create_dir(scratch.path().join("testdata")).unwrap();
+    std::os::unix::fs::symlink(
+        common::sample_image(),
+        scratch.path().join("testdata/sample"),
+    )
+    .unwrap();
+    let text = readme();
+    let mut sessions = 0;
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        let Some(args) = line.strip_prefix("    $ nydus-offline ") else {
+            continue;
+        };
+        let mut shown = Vec::new();
+        while let Some(next) = lines.peek() {
+            if !next.starts_with("    ") || next.starts_with("    $ ") {
+                break;
+            }
+            shown.push(next[4..].to_string());
+            lines.next();
+        }
+        let run = Command::new(BIN)
+            .args(args.split_whitespace())
+            .current_dir(scratch.path())
+            .output()
+            .unwrap();
+        let printed: Vec<String> = String::from_utf8_lossy(&run.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(
+            shown,
+            printed,
+            "README's session `nydus-offline {args}` has drifted (exit {:?}, stderr {}); update README.md",
+            run.status.code(),
+            String::from_utf8_lossy(&run.stderr)
+        );
+        sessions += 1;
+    }
+    assert!(sessions >= 2, "README shows {sessions} sessions");
 }

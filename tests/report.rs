@@ -4,13 +4,18 @@
 //! names is the sha256 of a file there, the manifest lists exactly its blobs, each blob's size
 //! and chunk data size agree with the blob's own bytes (the `image.blob` tar header sits right
 //! after the chunk data), and its chunk counts add up to what `check` counts reading the blobs.
-//! Progress on a stderr that is not a terminal is plain lines; `--quiet` prints nothing.
+//! Progress on a stderr that is not a terminal is plain lines; `--quiet` prints nothing. On a
+//! terminal (a pty made by `script`, its output replayed on a [`Screen`]) the bars fit its
+//! width, say what a full bar still waits for, and Ctrl-C leaves them as they were.
 
 mod common;
 
 use std::fs;
+use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -215,10 +220,17 @@ fn plain_progress_when_stderr_is_not_a_terminal() {
         assert!(started.is_some() && started < done, "{label}: {stderr}");
         let done_line = lines[done.unwrap()];
         assert!(
-            done_line.contains(" chunks, ") && done_line.contains(" dedup hits ("),
+            done_line.contains(" chunks, ")
+                && (done_line.contains(" dedup hits (") || done_line.contains(" 1 dedup hit (")),
             "{done_line}"
         );
     }
+    // The bootstrap layer is written after the last layer: a step of its own, not silence.
+    assert_eq!(
+        lines[lines.len() - 2],
+        "linux/amd64: writing the bootstrap layer",
+        "{stderr}"
+    );
     assert!(
         lines.last().unwrap().starts_with("done: 2 layers in "),
         "{stderr}"
@@ -289,4 +301,311 @@ fn verbose_names_the_fallbacks_taken() {
     assert_eq!(text(&plain.stderr), "");
     let quiet = convert(&scratch.path().join("quiet"), &["-v", "--quiet"]);
     assert_eq!(text(&quiet.stderr), "");
+}
+
+/// A terminal `width` columns wide, as much of one as replaying indicatif's drawing needs:
+/// printable characters with auto-wrap (a character written past the last column goes to the
+/// next row), CR, LF, cursor up and down (`CSI n A`, `CSI n B`) and erasing a line (`CSI 2K`,
+/// `CSI K`). `frames` holds the screen as it stood before each redraw began (a cursor-up).
+struct Screen {
+    width: usize,
+    rows: Vec<Vec<char>>,
+    frames: Vec<Vec<String>>,
+}
+
+impl Screen {
+    fn replay(width: usize, bytes: &[u8]) -> Screen {
+        let mut screen = Screen {
+            width,
+            rows: vec![Vec::new()],
+            frames: Vec::new(),
+        };
+        let (mut row, mut col, mut pending_wrap) = (0usize, 0usize, false);
+        let text = String::from_utf8_lossy(bytes);
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\x1b' if chars.peek() == Some(&'[') => {
+                    chars.next();
+                    let mut params = String::new();
+                    let mut command = ' ';
+                    for c in chars.by_ref() {
+                        if c.is_ascii_alphabetic() {
+                            command = c;
+                            break;
+                        }
+                        params.push(c);
+                    }
+                    let n = params.parse::<usize>().unwrap_or(1);
+                    match command {
+                        'A' => {
+                            screen.frames.push(screen.lines());
+                            row = row.saturating_sub(n);
+                        }
+                        'B' => row += n,
+                        'K' if params == "2" => screen.rows[row].clear(),
+                        'K' => screen.rows[row].truncate(col),
+                        _ => {}
+                    }
+                    if matches!(command, 'A' | 'B') {
+                        pending_wrap = false;
+                    }
+                }
+                '\r' => {
+                    col = 0;
+                    pending_wrap = false;
+                }
+                '\n' => {
+                    row += 1;
+                    pending_wrap = false;
+                }
+                c if !c.is_control() => {
+                    if pending_wrap {
+                        row += 1;
+                        col = 0;
+                        pending_wrap = false;
+                    }
+                    while screen.rows.len() <= row {
+                        screen.rows.push(Vec::new());
+                    }
+                    let line = &mut screen.rows[row];
+                    while line.len() <= col {
+                        line.push(' ');
+                    }
+                    line[col] = c;
+                    if col + 1 == width {
+                        pending_wrap = true;
+                    } else {
+                        col += 1;
+                    }
+                }
+                _ => {}
+            }
+            while screen.rows.len() <= row {
+                screen.rows.push(Vec::new());
+            }
+        }
+        screen
+    }
+
+    /// The rows, without trailing blanks and without the empty rows at the end.
+    fn lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .rows
+            .iter()
+            .map(|r| r.iter().collect::<String>().trim_end().to_string())
+            .collect();
+        while lines.last().is_some_and(|l| l.is_empty()) {
+            lines.pop();
+        }
+        lines
+    }
+}
+
+/// `convert ARGS` with stderr on a terminal of `width` columns (stdout to /dev/null), as a shell
+/// command line for `script`.
+fn on_a_terminal(width: usize, args: &[&Path]) -> String {
+    let quoted: Vec<String> = args
+        .iter()
+        .map(|a| format!("'{}'", a.display().to_string().replace('\'', "'\\''")))
+        .collect();
+    format!(
+        "stty cols {width} rows 50 echoctl; exec '{}' convert {} >/dev/null",
+        env!("CARGO_BIN_EXE_nydus-offline"),
+        quoted.join(" ")
+    )
+}
+
+/// Run `convert` of `input` on a terminal of `width` columns: its exit code and what it drew.
+fn convert_on_a_terminal(width: usize, input: &Path, out: &Path) -> (Option<i32>, Screen) {
+    let run = Command::new("script")
+        .args(["-qfec", &on_a_terminal(width, &[input, out]), "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script (util-linux) runs a command on a pty");
+    (run.status.code(), Screen::replay(width, &run.stdout))
+}
+
+/// Every row of the screen is one line the display drew, none the rest of a line too long for
+/// the terminal.
+fn assert_rows_are_whole_lines(screen: &Screen, what: &str) {
+    for lines in screen.frames.iter().chain([&screen.lines()]) {
+        for line in lines {
+            assert!(
+                ["linux/", "layer ", "total ", "^C", "nydus-offline: "]
+                    .iter()
+                    .any(|start| line.starts_with(start)),
+                "{what}: a row that continues a line wider than {} columns: {line:?} in\n{}",
+                screen.width,
+                lines.join("\n")
+            );
+        }
+    }
+}
+
+#[test]
+fn the_bars_fit_the_terminal() {
+    let scratch = common::scratch();
+    for width in [80, 60] {
+        let out = scratch.path().join(format!("out-{width}"));
+        let (code, screen) = convert_on_a_terminal(width, &common::sample_image(), &out);
+        assert_eq!(code, Some(0), "{}", screen.lines().join("\n"));
+        assert_rows_are_whole_lines(&screen, &format!("{width} columns"));
+        let lines = screen.lines();
+        assert_eq!(lines.len(), 4, "{}", lines.join("\n"));
+        assert!(lines[0] == "linux/amd64: 2 layers", "{lines:?}");
+        assert!(
+            lines[1].starts_with("layer 1/2 7fca807546e8 ["),
+            "{lines:?}"
+        );
+        assert!(
+            lines[2].starts_with("layer 2/2 10c0f043acb8 ["),
+            "{lines:?}"
+        );
+        assert!(
+            lines[3].starts_with("total                  ["),
+            "{lines:?}"
+        );
+        for line in &lines[1..] {
+            assert!(line.contains("] 100% "), "{lines:?}");
+        }
+    }
+}
+
+/// A layer's bar is full once its bytes are read, but the layer is not done: its blob is
+/// finished and its bootstrap written (and after the last layer the image's bootstrap, which
+/// for 200,000 files takes a second). A full bar says which, until the layer is done; the
+/// overall bar names the layer it is at (never `0/1 layers` beside a full bar).
+#[test]
+fn a_full_bar_says_what_it_still_waits_for() {
+    let scratch = common::scratch();
+    // One layer of many small files, whose bootstraps take a while to write.
+    let mut tar = common::layers::Tar::new();
+    for i in 0..3000 {
+        tar.add(common::layers::Entry::file(
+            format!("d{}/f{i}", i % 30),
+            format!("{i}\n"),
+        ));
+    }
+    let input = common::layers::oci_layout(&scratch.path().join("in"), &[tar.finish()]);
+    let (code, screen) = convert_on_a_terminal(80, &input, &scratch.path().join("out"));
+    assert_eq!(code, Some(0), "{}", screen.lines().join("\n"));
+    assert_rows_are_whole_lines(&screen, "80 columns");
+    for lines in screen.frames.iter().chain([&screen.lines()]) {
+        let frame = lines.join("\n");
+        assert!(!frame.contains("0/1 layer"), "{frame}");
+        for line in lines.iter().filter(|l| l.starts_with("layer 1/1 ")) {
+            let full = line.contains("[============]");
+            let says = ["done in ", "finishing the blob", "writing its bootstrap"]
+                .iter()
+                .any(|s| line.contains(s));
+            assert!(!full || says, "a full bar that says nothing more: {frame}");
+        }
+    }
+    let last = screen.lines();
+    assert!(last[1].contains("] 100% done in "), "{last:?}");
+    assert!(last[2].contains("] 100% done: 1 layer in "), "{last:?}");
+}
+
+/// Ctrl-C makes the terminal echo `^C` below the bars; the bars are then left as they were,
+/// not redrawn a line off (which left a copy of the first bar above them), and the error
+/// follows.
+#[test]
+fn ctrl_c_leaves_the_bars_as_they_were() {
+    let scratch = common::scratch();
+    let out = scratch.path().join("out");
+    let lock = fs::File::open(scratch.path()).unwrap();
+    lock.lock().unwrap();
+    let mut child = Command::new("script")
+        .args([
+            "-qfec",
+            &on_a_terminal(80, &[&common::sample_image(), &out]),
+            "/dev/null",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) runs a command on a pty");
+    let drawn = Arc::new(Mutex::new(Vec::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = {
+        let drawn = Arc::clone(&drawn);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = stdout.read(&mut buf) {
+                drawn.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    // The run waits for its turn to commit, everything drawn: there it is interrupted.
+    let until = |what: &str, done: &dyn Fn() -> bool, child: &mut std::process::Child| {
+        let start = Instant::now();
+        while !done() {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the run ended before {what}"
+            );
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no {what} in a minute"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let out_name = out.display().to_string();
+    until(
+        "it waited to commit",
+        &|| {
+            fs::read_to_string("/proc/locks")
+                .unwrap()
+                .lines()
+                .filter(|l| l.contains("->"))
+                .filter_map(|l| l.split_whitespace().nth(5))
+                .any(|pid| {
+                    fs::read(format!("/proc/{pid}/cmdline"))
+                        .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&out_name))
+                })
+        },
+        &mut child,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"\x03").unwrap();
+    stdin.flush().unwrap();
+    // The terminal echoes ^C as it sends SIGINT: once echoed, the signal is on its way.
+    until(
+        "^C was echoed",
+        &|| String::from_utf8_lossy(&drawn.lock().unwrap()).contains("^C"),
+        &mut child,
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    drop(lock);
+    let status = child.wait().unwrap();
+    drop(stdin);
+    reader.join().unwrap();
+    let screen = Screen::replay(80, &drawn.lock().unwrap());
+    let lines = screen.lines();
+    assert_eq!(status.code(), Some(130), "{}", lines.join("\n"));
+    // The bars fit; the error line below them may wrap.
+    assert_rows_are_whole_lines(
+        &Screen {
+            rows: Vec::new(),
+            ..screen
+        },
+        "80 columns",
+    );
+    for start in ["linux/amd64: ", "layer 1/2 ", "layer 2/2 ", "total "] {
+        assert_eq!(
+            lines.iter().filter(|l| l.starts_with(start)).count(),
+            1,
+            "{start:?} drawn other than once:\n{}",
+            lines.join("\n")
+        );
+    }
+    assert!(
+        lines[4].starts_with("^Cnydus-offline: error: interrupted"),
+        "{}",
+        lines.join("\n")
+    );
+    assert!(!out.exists());
 }

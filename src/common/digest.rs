@@ -12,6 +12,7 @@ use oci_spec::image::{Digest, DigestAlgorithm};
 use sha2::{Digest as _, Sha256, Sha384, Sha512};
 
 use crate::common::error::{Error, Result};
+use crate::common::text::count;
 
 /// A running hash in the algorithm a digest names.
 #[derive(Clone)]
@@ -79,8 +80,9 @@ pub fn check_bytes(
         return Err(Error::bad_input(
             what,
             format!(
-                "is {} bytes, but {declared_by} says {size} bytes",
-                bytes.len()
+                "is {}, but {declared_by} says {}",
+                count(bytes.len() as u64, "byte"),
+                count(size, "byte")
             ),
         ));
     }

@@ -24,6 +24,7 @@ use serde::Deserialize;
 use super::compression;
 use crate::common::digest::{Hasher, from_io, sha256_of};
 use crate::common::error::{Error, Result};
+use crate::common::text::count;
 use crate::source::compression::Compression;
 use crate::source::image::{Config, Image, ImageEntry, Layer, Manifest, ManifestEntry, media};
 use crate::source::limits::{MAX_DOCKER_IMAGES, MAX_LAYERS};
@@ -218,8 +219,8 @@ fn legacy_image(
         return Err(Error::bad_input(
             config_what,
             format!(
-                "rootfs.diff_ids lists {} layers, but manifest.json lists {}",
-                diff_ids.len(),
+                "rootfs.diff_ids lists {}, but manifest.json lists {}",
+                count(diff_ids.len() as u64, "layer"),
                 entry.layers.len()
             ),
         ));

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use super::compression;
 use crate::common::digest::check_bytes;
 use crate::common::error::{Error, Result, one_line};
+use crate::common::text::count;
 use crate::source::image::{Config, Image, ImageEntry, Layer, Manifest, ManifestEntry, media};
 use crate::source::limits::{MAX_DESCRIPTORS, MAX_INDEX_DEPTH, MAX_LAYERS};
 use crate::source::platform::Platform;
@@ -416,8 +417,8 @@ pub fn check_layers(
         return Err(Error::bad_input(
             config_what,
             format!(
-                "rootfs.diff_ids lists {} layers, but manifest {} has {}",
-                diff_ids.len(),
+                "rootfs.diff_ids lists {}, but manifest {} has {}",
+                count(diff_ids.len() as u64, "layer"),
                 manifest.digest,
                 layers.len()
             ),

@@ -27,6 +27,25 @@ impl DirStore {
     }
 }
 
+impl DirStore {
+    /// Whether the directory holds `name` as a regular file. A directory that cannot be looked
+    /// into (no search permission) gives no answer: an I/O error naming `dir`, not "no".
+    fn probe(&self, dir: &Path, name: &str) -> Result<bool> {
+        match std::fs::metadata(self.root.join(name)) {
+            Ok(meta) => Ok(meta.is_file()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(Error::io(dir, e)),
+        }
+    }
+}
+
 impl BlobStore for DirStore {
     fn describe(&self, name: &str) -> String {
         self.root.join(name).display().to_string()
@@ -75,7 +94,7 @@ impl OciLayout {
     /// `oci-layout` nor `index.json` is no image, and says so.
     pub fn open(path: &Path) -> Result<OciLayout> {
         let store = DirStore::new(path);
-        if !store.contains("oci-layout") && !store.contains("index.json") {
+        if !store.probe(path, "oci-layout")? && !store.probe(path, "index.json")? {
             return Err(Error::bad_input(
                 path.display(),
                 "is a directory but not an OCI image layout: it has neither oci-layout nor \

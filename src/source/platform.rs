@@ -91,9 +91,11 @@ impl fmt::Display for Platform {
 impl FromStr for Platform {
     type Err = Error;
 
-    /// Parse `os/arch` or `os/arch/variant`.
+    /// Parse `os/arch` or `os/arch/variant`, in any case: as containerd's parser does, the parts
+    /// are taken in lowercase (`Linux/AMD64` is `linux/amd64`), the spelling images use.
     fn from_str(s: &str) -> Result<Platform, Error> {
-        let parts: Vec<&str> = s.split('/').collect();
+        let lower = s.to_ascii_lowercase();
+        let parts: Vec<&str> = lower.split('/').collect();
         let ok = |p: &&str| {
             !p.is_empty()
                 && p.chars()
@@ -140,5 +142,9 @@ mod tests {
         assert!("linux".parse::<Platform>().is_err());
         assert!("linux/arm64/v8/x".parse::<Platform>().is_err());
         assert!("linux//v8".parse::<Platform>().is_err());
+        assert_eq!(
+            "Linux/ARM64/V8".parse::<Platform>().unwrap(),
+            Platform::new("linux", "arm64", Some("v8"))
+        );
     }
 }
