@@ -12,6 +12,10 @@ use nydus_offline::source::{self, PlatformChoice, Selection};
 #[path = "../fuzz/fuzz_targets/source_json_roles.rs"]
 mod source_json_roles;
 
+/// The `bootstrap` target's reads beyond `check` (inspect's and unpack's).
+#[path = "../fuzz/fuzz_targets/bootstrap_reads.rs"]
+mod bootstrap_reads;
+
 fn inputs(target: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fuzz/regressions")
@@ -27,7 +31,9 @@ fn inputs(target: &str) -> Vec<PathBuf> {
 #[test]
 fn bootstraps_that_crashed_check_are_problems_now() {
     for input in inputs("bootstrap") {
-        let problems = nydus_offline::check::bootstrap_problems(fs::read(&input).unwrap());
+        let bytes = fs::read(&input).unwrap();
+        bootstrap_reads::run(&bytes);
+        let problems = nydus_offline::check::bootstrap_problems(bytes);
         assert!(
             !problems.is_empty(),
             "{}: no problem found",
