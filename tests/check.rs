@@ -520,6 +520,39 @@ fn an_oci_archive_output_is_checked_in_place() {
         text.contains("stray.tar") && text.contains("is not part of an OCI image layout"),
         "{text}"
     );
+
+    // A PAX header claiming 8 GiB: refused from its header, nothing read into memory. The
+    // same archive with a small PAX header before each member (as some tar writers add) passes.
+    let hostile = scratch.path().join("hostile.tar");
+    let mut header = tar::Header::new_ustar();
+    header.set_path("PaxHeaders/x").unwrap();
+    header.set_entry_type(tar::EntryType::XHeader);
+    header.set_size(8 << 30);
+    header.set_cksum();
+    fs::write(&hostile, header.as_bytes()).unwrap();
+    let (code, text) = check(&hostile, false);
+    assert_eq!(code, 3, "{text}");
+    assert!(
+        text.contains("an extension header of 8589934592 bytes"),
+        "{text}"
+    );
+    let with_pax = scratch.path().join("with-pax.tar");
+    let mut builder = tar::Builder::new(Vec::new());
+    for entry in tar::Archive::new(fs::File::open(&archive).unwrap())
+        .entries()
+        .unwrap()
+    {
+        let mut entry = entry.unwrap();
+        let mut header = entry.header().clone();
+        builder
+            .append_pax_extensions([("comment", &b"added by another writer"[..])])
+            .unwrap();
+        let path = entry.path().unwrap().into_owned();
+        builder.append_data(&mut header, path, &mut entry).unwrap();
+    }
+    fs::write(&with_pax, builder.into_inner().unwrap()).unwrap();
+    let (code, text) = check(&with_pax, false);
+    assert_eq!(code, 0, "{text}");
 }
 
 /// xorshift64*: a small deterministic generator, so that every damaged copy can be made again

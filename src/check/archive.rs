@@ -15,6 +15,9 @@ use tempfile::TempDir;
 
 use crate::common::error::{Error, Result};
 
+/// Largest extension header (PAX, GNU long name) skipped in an archive: far above any real one.
+const EXTENSION_LIMIT: u64 = 1 << 20;
+
 /// Unpack the oci-archive `archive` into a new temporary directory (removed when dropped).
 pub fn unpack(archive: &Path) -> Result<TempDir> {
     let bad = |what: String| Error::bad_input(archive.display(), what);
@@ -24,9 +27,12 @@ pub fn unpack(archive: &Path) -> Result<TempDir> {
         .tempdir()
         .map_err(|e| Error::io(&std::env::temp_dir(), e))?;
     let mut tar = tar::Archive::new(file);
+    // Raw: extension headers come as entries of their own, each held to a size here, instead of
+    // being read whole into memory by the tar crate (a hostile PAX header may claim gigabytes).
     let entries = tar
         .entries()
-        .map_err(|e| bad(format!("not a tar file (an oci-archive): {e}")))?;
+        .map_err(|e| bad(format!("not a tar file (an oci-archive): {e}")))?
+        .raw(true);
     let mut members = 0usize;
     for entry in entries {
         let mut entry =
@@ -37,6 +43,22 @@ pub fn unpack(archive: &Path) -> Result<TempDir> {
             .into_owned();
         let kind = entry.header().entry_type();
         if kind.is_dir() {
+            continue;
+        }
+        if kind.is_pax_global_extensions()
+            || kind.is_pax_local_extensions()
+            || kind.is_gnu_longname()
+            || kind.is_gnu_longlink()
+        {
+            // A layout's member names fit a plain header; extensions (times, long names of
+            // members no layout has) are skipped, unread, up to a size.
+            if entry.size() > EXTENSION_LIMIT {
+                return Err(bad(format!(
+                    "an extension header of {} bytes (more than {EXTENSION_LIMIT}) before member {}",
+                    entry.size(),
+                    name.display()
+                )));
+            }
             continue;
         }
         let Some(relative) = layout_member(&name) else {
