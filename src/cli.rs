@@ -316,6 +316,11 @@ pub struct ConvertArgs {
     /// else latest.
     #[arg(long, value_name = "NAME")]
     pub tag: Option<String>,
+    /// Convert every image of the input (every tag of a layout, every image of a docker save
+    /// tarball) into one output, each under its names as they are (a layout's tags, a docker
+    /// save tarball's full names); layers shared between images are converted and stored once.
+    #[arg(long, conflicts_with_all = ["image", "tag", "digestfile"])]
+    pub all_images: bool,
     /// Write an OCI image layout directory, or an oci-archive (one tar file of the layout).
     /// Default: oci-archive when OUTPUT ends in .tar and is not a directory, else oci.
     #[arg(long, value_enum, value_name = "FORMAT")]
@@ -668,6 +673,7 @@ fn convert(args: &ConvertArgs) -> Result<()> {
         format: output_format(args),
         merge_platform: args.merge_platform,
         with_referrer: args.with_referrer,
+        all_images: args.all_images,
         limits: args.limits.limits(),
     };
     crate::output::interrupt::install()?;
@@ -723,12 +729,19 @@ fn convert(args: &ConvertArgs) -> Result<()> {
             p.manifest.digest
         );
     }
-    text += &format!(
-        "{}: tag {}, {}\n",
-        args.output.display(),
-        summary.tag,
-        summary.digest
-    );
+    if summary.images.is_empty() {
+        text += &format!(
+            "{}: tag {}, {}\n",
+            args.output.display(),
+            summary.tag,
+            summary.digest
+        );
+    }
+    for image in &summary.images {
+        for tag in &image.tags {
+            text += &format!("{}: tag {tag}, {}\n", args.output.display(), image.digest);
+        }
+    }
     write_stdout(text.as_bytes())
 }
 

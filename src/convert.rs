@@ -26,6 +26,7 @@
 //! write or layer: the output writer removes its temporary files and the error is
 //! [`ErrorKind::Interrupted`](crate::ErrorKind::Interrupted).
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -45,9 +46,10 @@ use crate::output::layout::{LayoutWriter, OutputFormat, StoredBlob};
 use crate::progress::{LayerStart, LayerWatch, NoProgress, Progress};
 use crate::rafs::v6::writer::{self as v6, BootstrapInput};
 use crate::report::{
-    BlobRef, BlobReport, ConvertSummary, LayerReport, LayerTiming, PlatformSummary, RunTiming,
-    SourceLayer, Totals, peak_rss_bytes, ratio,
+    BlobRef, BlobReport, ConvertSummary, ImageSummary, LayerReport, LayerTiming, PlatformSummary,
+    RunTiming, SourceLayer, Totals, peak_rss_bytes, ratio,
 };
+use crate::source::select::choose;
 use crate::source::{self, Image, ImageSource, Selection};
 use crate::tree::{LayerBuilder, PackedEntries, Tree};
 
@@ -73,6 +75,9 @@ pub struct ConvertOptions {
     pub with_referrer: bool,
     /// What each image's layers may declare beyond the bytes they store (`--max-sparse-holes`).
     pub limits: entries::Limits,
+    /// Every image of the input, each under its own tags (`--all-images`); layers and chunks
+    /// shared between images are converted and stored once.
+    pub all_images: bool,
 }
 
 /// Convert the images `options` selects from `input` into a Nydus image at `output`.
@@ -111,7 +116,8 @@ fn convert_all(
 ) -> Result<ConvertSummary> {
     crate::output::layout::refuse_overlap(input, output)?;
     let source = source::open(input)?;
-    let images = source::select(&*source, &options.selection)?;
+    let groups = chosen_images(&*source, options)?;
+    let images: Vec<&Image> = groups.iter().flat_map(|g| &g.images).collect();
     progress.begin(
         images.iter().map(|i| i.layers.len()).sum(),
         images.iter().flat_map(|i| &i.layers).map(|l| l.size).sum(),
@@ -128,22 +134,157 @@ fn convert_all(
     }
     interrupt::check()?;
     let mut layout = LayoutWriter::create(output, options.format, options.force)?;
-    let tag = options
-        .tag
-        .clone()
-        .unwrap_or_else(|| default_tag(images.first().map_or(&[][..], |i| i.names.as_slice())));
-    layout.refuse_existing_tag(&tag)?;
+    for group in &groups {
+        for tag in &group.tags {
+            layout.refuse_existing_tag(tag)?;
+        }
+    }
     let mut chains = Chains {
         keep: images.len() > 1,
         ..Chains::default()
     };
-    let mut nydus = Vec::new();
     let mut platforms = Vec::new();
-    for image in &images {
+    let mut tagged = Vec::new();
+    let mut written = Vec::new();
+    for group in &groups {
+        let first = platforms.len();
+        let (top, digest, digest_names) = convert_group(
+            &*source,
+            group,
+            &mut chains,
+            &mut layout,
+            options,
+            progress,
+            &mut platforms,
+            images.len() > 1,
+        )?;
+        tagged.extend(group.tags.iter().map(|t| oci::tagged(top.clone(), t)));
+        written.push(ImageSummary {
+            tags: group.tags.clone(),
+            digest,
+            digest_names,
+            platforms: platforms[first..]
+                .iter()
+                .map(|p| p.platform.to_string())
+                .collect(),
+        });
+    }
+    interrupt::check()?;
+    progress.commit();
+    layout.commit(tagged)?;
+    progress.end();
+    let mut totals = Totals::default();
+    platforms
+        .iter()
+        .flat_map(|p| &p.layers)
+        .filter(|l| !l.shared)
+        .for_each(|l| totals.add(l));
+    let first = written.remove(0);
+    Ok(ConvertSummary {
+        digest: first.digest.clone(),
+        digest_names: first.digest_names,
+        tag: first.tags[0].clone(),
+        images: if options.all_images {
+            std::iter::once(first).chain(written).collect()
+        } else {
+            Vec::new()
+        },
+        platforms,
+        totals,
+        timing: RunTiming {
+            seconds: start.elapsed().as_secs_f64(),
+            peak_rss_bytes: peak_rss_bytes(),
+        },
+    })
+}
+
+/// The images of one output tag (or several tags naming one image): its platforms, loaded.
+struct ImageGroup {
+    tags: Vec<String>,
+    images: Vec<Image>,
+}
+
+/// What `options` selects: one image (its platforms) under `--tag` or its default tag, or with
+/// `--all-images` every image under its names as they are (a layout's tags; a docker save
+/// tarball's full names, `docker.io/library/app:latest`, so that two repositories' `latest`
+/// stay apart). An image without a name is left out, with a warning.
+fn chosen_images(source: &dyn ImageSource, options: &ConvertOptions) -> Result<Vec<ImageGroup>> {
+    if !options.all_images {
+        let images = source::select(source, &options.selection)?;
+        let tag = options
+            .tag
+            .clone()
+            .unwrap_or_else(|| default_tag(images.first().map_or(&[][..], |i| i.names.as_slice())));
+        return Ok(vec![ImageGroup {
+            tags: vec![tag],
+            images,
+        }]);
+    }
+    let selection = Selection {
+        image: None,
+        platform: options.selection.platform.clone(),
+    };
+    let mut groups = Vec::new();
+    let mut owner: HashMap<String, String> = HashMap::new();
+    for (entry, manifests) in choose(source, &selection, true)? {
+        let mut tags = entry.names.clone();
+        tags.dedup();
+        if tags.is_empty() {
+            log::warn!(
+                "{}: image {} has no tag and is left out (convert it with --image and --tag)",
+                source.path().display(),
+                entry.label()
+            );
+            continue;
+        }
+        for tag in &tags {
+            if let Some(other) = owner.insert(tag.clone(), entry.label()) {
+                return Err(Error::bad_input(
+                    source.path().display(),
+                    format!(
+                        "--all-images: images {other} and {} would both be tagged {tag}; convert \
+                         them one at a time with --image and --tag",
+                        entry.label()
+                    ),
+                ));
+            }
+        }
+        let images = manifests
+            .into_iter()
+            .map(|m| source.load(entry, m))
+            .collect::<Result<Vec<_>>>()?;
+        groups.push(ImageGroup { tags, images });
+    }
+    if groups.is_empty() {
+        return Err(Error::bad_input(
+            source.path().display(),
+            "--all-images: no image of the input has a tag",
+        ));
+    }
+    Ok(groups)
+}
+
+/// Convert the platforms of one image into `layout` (chains shared with every image before),
+/// adding each platform's summary to `platforms`; the descriptor its tags name, its digest and
+/// what that digest names.
+#[allow(clippy::too_many_arguments)]
+fn convert_group(
+    source: &dyn ImageSource,
+    group: &ImageGroup,
+    chains: &mut Chains,
+    layout: &mut LayoutWriter,
+    options: &ConvertOptions,
+    progress: &dyn Progress,
+    platforms: &mut Vec<PlatformSummary>,
+    name_platforms: bool,
+) -> Result<(Value, String, &'static str)> {
+    let images = &group.images;
+    let mut nydus = Vec::new();
+    for image in images {
         let converted = chains
-            .convert(&*source, image, &mut layout, options, progress)
+            .convert(source, image, layout, options, progress)
             .map_err(|e| {
-                if images.len() > 1 {
+                if name_platforms {
                     e.context(format!("platform {}", image.platform))
                 } else {
                     e
@@ -162,7 +303,6 @@ fn convert_all(
         });
         nydus.push(converted.manifest);
     }
-
     let nydus_marker = if options.merge_platform {
         Marker::NydusMerged
     } else {
@@ -170,8 +310,8 @@ fn convert_all(
     };
     let mut descriptors = Vec::new();
     if options.merge_platform {
-        for image in &images {
-            let kept = keep_original(&*source, image, &mut layout)?;
+        for image in images {
+            let kept = keep_original(source, image, layout)?;
             descriptors.push(oci::manifest_descriptor(
                 Descriptor {
                     media_type: &image.manifest.media_type,
@@ -198,33 +338,12 @@ fn convert_all(
     }
     // One Nydus manifest alone is named directly, as the snapshotter's converter collapses a
     // one-entry index; anything more is an image index.
-    let (top, digest, digest_names) = match descriptors.as_slice() {
+    Ok(match descriptors.as_slice() {
         [one] => (one.clone(), nydus[0].digest.clone(), "manifest"),
         _ => {
             let index = layout.put(&oci::image_index(descriptors)?)?;
             (oci::index_descriptor(&index), index.digest, "index")
         }
-    };
-    interrupt::check()?;
-    progress.commit();
-    layout.commit(vec![oci::tagged(top, &tag)])?;
-    progress.end();
-    let mut totals = Totals::default();
-    platforms
-        .iter()
-        .flat_map(|p| &p.layers)
-        .filter(|l| !l.shared)
-        .for_each(|l| totals.add(l));
-    Ok(ConvertSummary {
-        digest,
-        digest_names,
-        tag,
-        platforms,
-        totals,
-        timing: RunTiming {
-            seconds: start.elapsed().as_secs_f64(),
-            peak_rss_bytes: peak_rss_bytes(),
-        },
     })
 }
 

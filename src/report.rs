@@ -19,11 +19,28 @@ pub struct ConvertSummary {
     /// `index` or `manifest`: what [`digest`](Self::digest) names.
     pub digest_names: &'static str,
     pub tag: String,
-    /// One entry per platform, in the index's order.
+    /// With `--all-images`, one entry per image written (its tags, what they name, its
+    /// platforms), in the input's order; `digest` and `tag` above are the first's. Empty (and
+    /// left out) otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<ImageSummary>,
+    /// One entry per platform, in the index's order (with `--all-images`, image after image).
     pub platforms: Vec<PlatformSummary>,
     /// Sums over every layer converted (a layer shared between platforms counted once).
     pub totals: Totals,
     pub timing: RunTiming,
+}
+
+/// One image written by `--all-images`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ImageSummary {
+    pub tags: Vec<String>,
+    /// What the tags name: the image index when there is one, else the manifest.
+    pub digest: String,
+    /// `index` or `manifest`.
+    pub digest_names: &'static str,
+    /// Its platforms, as in `platforms`.
+    pub platforms: Vec<String>,
 }
 
 /// Sums over layers.
