@@ -16,7 +16,7 @@ use crate::common::error::{Error, Result};
 use crate::common::text::count;
 use crate::convert::ConvertOptions;
 use crate::output::layout::OutputFormat;
-use crate::progress::{Display, Mode, PLAIN_DELAY};
+use crate::progress::{Display, Mode, NoProgress, PLAIN_DELAY};
 use crate::source::{Platform, PlatformChoice, Selection};
 
 /// Convert container images to Nydus images, offline.
@@ -282,13 +282,23 @@ pub struct InspectArgs {
 /// Options of `convert`.
 #[derive(Debug, clap::Args)]
 pub struct ConvertArgs {
-    /// The input image: an OCI image layout directory, an oci-archive or a docker save tarball.
-    pub input: PathBuf,
-    /// Where to write the Nydus image: an OCI image layout directory (an existing layout gets
-    /// the image added), or one tar file (an oci-archive) when OUTPUT ends in .tar or with
-    /// --output-format oci-archive. Anything else that exists is refused unless --force. The
-    /// output appears only once it is complete.
-    pub output: PathBuf,
+    /// The input image(s), then the output. An input is an OCI image layout directory, an
+    /// oci-archive or a docker save tarball; several inputs convert every image of each (as
+    /// --all-images) into one output. The output is an OCI image layout directory (an existing
+    /// layout gets the images added), or one tar file (an oci-archive) when it ends in .tar or
+    /// with --output-format oci-archive. Anything else that exists is refused unless --force.
+    /// The output appears only once it is complete.
+    #[arg(value_name = "INPUT... OUTPUT", required = true, num_args = 1..)]
+    pub paths: Vec<PathBuf>,
+    /// Read the inputs from FILE, one path per line (blank lines and lines starting with # are
+    /// skipped; - reads standard input); then only OUTPUT is given on the command line.
+    #[arg(long, value_name = "FILE")]
+    pub from_list: Option<PathBuf>,
+    /// Convert only share I of N of the images (by digest; 0 <= I < N), so that N runs, on one
+    /// machine or many, convert a mirror together into one output layout (they take turns to
+    /// put their images in place).
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    pub shard: Option<(u64, u64)>,
     #[command(flatten)]
     pub select: SelectArgs,
     /// Size of the chunks files are cut into: a power of two from 4 KiB to 16 MiB, written as
@@ -625,7 +635,68 @@ fn write_stdout(bytes: &[u8]) -> Result<()> {
 /// ends in `.tar` and is not a directory (`convert IN app-nydus.tar` made a directory of that
 /// name), else a layout directory.
 fn output_format(args: &ConvertArgs) -> OutputFormat {
-    output_format_of(&args.output, args.output_format)
+    output_format_of(args.output(), args.output_format)
+}
+
+impl ConvertArgs {
+    /// OUTPUT: the last path.
+    pub fn output(&self) -> &std::path::Path {
+        self.paths.last().expect("clap requires one path")
+    }
+
+    /// The inputs: the paths before OUTPUT, or those `--from-list` names.
+    pub fn inputs(&self) -> Result<Vec<PathBuf>> {
+        let given = &self.paths[..self.paths.len() - 1];
+        let Some(list) = &self.from_list else {
+            if given.is_empty() {
+                return Err(Error::usage(
+                    "convert needs an INPUT and an OUTPUT (or --from-list FILE and an OUTPUT)",
+                ));
+            }
+            return Ok(given.to_vec());
+        };
+        if !given.is_empty() {
+            return Err(Error::usage(
+                "with --from-list, give only the OUTPUT on the command line",
+            ));
+        }
+        let text = if list.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin())
+                .map_err(|e| Error::io(std::path::Path::new("standard input"), e))?
+        } else {
+            std::fs::read_to_string(list).map_err(|e| Error::io(list, e))?
+        };
+        let inputs: Vec<PathBuf> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(PathBuf::from)
+            .collect();
+        if inputs.is_empty() {
+            return Err(Error::usage(format!(
+                "--from-list {}: names no input",
+                list.display()
+            )));
+        }
+        Ok(inputs)
+    }
+}
+
+/// `--shard I/N`: 0 <= I < N.
+fn parse_shard(s: &str) -> std::result::Result<(u64, u64), String> {
+    let (i, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?} is not I/N (for example 0/4)"))?;
+    let parse = |v: &str| {
+        v.trim()
+            .parse::<u64>()
+            .map_err(|_| format!("{s:?} is not I/N"))
+    };
+    let (i, n) = (parse(i)?, parse(n)?);
+    if n == 0 || i >= n {
+        return Err(format!("{s:?}: I must be below N, and N at least 1"));
+    }
+    Ok((i, n))
 }
 
 /// [`output_format`] of any command that writes an image (`convert`, `unpack`).
@@ -674,8 +745,20 @@ fn convert(args: &ConvertArgs) -> Result<()> {
         merge_platform: args.merge_platform,
         with_referrer: args.with_referrer,
         all_images: args.all_images,
+        shard: args.shard,
         limits: args.limits.limits(),
     };
+    let inputs = args.inputs()?;
+    if args.shard.is_some() && !args.all_images && inputs.len() < 2 {
+        return Err(Error::usage(
+            "--shard divides many images: give it with --all-images, several inputs or --from-list",
+        ));
+    }
+    if args.digestfile.is_some() && inputs.len() > 1 {
+        return Err(Error::usage(
+            "--digestfile names one image's digest: give one input (the report lists them all)",
+        ));
+    }
     crate::output::interrupt::install()?;
     let mode = match (args.quiet, args.progress) {
         (true, _) | (false, ProgressArg::None) => None,
@@ -689,9 +772,9 @@ fn convert(args: &ConvertArgs) -> Result<()> {
         Some(mode) => {
             let display = Display::new(mode);
             // Dropped before any error is printed: the progress thread has stopped by then.
-            crate::convert::convert_with_progress(&args.input, &args.output, &options, &display)?
+            crate::convert::convert_many(&inputs, args.output(), &options, &display)?
         }
-        None => crate::convert::convert(&args.input, &args.output, &options)?,
+        None => crate::convert::convert_many(&inputs, args.output(), &options, &NoProgress)?,
     };
     let json = || {
         serde_json::to_string_pretty(&summary)
@@ -729,17 +812,15 @@ fn convert(args: &ConvertArgs) -> Result<()> {
             p.manifest.digest
         );
     }
-    if summary.images.is_empty() {
-        text += &format!(
-            "{}: tag {}, {}\n",
-            args.output.display(),
-            summary.tag,
-            summary.digest
-        );
+    let output = args.output().display();
+    if summary.platforms.is_empty() {
+        text += &format!("{output}: nothing to convert in this shard; nothing written\n");
+    } else if summary.images.is_empty() {
+        text += &format!("{output}: tag {}, {}\n", summary.tag, summary.digest);
     }
     for image in &summary.images {
         for tag in &image.tags {
-            text += &format!("{}: tag {tag}, {}\n", args.output.display(), image.digest);
+            text += &format!("{output}: tag {tag}, {}\n", image.digest);
         }
     }
     write_stdout(text.as_bytes())

@@ -27,7 +27,7 @@
 //! [`ErrorKind::Interrupted`](crate::ErrorKind::Interrupted).
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
@@ -76,8 +76,11 @@ pub struct ConvertOptions {
     /// What each image's layers may declare beyond the bytes they store (`--max-sparse-holes`).
     pub limits: entries::Limits,
     /// Every image of the input, each under its own tags (`--all-images`); layers and chunks
-    /// shared between images are converted and stored once.
+    /// shared between images are converted and stored once. Implied by several inputs.
     pub all_images: bool,
+    /// `--shard I/N`: only the images whose digest falls in share `I` of `N`, so that `N` runs
+    /// convert a mirror together (each image in exactly one of them).
+    pub shard: Option<(u64, u64)>,
 }
 
 /// Convert the images `options` selects from `input` into a Nydus image at `output`.
@@ -95,8 +98,20 @@ pub fn convert_with_progress(
     options: &ConvertOptions,
     progress: &dyn Progress,
 ) -> Result<ConvertSummary> {
+    convert_many(&[input.to_path_buf()], output, options, progress)
+}
+
+/// [`convert_with_progress`] of several inputs into one output: every image of each (as
+/// `--all-images`), each under its names; two images of different inputs with the same name are
+/// an error, as the second would hide the first.
+pub fn convert_many(
+    inputs: &[PathBuf],
+    output: &Path,
+    options: &ConvertOptions,
+    progress: &dyn Progress,
+) -> Result<ConvertSummary> {
     let start = Instant::now();
-    let result = convert_all(input, output, options, progress, start);
+    let result = convert_all(inputs, output, options, progress, start);
     // Whatever failed after a signal arrived failed because of it.
     result.map_err(|e| {
         if interrupt::requested() {
@@ -108,33 +123,42 @@ pub fn convert_with_progress(
 }
 
 fn convert_all(
-    input: &Path,
+    inputs: &[PathBuf],
     output: &Path,
     options: &ConvertOptions,
     progress: &dyn Progress,
     start: Instant,
 ) -> Result<ConvertSummary> {
-    crate::output::layout::refuse_overlap(input, output)?;
-    let source = source::open(input)?;
-    let groups = chosen_images(&*source, options)?;
-    let images: Vec<&Image> = groups.iter().flat_map(|g| &g.images).collect();
+    for input in inputs {
+        crate::output::layout::refuse_overlap(input, output)?;
+    }
+    let sources = inputs
+        .iter()
+        .map(|i| source::open(i))
+        .collect::<Result<Vec<_>>>()?;
+    let groups = chosen_groups(&sources, options)?;
+    let images: Vec<&Image> = groups.iter().flat_map(|(_, g)| &g.images).collect();
+    if images.is_empty() {
+        return Ok(ConvertSummary::nothing(start));
+    }
     progress.begin(
         images.iter().map(|i| i.layers.len()).sum(),
         images.iter().flat_map(|i| &i.layers).map(|l| l.size).sum(),
     );
     if options.with_referrer
-        && let Some(made_up) = images.iter().find(|i| i.manifest.synthesized)
+        && let Some((s, _)) = groups
+            .iter()
+            .find(|(_, g)| g.images.iter().any(|i| i.manifest.synthesized))
     {
         return Err(Error::usage(format!(
-            "--with-referrer: {} is a legacy docker save tarball without a manifest for {}; \
-             the subject would name nothing",
-            input.display(),
-            made_up.platform
+            "--with-referrer: {} is a legacy docker save tarball without a manifest; the \
+             subject would name nothing",
+            sources[*s].path().display(),
         )));
     }
     interrupt::check()?;
     let mut layout = LayoutWriter::create(output, options.format, options.force)?;
-    for group in &groups {
+    for (_, group) in &groups {
         for tag in &group.tags {
             layout.refuse_existing_tag(tag)?;
         }
@@ -146,10 +170,10 @@ fn convert_all(
     let mut platforms = Vec::new();
     let mut tagged = Vec::new();
     let mut written = Vec::new();
-    for group in &groups {
+    for (s, group) in &groups {
         let first = platforms.len();
         let (top, digest, digest_names) = convert_group(
-            &*source,
+            &*sources[*s],
             group,
             &mut chains,
             &mut layout,
@@ -184,7 +208,7 @@ fn convert_all(
         digest: first.digest.clone(),
         digest_names: first.digest_names,
         tag: first.tags[0].clone(),
-        images: if options.all_images {
+        images: if options.all_images || inputs.len() > 1 {
             std::iter::once(first).chain(written).collect()
         } else {
             Vec::new()
@@ -202,22 +226,71 @@ fn convert_all(
 struct ImageGroup {
     tags: Vec<String>,
     images: Vec<Image>,
+    /// The digest of the image's top-level index or manifest (what `--shard` divides by).
+    digest: String,
+}
+
+/// The images of every source (by index into `sources`), each image's tags its own across all
+/// of them, and only the share `--shard` asks for.
+fn chosen_groups(
+    sources: &[Box<dyn ImageSource>],
+    options: &ConvertOptions,
+) -> Result<Vec<(usize, ImageGroup)>> {
+    let all = options.all_images || sources.len() > 1;
+    let mut groups = Vec::new();
+    let mut owner: HashMap<String, String> = HashMap::new();
+    for (s, source) in sources.iter().enumerate() {
+        for group in chosen_images(&**source, options, all)? {
+            for tag in &group.tags {
+                let here = format!("{} ({})", source.path().display(), group.digest);
+                if let Some(other) = owner.insert(tag.clone(), here.clone()) {
+                    return Err(Error::bad_input(
+                        source.path().display(),
+                        format!(
+                            "the images {other} and {here} are both named {tag}; convert them \
+                             into different outputs, or one at a time with --image and --tag"
+                        ),
+                    ));
+                }
+            }
+            groups.push((s, group));
+        }
+    }
+    if let Some((i, n)) = options.shard {
+        groups.retain(|(_, g)| shard_of(&g.digest, n) == i);
+    }
+    Ok(groups)
+}
+
+/// Which of `n` shards the image with `digest` falls in: its first 8 bytes as a number, mod `n`.
+fn shard_of(digest: &str, n: u64) -> u64 {
+    let hex = digest.rsplit(':').next().unwrap_or_default();
+    u64::from_str_radix(hex.get(..16).unwrap_or("0"), 16).unwrap_or(0) % n.max(1)
 }
 
 /// What `options` selects: one image (its platforms) under `--tag` or its default tag, or with
 /// `--all-images` every image under its names as they are (a layout's tags; a docker save
 /// tarball's full names, `docker.io/library/app:latest`, so that two repositories' `latest`
 /// stay apart). An image without a name is left out, with a warning.
-fn chosen_images(source: &dyn ImageSource, options: &ConvertOptions) -> Result<Vec<ImageGroup>> {
-    if !options.all_images {
+fn chosen_images(
+    source: &dyn ImageSource,
+    options: &ConvertOptions,
+    all: bool,
+) -> Result<Vec<ImageGroup>> {
+    if !all {
         let images = source::select(source, &options.selection)?;
         let tag = options
             .tag
             .clone()
             .unwrap_or_else(|| default_tag(images.first().map_or(&[][..], |i| i.names.as_slice())));
+        let digest = images
+            .first()
+            .map(|i| i.manifest.digest.to_string())
+            .unwrap_or_default();
         return Ok(vec![ImageGroup {
             tags: vec![tag],
             images,
+            digest,
         }]);
     }
     let selection = Selection {
@@ -253,7 +326,11 @@ fn chosen_images(source: &dyn ImageSource, options: &ConvertOptions) -> Result<V
             .into_iter()
             .map(|m| source.load(entry, m))
             .collect::<Result<Vec<_>>>()?;
-        groups.push(ImageGroup { tags, images });
+        groups.push(ImageGroup {
+            tags,
+            images,
+            digest: entry.digest.to_string(),
+        });
     }
     if groups.is_empty() {
         return Err(Error::bad_input(

@@ -31,6 +31,25 @@ pub struct ConvertSummary {
     pub timing: RunTiming,
 }
 
+impl ConvertSummary {
+    /// The summary of a run with no image to convert (a `--shard` that holds none): nothing
+    /// was written.
+    pub fn nothing(start: std::time::Instant) -> ConvertSummary {
+        ConvertSummary {
+            digest: String::new(),
+            digest_names: "nothing",
+            tag: String::new(),
+            images: Vec::new(),
+            platforms: Vec::new(),
+            totals: Totals::default(),
+            timing: RunTiming {
+                seconds: start.elapsed().as_secs_f64(),
+                peak_rss_bytes: peak_rss_bytes(),
+            },
+        }
+    }
+}
+
 /// One image written by `--all-images`.
 #[derive(Clone, Debug, Serialize)]
 pub struct ImageSummary {

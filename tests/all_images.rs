@@ -16,9 +16,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_nydus-offline");
 
 /// Copy the image tagged `latest` of the layout `from` into the layout `into` as `tag`.
 fn add(from: &Path, into: &Path, tag: &str) {
+    add_tagged(from, "latest", into, tag);
+}
+
+/// Copy the image tagged `from_tag` of the layout `from` into the layout `into` as `tag`.
+fn add_tagged(from: &Path, from_tag: &str, into: &Path, tag: &str) {
     run(Command::new("skopeo")
         .args(["copy", "--quiet"])
-        .arg(format!("oci:{}:latest", from.display()))
+        .arg(format!("oci:{}:{from_tag}", from.display()))
         .arg(format!("oci:{}:{tag}", into.display())));
 }
 
@@ -110,4 +115,152 @@ fn all_images_refuses_what_names_one_image() {
         assert_eq!(r.status.code(), Some(2), "{extra:?}");
         assert!(!scratch.path().join("out").exists());
     }
+}
+
+/// Two layouts, one image each (tagged `one` and `two`), the first's base layer shared.
+fn two_layouts(scratch: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let base = Tar::new()
+        .add(Entry::file("base", layers::noise(200_000, 3)))
+        .finish();
+    let top = |n: u64| {
+        Tar::new()
+            .add(Entry::file(format!("top-{n}"), layers::noise(20_000, n)))
+            .finish()
+    };
+    let built_one = layers::oci_layout(&scratch.join("b1"), &[base.clone(), top(1)]);
+    let built_two = layers::oci_layout(&scratch.join("b2"), &[base, top(2)]);
+    let (one, two) = (scratch.join("in-one"), scratch.join("in-two"));
+    add(&built_one, &one, "one");
+    add(&built_two, &two, "two");
+    (one, two)
+}
+
+#[test]
+fn several_inputs_and_a_list_of_them_give_one_output() {
+    let scratch = common::scratch();
+    let (one, two) = two_layouts(scratch.path());
+    let out = scratch.path().join("out");
+    run(Command::new(BIN)
+        .args(["convert", "-q"])
+        .arg(&one)
+        .arg(&two)
+        .arg(&out));
+    let written = tags(&out);
+    assert_eq!(
+        written.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(),
+        ["one", "two"]
+    );
+    for (input, (tag, digest)) in [&one, &two].into_iter().zip(&written) {
+        let alone = scratch.path().join(format!("alone-{tag}"));
+        run(Command::new(BIN)
+            .args(["convert", "-q"])
+            .arg(input)
+            .arg(&alone));
+        assert_eq!(&tags(&alone)[0].1, digest, "{tag}");
+    }
+    run(Command::new(BIN).arg("check").arg(&out));
+
+    let list = scratch.path().join("inputs.txt");
+    fs::write(
+        &list,
+        format!("# the mirror\n{}\n\n{}\n", one.display(), two.display()),
+    )
+    .unwrap();
+    let listed = scratch.path().join("listed");
+    run(Command::new(BIN)
+        .args(["convert", "-q", "--from-list"])
+        .arg(&list)
+        .arg(&listed));
+    let diff = Command::new("diff")
+        .arg("-r")
+        .arg(&out)
+        .arg(&listed)
+        .output()
+        .unwrap();
+    assert!(
+        diff.status.success(),
+        "{}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
+}
+
+#[test]
+fn two_inputs_naming_images_alike_are_refused() {
+    let scratch = common::scratch();
+    let out = scratch.path().join("out");
+    let r = Command::new(BIN)
+        .arg("convert")
+        .arg(common::sample_image())
+        .arg(common::sample_image())
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("are both named latest"), "{stderr}");
+    assert!(!out.exists());
+}
+
+/// `--shard I/N` runs into one layout, one after another (or at once: they take turns to
+/// commit), give every image exactly once, as one `--all-images` run does.
+#[test]
+fn shards_together_convert_every_image_once() {
+    let scratch = common::scratch();
+    let (one, two) = two_layouts(scratch.path());
+    let mirror = scratch.path().join("mirror");
+    add_tagged(&one, "one", &mirror, "one");
+    add_tagged(&two, "two", &mirror, "two");
+    add(&common::sample_image(), &mirror, "sample");
+    let whole = scratch.path().join("whole");
+    run(Command::new(BIN)
+        .args(["convert", "-q", "--all-images"])
+        .arg(&mirror)
+        .arg(&whole));
+    let sharded = scratch.path().join("sharded");
+    let mut seen = Vec::new();
+    for i in 0..3 {
+        let before = if sharded.exists() {
+            tags(&sharded).len()
+        } else {
+            0
+        };
+        run(Command::new(BIN)
+            .args([
+                "convert",
+                "-q",
+                "--all-images",
+                "--shard",
+                &format!("{i}/3"),
+            ])
+            .arg(&mirror)
+            .arg(&sharded));
+        let after = if sharded.exists() {
+            tags(&sharded)
+        } else {
+            Vec::new()
+        };
+        seen.extend(after[before..].iter().cloned());
+    }
+    let mut expected = tags(&whole);
+    expected.sort();
+    seen.sort();
+    assert_eq!(
+        seen, expected,
+        "each image in exactly one shard, converted as in one run"
+    );
+
+    let r = Command::new(BIN)
+        .args(["convert", "--shard", "0/2"])
+        .arg(common::sample_image())
+        .arg(scratch.path().join("x"))
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(2));
+    let r = Command::new(BIN)
+        .args(["convert", "--all-images", "--shard", "2/2"])
+        .arg(common::sample_image())
+        .arg(scratch.path().join("x"))
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(2));
 }
