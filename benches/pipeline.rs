@@ -149,6 +149,7 @@ fn bootstrap(c: &mut Criterion) {
                     chunks: &table,
                     blobs: std::slice::from_ref(&blob),
                     options: BlobOptions::default(),
+                    prefetch: &v6::Prefetch::Root,
                 })
                 .unwrap()
             });

@@ -13,10 +13,12 @@ use clap::{Parser, Subcommand};
 
 use crate::blob::chunk::{BlobOptions, Compressor, Digester};
 use crate::common::error::{Error, Result};
+use crate::common::path::ImagePath;
 use crate::common::text::count;
 use crate::convert::ConvertOptions;
 use crate::output::layout::OutputFormat;
 use crate::progress::{Display, Mode, NoProgress, PLAIN_DELAY};
+use crate::rafs::v6::writer::Prefetch;
 use crate::source::{Platform, PlatformChoice, Selection};
 
 /// Convert container images to Nydus images, offline.
@@ -294,6 +296,12 @@ pub struct ConvertArgs {
     /// skipped; - reads standard input); then only OUTPUT is given on the command line.
     #[arg(long, value_name = "FILE")]
     pub from_list: Option<PathBuf>,
+    /// What nydusd prefetches at mount (the bootstraps' prefetch table): FILE (- for stdin)
+    /// lists absolute paths, one per line (files or directories; blank lines and # comments
+    /// skipped), as nydus-image reads them; none writes no table. Default: / (everything), as
+    /// nydusify does.
+    #[arg(long, value_name = "FILE|-|none")]
+    pub prefetch_patterns: Option<PathBuf>,
     /// Convert only share I of N of the images (by digest; 0 <= I < N), so that N runs, on one
     /// machine or many, convert a mirror together into one output layout (they take turns to
     /// put their images in place).
@@ -682,6 +690,51 @@ impl ConvertArgs {
     }
 }
 
+/// `--prefetch-patterns`: the table's paths from FILE (or stdin), none, or the default root.
+fn prefetch_patterns(arg: Option<&std::path::Path>) -> Result<Prefetch> {
+    let Some(arg) = arg else {
+        return Ok(Prefetch::Root);
+    };
+    if arg.as_os_str() == "none" {
+        return Ok(Prefetch::None);
+    }
+    let what = format!("--prefetch-patterns {}", arg.display());
+    let text = if arg.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut buf)
+            .map_err(|e| Error::io(std::path::Path::new("standard input"), e))?;
+        buf
+    } else {
+        std::fs::read(arg).map_err(|e| Error::io(arg, e))?
+    };
+    let mut paths = Vec::new();
+    for (n, line) in text.split(|&b| b == b'\n').enumerate() {
+        let line = line.trim_ascii();
+        if line.is_empty() || line.starts_with(b"#") {
+            continue;
+        }
+        if !line.starts_with(b"/") {
+            return Err(Error::usage(format!(
+                "{what}: line {}: {} is not an absolute path",
+                n + 1,
+                line.escape_ascii()
+            )));
+        }
+        let path = ImagePath::parse(line).map_err(|e| {
+            Error::usage(format!(
+                "{what}: line {}: {}: {e}",
+                n + 1,
+                line.escape_ascii()
+            ))
+        })?;
+        if path.is_root() {
+            return Ok(Prefetch::Root);
+        }
+        paths.push(path);
+    }
+    Ok(Prefetch::Paths(paths))
+}
+
 /// `--shard I/N`: 0 <= I < N.
 fn parse_shard(s: &str) -> std::result::Result<(u64, u64), String> {
     let (i, n) = s
@@ -746,6 +799,7 @@ fn convert(args: &ConvertArgs) -> Result<()> {
         with_referrer: args.with_referrer,
         all_images: args.all_images,
         shard: args.shard,
+        prefetch: prefetch_patterns(args.prefetch_patterns.as_deref())?,
         limits: args.limits.limits(),
     };
     let inputs = args.inputs()?;

@@ -78,6 +78,8 @@ pub struct ConvertOptions {
     /// Every image of the input, each under its own tags (`--all-images`); layers and chunks
     /// shared between images are converted and stored once. Implied by several inputs.
     pub all_images: bool,
+    /// What each bootstrap's prefetch table names (`--prefetch-patterns`).
+    pub prefetch: v6::Prefetch,
     /// `--shard I/N`: only the images whose digest falls in share `I` of `N`, so that `N` runs
     /// convert a mirror together (each image in exactly one of them).
     pub shard: Option<(u64, u64)>,
@@ -663,6 +665,7 @@ impl Chains {
                     chunks: writer.table(),
                     blobs: &layer_blobs,
                     options: options.blob,
+                    prefetch: &options.prefetch,
                 },
                 layout.tmp_dir(),
             )
@@ -687,6 +690,7 @@ impl Chains {
                         chunks: writer.table(),
                         blobs: &final_blobs,
                         options: options.blob,
+                        prefetch: &options.prefetch,
                     },
                     layout.tmp_dir(),
                 )?);
@@ -754,6 +758,7 @@ impl Chains {
                     chunks: &table,
                     blobs: &blobs,
                     options: options.blob,
+                    prefetch: &options.prefetch,
                 },
                 layout.tmp_dir(),
             )?,

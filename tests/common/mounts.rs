@@ -128,7 +128,20 @@ pub fn nydusd_localfs(
     name: &str,
 ) -> Mounted {
     let backend = serde_json::json!({ "type": "localfs", "config": { "dir": blob_dir } });
-    nydusd(version, bootstrap, backend, scratch, name)
+    nydusd(version, bootstrap, backend, scratch, name, false)
+}
+
+/// [`nydusd_localfs`] with the bootstrap's prefetch table used (`fs_prefetch` enabled, as the
+/// snapshotter configures nydusd by default).
+pub fn nydusd_localfs_prefetching(
+    version: &str,
+    bootstrap: &Path,
+    blob_dir: &Path,
+    scratch: &Path,
+    name: &str,
+) -> Mounted {
+    let backend = serde_json::json!({ "type": "localfs", "config": { "dir": blob_dir } });
+    nydusd(version, bootstrap, backend, scratch, name, true)
 }
 
 /// Mount a bootstrap with nydusd `version`, fetching chunks lazily from a registry over plain
@@ -153,7 +166,7 @@ pub fn nydusd_registry(
             "retry_limit": 2
         }
     });
-    nydusd(version, bootstrap, backend, scratch, name)
+    nydusd(version, bootstrap, backend, scratch, name, false)
 }
 
 /// Start nydusd with a `blobcache` cache (v6 needs one) and `digest_validate: false` (v6 refuses
@@ -164,6 +177,7 @@ fn nydusd(
     backend: serde_json::Value,
     scratch: &Path,
     name: &str,
+    prefetch: bool,
 ) -> Mounted {
     let name = &format!("{name}-nydusd-{version}");
     let dir = scratch.join(name);
@@ -179,7 +193,7 @@ fn nydusd(
         "digest_validate": false,
         "enable_xattr": true,
         "iostats_files": false,
-        "fs_prefetch": { "enable": false, "threads_count": 4, "merging_size": 131072, "bandwidth_rate": 0 }
+        "fs_prefetch": { "enable": prefetch, "threads_count": 4, "merging_size": 131072, "bandwidth_rate": 0 }
     });
     let config_path = scratch.join(format!("{name}.json"));
     fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();

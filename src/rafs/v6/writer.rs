@@ -45,6 +45,44 @@ pub struct BootstrapInput<'a> {
     /// The blob table, in order: a chunk's `blob_index` is its position here.
     pub blobs: &'a [BlobInfo],
     pub options: BlobOptions,
+    /// What the prefetch table names.
+    pub prefetch: &'a Prefetch,
+}
+
+/// What a bootstrap's prefetch table names: the inodes nydusd reads ahead at mount.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Prefetch {
+    /// The root alone, which nydusd reads as "everything": what the snapshotter's converter
+    /// writes by default (`--prefetch-policy fs`, pattern `/`).
+    #[default]
+    Root,
+    /// No table (`--prefetch-patterns none`).
+    None,
+    /// These paths (files or directories, in this order); those the tree lacks are left out.
+    Paths(Vec<ImagePath>),
+}
+
+impl Prefetch {
+    /// The nodes of `tree` the table names, in order, each once.
+    fn nodes(&self, tree: &Tree) -> Vec<NodeId> {
+        let paths = match self {
+            Prefetch::Root => return vec![tree.root()],
+            Prefetch::None => return Vec::new(),
+            Prefetch::Paths(paths) => paths,
+        };
+        let mut nodes = Vec::new();
+        for path in paths {
+            match tree.lookup(path) {
+                Some(node) if !nodes.contains(&node) => nodes.push(node),
+                Some(_) => {}
+                None => log::info!(
+                    "prefetch pattern /{} is not in this tree",
+                    path.to_bytes().escape_ascii()
+                ),
+            }
+        }
+        nodes
+    }
 }
 
 /// A finished bootstrap, kept in an unnamed temporary file rather than in memory: the bootstrap
@@ -533,9 +571,15 @@ pub fn write_to(input: &BootstrapInput, out: &mut dyn Write) -> Result<u64> {
     let blob_table_offset =
         (EROFS_DEVTABLE_OFFSET + (RafsV6Device::SIZE * nblobs) as u64).next_multiple_of(BLOCK);
     let blob_table_size = (RafsV6Blob::SIZE * nblobs) as u64;
-    // Like the snapshotter's converter (`--prefetch-policy fs` with pattern `/`): a prefetch
-    // table holding the root alone, which means "prefetch everything" to nydusd.
-    let prefetch_size = if nblobs > 0 { 4 } else { 0 };
+    // Like the snapshotter's converter (`--prefetch-policy fs`): the patterns' inodes, by
+    // default the root alone, which means "prefetch everything" to nydusd; no table without
+    // blobs (nothing to fetch).
+    let prefetch = if nblobs > 0 {
+        input.prefetch.nodes(tree)
+    } else {
+        Vec::new()
+    };
+    let prefetch_size = 4 * prefetch.len() as u64;
     let meta_addr = (blob_table_offset + blob_table_size + prefetch_size).next_multiple_of(BLOCK);
     let meta_blkaddr = block_number(meta_addr / BLOCK)?;
 
@@ -629,7 +673,7 @@ pub fn write_to(input: &BootstrapInput, out: &mut dyn Write) -> Result<u64> {
     }
     if prefetch_size > 0 {
         let table = RafsV6PrefetchTable {
-            nids: vec![root_nid as u32],
+            nids: prefetch.iter().map(|&n| layout.nid_of(n) as u32).collect(),
         };
         out.put(blob_table_offset + blob_table_size, &table.to_bytes())?;
     }
@@ -1002,6 +1046,7 @@ mod tests {
             chunks: &ChunkTable::new(),
             blobs: &[],
             options: BlobOptions::default(),
+            prefetch: &Prefetch::Root,
         };
         let bytes = write(&input).unwrap();
         let file = write_temp(&input, &std::env::temp_dir()).unwrap();
@@ -1039,6 +1084,7 @@ mod tests {
             chunks: &chunks,
             blobs,
             options: BlobOptions::default(),
+            prefetch: &Prefetch::Root,
         };
         let real = [blob('a'), blob('b')];
         let placeholder = [blob('a'), blob('0')];
