@@ -808,6 +808,14 @@ fn convert(args: &ConvertArgs) -> Result<()> {
             "--shard divides many images: give it with --all-images, several inputs or --from-list",
         ));
     }
+    for (file, what) in [
+        (&args.report, "the --report file"),
+        (&args.digestfile, "the --digestfile file"),
+    ] {
+        if let Some(file) = file {
+            crate::output::layout::refuse_side_file(&inputs, args.output(), file, what)?;
+        }
+    }
     if args.digestfile.is_some() && inputs.len() > 1 {
         return Err(Error::usage(
             "--digestfile names one image's digest: give one input (the report lists them all)",

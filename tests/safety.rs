@@ -89,6 +89,49 @@ fn the_input_is_never_the_output_whatever_the_flags() {
         let out = nydus(args, &[input, output]);
         refused(&out, "would be, lie inside or hold the input");
     }
+    // Nor is any other file a run writes: the report or the digest file may not be (or lie
+    // inside) an input, nor be the output (it would overwrite the image just written).
+    let out_tar = s.path().join("out.tar");
+    let side: &[(&str, &Path, &str)] = &[
+        (
+            "--report",
+            &archive,
+            "the --report file would be, lie inside or hold the input",
+        ),
+        (
+            "--digestfile",
+            &archive,
+            "the --digestfile file would be, lie inside or hold the input",
+        ),
+        (
+            "--report",
+            &layout.join("index.json"),
+            "the --report file would be",
+        ),
+        ("--digestfile", &hardlink, "the --digestfile file would be"),
+        (
+            "--report",
+            &out_tar,
+            "the --report file would overwrite the output",
+        ),
+    ];
+    for (flag, file, needle) in side {
+        let input = if file.starts_with(&layout) {
+            &layout
+        } else {
+            &archive
+        };
+        let out = Command::new(BIN)
+            .arg("convert")
+            .arg(flag)
+            .arg(file)
+            .arg(input)
+            .arg(&out_tar)
+            .output()
+            .unwrap();
+        refused(&out, needle);
+        assert!(!out_tar.exists());
+    }
     assert_eq!(
         (snapshot(&layout), snapshot(&archive)),
         before,

@@ -668,6 +668,27 @@ fn added_index(existing: &Value, entries: Vec<Value>) -> Value {
 /// `..`), and every existing directory on the way is compared by device and inode too, so that a
 /// bind mount or a hardlinked archive is seen as the same file.
 pub fn refuse_overlap(input: &Path, output: &Path) -> Result<()> {
+    refuse_overlap_as(input, output, "the output")
+}
+
+/// [`refuse_overlap`] for another file a run writes (`what`: "the --report file"): it may not
+/// be, lie inside or hold `input`. Also refused: the same path as `output`, which it would
+/// overwrite once written.
+pub fn refuse_side_file(inputs: &[PathBuf], output: &Path, file: &Path, what: &str) -> Result<()> {
+    for input in inputs {
+        refuse_overlap_as(input, file, what)?;
+    }
+    if resolve_to_be(file) == resolve_to_be(output) {
+        return Err(Error::usage(format!(
+            "{}: {what} would overwrite the output {}",
+            file.display(),
+            output.display()
+        )));
+    }
+    Ok(())
+}
+
+fn refuse_overlap_as(input: &Path, output: &Path, what: &str) -> Result<()> {
     let Ok(input_real) = fs::canonicalize(input) else {
         return Ok(()); // an input that cannot be resolved fails when it is opened
     };
@@ -685,8 +706,8 @@ pub fn refuse_overlap(input: &Path, output: &Path) -> Result<()> {
         || input_real.ancestors().any(|a| same_file(a, &output_real));
     if overlaps {
         return Err(Error::usage(format!(
-            "{}: the output would be, lie inside or hold the input {} (choose an output apart \
-             from it; --force does not change this)",
+            "{}: {what} would be, lie inside or hold the input {} (choose a path apart from \
+             it; --force does not change this)",
             output.display(),
             input.display()
         )));
