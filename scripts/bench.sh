@@ -11,7 +11,7 @@
 # and records wall time and peak RSS (/usr/bin/time -v). The table (median, min–max, peak RSS)
 # goes to BENCHMARKS.md with the machine and the date.
 #
-# Usage: scripts/bench.sh [IMAGE...]     default: debian-python large-files many-small-files
+# Usage: scripts/bench.sh [IMAGE...]     default: debian-python debian-devstack large-files many-small-files
 #        IMAGE-x2 (large-files-x2, many-small-files-x2): IMAGE's one layer doubled, built once.
 # Environment: RUNS (default 3), NYDUS_OFFLINE_CACHE (corpus and nydus binaries), OUT_MD
 #              (default BENCHMARKS.md), BENCH_TMP (scratch dir, default under /var/tmp).
@@ -68,7 +68,7 @@ if [[ "${1:-}" == --run ]]; then
 fi
 
 images=("$@")
-((${#images[@]})) || images=(debian-python large-files many-small-files)
+((${#images[@]})) || images=(debian-python debian-devstack large-files many-small-files)
 
 for tool in igzip zstd jq /usr/bin/time; do
   command -v "$tool" >/dev/null || {
