@@ -514,8 +514,10 @@ struct CheckResult<'a> {
     source: Option<String>,
     /// Whether no problem was found (the exit code is 5 otherwise).
     ok: bool,
-    /// One line per problem: "where: what is wrong".
+    /// One line per problem: "where: what is wrong" (the first 10,000).
     problems: &'a [String],
+    /// Problems found beyond those listed.
+    unlisted: u64,
     /// Nydus manifests, data blobs, chunks and bootstraps checked, paths compared with the source.
     manifests: usize,
     blobs: usize,
@@ -538,6 +540,7 @@ fn check(args: &CheckArgs) -> Result<()> {
             source: args.source.as_ref().map(|s| s.display().to_string()),
             ok: report.is_ok(),
             problems: &report.problems,
+            unlisted: report.unlisted,
             manifests: report.manifests,
             blobs: report.blobs,
             chunks: report.chunks,
@@ -554,6 +557,13 @@ fn check(args: &CheckArgs) -> Result<()> {
         let mut text = String::new();
         for problem in &report.problems {
             text.push_str(&format!("problem: {problem}\n"));
+        }
+        if report.unlisted > 0 {
+            text.push_str(&format!(
+                "problem: {} not listed (only the first {} are)\n",
+                count(report.unlisted, "more problem"),
+                crate::check::MAX_LISTED
+            ));
         }
         let compared = match &args.source {
             Some(source) => format!(
@@ -583,7 +593,7 @@ fn check(args: &CheckArgs) -> Result<()> {
             format!(
                 "{}: check found {}",
                 args.output.display(),
-                count(report.problems.len() as u64, "problem"),
+                count(report.count(), "problem"),
             ),
         ))
     }

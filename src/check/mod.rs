@@ -47,8 +47,11 @@ pub struct CheckOptions {
 /// What a check found and what it looked at.
 #[derive(Clone, Debug, Default)]
 pub struct Report {
-    /// One line per problem: "where: what is wrong". Empty when the output is good.
+    /// One line per problem: "where: what is wrong", the first [`MAX_LISTED`] of them. Empty
+    /// when the output is good.
     pub problems: Vec<String>,
+    /// Problems found beyond those listed.
+    pub unlisted: u64,
     /// Number of Nydus manifests checked.
     pub manifests: usize,
     /// Number of data blobs checked.
@@ -66,18 +69,38 @@ impl Report {
     pub fn is_ok(&self) -> bool {
         self.problems.is_empty()
     }
+
+    /// Every problem found, listed or not.
+    pub fn count(&self) -> u64 {
+        self.problems.len() as u64 + self.unlisted
+    }
 }
+
+/// Problems listed one by one; beyond this they are only counted. A damaged bootstrap can
+/// break a rule at every one of millions of paths: the listing, and the memory it takes, stay
+/// bounded while the count stays true.
+pub const MAX_LISTED: usize = 10_000;
 
 /// Collects problems; the checkers push into it and go on.
 #[derive(Debug, Default)]
 pub(crate) struct Findings {
     problems: Vec<String>,
+    unlisted: u64,
 }
 
 impl Findings {
     /// Record one problem with `what` (file, structure, path) and the problem.
     pub(crate) fn problem(&mut self, what: impl fmt::Display, problem: impl fmt::Display) {
-        self.problems.push(format!("{what}: {problem}"));
+        self.record(|| format!("{what}: {problem}"));
+    }
+
+    /// List a problem while fewer than [`MAX_LISTED`] are, else count it (its line unmade).
+    fn record(&mut self, line: impl FnOnce() -> String) {
+        if self.problems.len() < MAX_LISTED {
+            self.problems.push(line());
+        } else {
+            self.unlisted += 1;
+        }
     }
 
     /// Keep a value, or record a damaged-input error as a problem and give `None`. Errors of
@@ -86,7 +109,7 @@ impl Findings {
         match result {
             Ok(v) => Ok(Some(v)),
             Err(e) if e.kind() == ErrorKind::BadInput => {
-                self.problems.push(e.to_string());
+                self.record(|| e.to_string());
                 Ok(None)
             }
             Err(e) => Err(e),
@@ -180,6 +203,7 @@ fn check_layout(out: &Path, options: &CheckOptions) -> Result<Report> {
         );
     }
     report.problems = findings.problems;
+    report.unlisted = findings.unlisted;
     Ok(report)
 }
 
@@ -255,4 +279,22 @@ fn check_image(
         layers,
         blobs,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_past_the_listing_limit_are_counted_not_kept() {
+        let mut f = Findings::default();
+        for i in 0..MAX_LISTED + 5 {
+            f.problem(format!("path {i}"), "broken");
+        }
+        f.take::<()>(Err(Error::bad_input("one more", "damaged")))
+            .unwrap();
+        assert_eq!(f.problems.len(), MAX_LISTED);
+        assert_eq!(f.unlisted, 6);
+        assert_eq!(f.problems[0], "path 0: broken");
+    }
 }
