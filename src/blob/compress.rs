@@ -91,18 +91,37 @@ pub(crate) fn decompress(
     let out = match algo {
         COMPRESSOR_NONE => data.to_vec(),
         COMPRESSOR_LZ4_BLOCK => {
+            // An LZ4 block cannot be streamed and its output is sized up front: held to what
+            // the data can expand to (a length byte adds at most 255 bytes; a margin on top).
+            if size > data.len().saturating_mul(256).saturating_add(1024) {
+                return Err(format!(
+                    "lz4: {} bytes cannot decompress to {size}",
+                    data.len()
+                ));
+            }
             let n = i32::try_from(size).map_err(|_| "too large for lz4".to_string())?;
             lz4::block::decompress(data, Some(n)).map_err(|e| format!("lz4: {e}"))?
         }
         COMPRESSOR_GZIP => {
-            let mut out = Vec::with_capacity(size);
+            let mut out = Vec::new();
             flate2::read::GzDecoder::new(data)
                 .take(size as u64 + 1)
                 .read_to_end(&mut out)
                 .map_err(|e| format!("gzip: {e}"))?;
             out
         }
-        COMPRESSOR_ZSTD => zstd::bulk::decompress(data, size).map_err(|e| format!("zstd: {e}"))?,
+        COMPRESSOR_ZSTD => {
+            // Streamed rather than `bulk::decompress(data, size)`, which reserves `size` bytes
+            // up front: `size` is the image's word, and a damaged one must not cost a gigabyte
+            // the data never fills.
+            let mut out = Vec::new();
+            zstd::stream::read::Decoder::new(data)
+                .map_err(|e| format!("zstd: {e}"))?
+                .take(size as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| format!("zstd: {e}"))?;
+            out
+        }
         other => return Err(format!("unknown compressor {other}")),
     };
     if out.len() != size {
@@ -150,5 +169,29 @@ mod tests {
         let mut pc = PieceCompressor::new(Compressor::Zstd).unwrap();
         let ours = pc.compress(&[b'a'; 4096]).unwrap().unwrap();
         assert_eq!(ours, &blob[12..31]);
+    }
+}
+
+#[cfg(test)]
+mod bound_tests {
+    use super::decompress;
+    use crate::ondisk::blob::{COMPRESSOR_LZ4_BLOCK, COMPRESSOR_ZSTD};
+
+    #[test]
+    fn the_most_compressible_chunks_still_decompress_and_a_claimed_size_costs_nothing() {
+        let zeros = vec![0u8; 16 << 20];
+        let lz4 = lz4::block::compress(&zeros, None, false).unwrap();
+        assert_eq!(
+            decompress(COMPRESSOR_LZ4_BLOCK, &lz4, zeros.len()).unwrap(),
+            zeros
+        );
+        let zstd = zstd::bulk::compress(&zeros, 3).unwrap();
+        assert_eq!(
+            decompress(COMPRESSOR_ZSTD, &zstd, zeros.len()).unwrap(),
+            zeros
+        );
+        // A size no data can fill is refused (lz4) or costs only what the data holds (zstd).
+        assert!(decompress(COMPRESSOR_LZ4_BLOCK, &lz4[..16], 1 << 30).is_err());
+        assert!(decompress(COMPRESSOR_ZSTD, &zstd, 1 << 30).is_err());
     }
 }
