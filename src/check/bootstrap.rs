@@ -12,7 +12,9 @@ use super::blob::{BlobSet, hex};
 use super::layout::BlobLayer;
 use crate::blob::chunk::INLINED_BLOB_ID_PLACEHOLDER;
 use crate::ondisk::blob::*;
-use crate::ondisk::rafs_v6::reader::{BootstrapReader, Dirent, Inode, Kind, child_path};
+use crate::ondisk::rafs_v6::reader::{
+    BootstrapReader, Dirent, Inode, Kind, MAX_PATH_BYTES, child_path,
+};
 use crate::ondisk::rafs_v6::*;
 
 const BLOCK: u64 = EROFS_BLOCK_SIZE;
@@ -429,6 +431,7 @@ impl Bootstrap {
         let mut visited_dirs = HashSet::new();
         let mut cache: HashMap<u64, Option<Inode>> = HashMap::new();
         let mut paths_of: HashMap<u64, u32> = HashMap::new();
+        let (budget, mut chunks, mut path_bytes) = (self.reader.chunk_budget(), 0u64, 0u64);
         while let Some((path, nid, parent)) = stack.pop() {
             let Some(entry) = self.load(nid, &path, &mut cache, f) else {
                 continue;
@@ -464,6 +467,17 @@ impl Bootstrap {
                         continue;
                     }
                     let child_path = child_path(&path, &name);
+                    path_bytes += child_path.len() as u64;
+                    if path_bytes > MAX_PATH_BYTES {
+                        f.problem(
+                            &self.what,
+                            format!(
+                                "its paths hold more than {MAX_PATH_BYTES} bytes together; the \
+                                 walk stops here"
+                            ),
+                        );
+                        return listing;
+                    }
                     let Some(child) = self.load(child_nid, &child_path, &mut cache, f) else {
                         continue;
                     };
@@ -478,6 +492,17 @@ impl Bootstrap {
                         stack.push((child_path, child_nid, nid));
                     } else {
                         *paths_of.entry(child_nid).or_default() += 1;
+                        chunks = chunks.saturating_add(child.chunks.len() as u64);
+                        if chunks > budget {
+                            f.problem(
+                                &self.what,
+                                format!(
+                                    "its files name more than {budget} chunks together \
+                                     (hardlinks of huge files?); the walk stops here"
+                                ),
+                            );
+                            return listing;
+                        }
                         listing.entries.insert(child_path, child);
                     }
                 }

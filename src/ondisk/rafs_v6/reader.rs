@@ -14,6 +14,14 @@ use super::*;
 
 const BLOCK: u64 = EROFS_BLOCK_SIZE;
 
+/// Paths [`BootstrapReader::tree`] lists at most: far above any image (a bootstrap of ten
+/// million files is over a gigabyte), and what keeps a hostile one's hardlink fan-out bounded.
+pub const MAX_TREE_PATHS: usize = 10_000_000;
+
+/// Bytes of all paths a walk of the tree lists together: a real image's take some tens of MiB;
+/// a hostile one nesting directories deep with long names could make every path megabytes long.
+pub const MAX_PATH_BYTES: u64 = 1 << 30;
+
 /// What the reader returns: the value, or what could not be decoded (the caller names where).
 pub type Decoded<T> = std::result::Result<T, String>;
 
@@ -437,6 +445,14 @@ impl BootstrapReader {
         Ok(e)
     }
 
+    /// Chunk indexes a listing of the tree may hold, counting a hardlinked file once per name:
+    /// far more than a real image (two per index the file could hold, and 16 million), and a
+    /// bound on what a hostile one can make a walk copy (one inode of a million chunks named a
+    /// million times).
+    pub fn chunk_budget(&self) -> u64 {
+        (16 << 20) + 2 * (self.bytes.len() as u64 / RafsV6InodeChunkAddr::SIZE as u64)
+    }
+
     /// Every path of the tree from the root ("/", "/etc", …) with its inode, each directory
     /// read once: the first problem met ends the walk. (`check` walks with its own loop, to
     /// report every problem and go on.)
@@ -444,6 +460,7 @@ impl BootstrapReader {
         let mut out = BTreeMap::new();
         let mut seen = HashSet::new();
         let mut stack = vec![(b"/".to_vec(), self.root_nid())];
+        let (budget, mut chunks, mut path_bytes) = (self.chunk_budget(), 0u64, 0u64);
         while let Some((path, nid)) = stack.pop() {
             let what = |p: String| format!("{} (nid {nid}): {p}", path.escape_ascii());
             let dir = self.inode(nid).map_err(what)?;
@@ -454,10 +471,25 @@ impl BootstrapReader {
                 if d.name == b"." || d.name == b".." {
                     continue;
                 }
+                if out.len() >= MAX_TREE_PATHS {
+                    return Err(what(format!("more than {MAX_TREE_PATHS} paths")));
+                }
                 let child_path = child_path(&path, &d.name);
                 let child = self
                     .inode(d.nid)
                     .map_err(|p| format!("{} (nid {}): {p}", child_path.escape_ascii(), d.nid))?;
+                path_bytes += child_path.len() as u64;
+                if path_bytes > MAX_PATH_BYTES {
+                    return Err(what(format!(
+                        "its paths hold more than {MAX_PATH_BYTES} bytes together"
+                    )));
+                }
+                chunks = chunks.saturating_add(child.chunks.len() as u64);
+                if chunks > budget {
+                    return Err(what(format!(
+                        "its files name more than {budget} chunks together (hardlinks of huge files?)"
+                    )));
+                }
                 if child.kind == Kind::Dir {
                     stack.push((child_path, d.nid));
                 } else {
@@ -535,6 +567,13 @@ fn block_dirents(block: &[u8]) -> Decoded<Vec<Dirent>> {
         if start >= end || end > block.len() || end - start > 255 {
             return Err(format!(
                 "dirent {j} has an invalid name range {start}..{end}"
+            ));
+        }
+        // A name is one path component: a '/' or NUL in it would make another path of it.
+        if block[start..end].iter().any(|&c| c == b'/' || c == 0) {
+            return Err(format!(
+                "dirent {j}'s name '{}' holds a '/' or NUL",
+                block[start..end].escape_ascii()
             ));
         }
         out.push(Dirent {

@@ -731,3 +731,20 @@ fn decode_rejects_short_and_garbled_input() {
             .is_err()
     );
 }
+
+#[test]
+fn a_dirent_name_holding_a_slash_is_refused_by_the_reader() {
+    let mut bytes = fixture("plain.boot");
+    let reader = BootstrapReader::open(bytes.clone()).unwrap();
+    let root = reader.inode(reader.root_nid()).unwrap();
+    let block = reader.dirent_blocks(&root).unwrap().remove(0);
+    let at = block.offset as usize;
+    let raw = &bytes[at..at + block.len as usize];
+    let name_at = raw.windows(5).position(|w| w == b"empty").unwrap();
+    bytes[at + name_at + 2] = b'/';
+    let reader = BootstrapReader::open(bytes).unwrap();
+    let root = reader.inode(reader.root_nid()).unwrap();
+    let err = reader.dirents(&root).unwrap_err();
+    assert!(err.contains("'em/ty' holds a '/' or NUL"), "{err}");
+    assert!(reader.tree().is_err());
+}
