@@ -171,35 +171,7 @@ fn layer_merge_matches_umoci() {
 #[test]
 fn bottom_layer_whiteouts_match_umoci() {
     let scratch = common::scratch();
-    let mut l1 = Tar::new();
-    l1.add(Entry::dir("before"))
-        .add(Entry::file("before/file", "before the first whiteout").mode(0o640))
-        .add(Entry::symlink("before/link", "file"))
-        .add(Entry::file(".wh.never-existed", ""))
-        .add(Entry::dir("empty-opaque"))
-        .add(Entry::file("empty-opaque/.wh..wh..opq", ""))
-        .add(Entry::hardlink("after-hardlink", "before/file"))
-        .add(Entry::dir("after"))
-        .add(Entry::file("after/file", "after the whiteouts").owner(7, 8))
-        .add(Entry::file("after/.wh.ghost", ""))
-        .add(Entry::hardlink("after/to-before-link", "before/link"))
-        .add(Entry::dir("before/sub"))
-        .add(Entry::file(
-            "before/sub/late",
-            "added to an early directory late",
-        ))
-        // A whiteout hides only what lower layers hold (image-spec layer.md), not a name its
-        // own layer adds, before or after it; umoci keeps such names too.
-        .add(Entry::file("same-layer", "kept"))
-        .add(Entry::file(".wh.same-layer", ""));
-    // An upper layer changes a file of the hardlink group and removes one name of it; and
-    // adds a name it whites out itself.
-    let mut l2 = Tar::new();
-    l2.add(Entry::file("after/file", "changed above"))
-        .add(Entry::file("before/.wh.file", ""))
-        .add(Entry::file("upper-same-layer", "kept"))
-        .add(Entry::file(".wh.upper-same-layer", ""));
-    judge(scratch.path(), &[l1.finish(), l2.finish()], &[]);
+    judge(scratch.path(), &layers::bottom_whiteout_cases(), &[]);
 }
 
 /// GNU tar writes a sparse file `name` of `size` bytes with `pieces` of data at their offsets,

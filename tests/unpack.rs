@@ -124,6 +124,13 @@ fn every_layer_merge_case_round_trips() {
 }
 
 #[test]
+fn bottom_layer_whiteouts_round_trip() {
+    let scratch = common::scratch();
+    let input = layers::oci_layout(&scratch.path().join("in"), &layers::bottom_whiteout_cases());
+    round_trip(scratch.path(), &input);
+}
+
+#[test]
 fn every_tar_feature_round_trips() {
     let scratch = common::scratch();
     let input = layers::oci_layout(&scratch.path().join("in"), &[layers::feature_layer()]);
