@@ -491,8 +491,10 @@ struct CheckResult<'a> {
     source: Option<String>,
     /// Whether no problem was found (the exit code is 5 otherwise).
     ok: bool,
-    /// One line per problem: "where: what is wrong".
+    /// One line per problem: "where: what is wrong", at most `check::MAX_PROBLEMS` of them.
     problems: &'a [String],
+    /// Problems found beyond those listed: counted only.
+    unlisted: usize,
     /// Nydus manifests, data blobs, chunks and bootstraps checked, paths compared with the source.
     manifests: usize,
     blobs: usize,
@@ -515,6 +517,7 @@ fn check(args: &CheckArgs) -> Result<()> {
             source: args.source.as_ref().map(|s| s.display().to_string()),
             ok: report.is_ok(),
             problems: &report.problems,
+            unlisted: report.unlisted,
             manifests: report.manifests,
             blobs: report.blobs,
             chunks: report.chunks,
@@ -531,6 +534,13 @@ fn check(args: &CheckArgs) -> Result<()> {
         let mut text = String::new();
         for problem in &report.problems {
             text.push_str(&format!("problem: {problem}\n"));
+        }
+        if report.unlisted > 0 {
+            text.push_str(&format!(
+                "{} not listed (at most {} are)\n",
+                count(report.unlisted as u64, "more problem"),
+                crate::check::MAX_PROBLEMS
+            ));
         }
         let compared = match &args.source {
             Some(source) => format!(
@@ -560,7 +570,7 @@ fn check(args: &CheckArgs) -> Result<()> {
             format!(
                 "{}: check found {}",
                 args.output.display(),
-                count(report.problems.len() as u64, "problem"),
+                count(report.count() as u64, "problem"),
             ),
         ))
     }

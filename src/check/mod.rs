@@ -59,6 +59,8 @@ pub struct Report {
     pub bootstraps: usize,
     /// Number of paths compared with the source (0 without `--source`).
     pub compared: usize,
+    /// Problems found beyond the first [`MAX_PROBLEMS`]: counted, not listed.
+    pub unlisted: usize,
 }
 
 impl Report {
@@ -66,18 +68,38 @@ impl Report {
     pub fn is_ok(&self) -> bool {
         self.problems.is_empty()
     }
+
+    /// Number of problems found, listed or not.
+    pub fn count(&self) -> usize {
+        self.problems.len() + self.unlisted
+    }
 }
+
+/// Most problems listed in a [`Report`]. A damaged image can break a rule at every path or
+/// chunk it names; past this many lines the rest are only counted, so memory and output stay
+/// bounded whatever the damage.
+pub const MAX_PROBLEMS: usize = 10_000;
 
 /// Collects problems; the checkers push into it and go on.
 #[derive(Debug, Default)]
 pub(crate) struct Findings {
     problems: Vec<String>,
+    unlisted: usize,
 }
 
 impl Findings {
     /// Record one problem with `what` (file, structure, path) and the problem.
     pub(crate) fn problem(&mut self, what: impl fmt::Display, problem: impl fmt::Display) {
-        self.problems.push(format!("{what}: {problem}"));
+        self.push(|| format!("{what}: {problem}"));
+    }
+
+    /// List the problem `line` makes, or only count it once the list is full.
+    fn push(&mut self, line: impl FnOnce() -> String) {
+        if self.problems.len() < MAX_PROBLEMS {
+            self.problems.push(line());
+        } else {
+            self.unlisted += 1;
+        }
     }
 
     /// Keep a value, or record a damaged-input error as a problem and give `None`. Errors of
@@ -86,7 +108,7 @@ impl Findings {
         match result {
             Ok(v) => Ok(Some(v)),
             Err(e) if e.kind() == ErrorKind::BadInput => {
-                self.problems.push(e.to_string());
+                self.push(|| e.to_string());
                 Ok(None)
             }
             Err(e) => Err(e),
@@ -180,6 +202,7 @@ fn check_layout(out: &Path, options: &CheckOptions) -> Result<Report> {
         );
     }
     report.problems = findings.problems;
+    report.unlisted = findings.unlisted;
     Ok(report)
 }
 
@@ -255,4 +278,25 @@ fn check_image(
         layers,
         blobs,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_past_the_limit_are_counted_not_listed() {
+        let mut f = Findings::default();
+        for i in 0..MAX_PROBLEMS + 5 {
+            f.problem("blob", i);
+        }
+        assert!(
+            f.take::<()>(Err(Error::bad_input("bootstrap", "damaged")))
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(f.problems.len(), MAX_PROBLEMS);
+        assert_eq!(f.problems[0], "blob: 0");
+        assert_eq!(f.unlisted, 6);
+    }
 }
