@@ -178,7 +178,7 @@ impl Boot {
             assert_eq!(&raw, c);
             self.keep(start + i * 8, &c.to_bytes());
         }
-        n.read.chunks.clone()
+        n.read.chunks.to_vec()
     }
 
     fn blob(&self, index: usize) -> RafsV6Blob {
