@@ -731,3 +731,29 @@ fn decode_rejects_short_and_garbled_input() {
             .is_err()
     );
 }
+
+#[test]
+fn a_walk_budget_is_the_file_times_its_factors_plus_the_slack() {
+    use super::reader::{BUDGET_SLACK, Budget, PATH_OVERHEAD};
+    let mut budget = Budget::new(4096);
+    // Paths: 16 × 4096 + 64 MiB, each path counted with its overhead.
+    let path = vec![b'a'; 4096 - PATH_OVERHEAD as usize];
+    let fit = (16 * 4096 + BUDGET_SLACK) / 4096;
+    for _ in 0..fit {
+        budget.charge_path(&path).unwrap();
+    }
+    let e = budget.charge_path(b"/x").unwrap_err();
+    assert!(e.contains("the walk stops"), "{e}");
+    // A directory's size is charged as decoded data: one the size of the budget is too much.
+    let root = BootstrapReader::open(fixture("plain.boot"))
+        .unwrap()
+        .lookup(b"/")
+        .unwrap();
+    let mut budget = Budget::new(4096);
+    budget.charge_inode(&root).unwrap();
+    let huge = Inode {
+        size: 2 * 4096 + BUDGET_SLACK,
+        ..root
+    };
+    assert!(budget.charge_inode(&huge).is_err());
+}
