@@ -514,10 +514,10 @@ struct CheckResult<'a> {
     source: Option<String>,
     /// Whether no problem was found (the exit code is 5 otherwise).
     ok: bool,
-    /// One line per problem: "where: what is wrong" (the first 10,000).
+    /// One line per problem: "where: what is wrong", at most `check::MAX_PROBLEMS` of them.
     problems: &'a [String],
-    /// Problems found beyond those listed.
-    unlisted: u64,
+    /// Problems found beyond those listed: counted only.
+    unlisted: usize,
     /// Nydus manifests, data blobs, chunks and bootstraps checked, paths compared with the source.
     manifests: usize,
     blobs: usize,
@@ -560,9 +560,9 @@ fn check(args: &CheckArgs) -> Result<()> {
         }
         if report.unlisted > 0 {
             text.push_str(&format!(
-                "problem: {} not listed (only the first {} are)\n",
-                count(report.unlisted, "more problem"),
-                crate::check::MAX_LISTED
+                "{} not listed (at most {} are)\n",
+                count(report.unlisted as u64, "more problem"),
+                crate::check::MAX_PROBLEMS
             ));
         }
         let compared = match &args.source {
@@ -593,7 +593,7 @@ fn check(args: &CheckArgs) -> Result<()> {
             format!(
                 "{}: check found {}",
                 args.output.display(),
-                count(report.count(), "problem"),
+                count(report.count() as u64, "problem"),
             ),
         ))
     }

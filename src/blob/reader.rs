@@ -16,12 +16,27 @@ use super::compress::decompress;
 use crate::common::error::Error;
 use crate::common::hex::hex;
 use crate::ondisk::blob::*;
-use crate::ondisk::rafs_v6::RafsV6Blob;
+use crate::ondisk::rafs_v6::{RAFS_V6_MAX_CI_INDEX, RafsV6Blob};
 
 /// A blob's TOC and its tar header must fit the last 4096 bytes, where readers look for them.
 pub const TOC_LIMIT: u64 = 4096;
 /// Largest section read whole (ci table, digests, bootstrap, one chunk): readers refuse more.
 pub const SECTION_LIMIT: u64 = 1 << 30;
+
+/// Most chunks one blob can hold: ci indexes have 24 bits.
+pub const MAX_CHUNKS: u64 = RAFS_V6_MAX_CI_INDEX as u64 + 1;
+
+/// The most bytes the TOC section `name` can hold decompressed: the ci header is 4096 bytes,
+/// the ci table and the chunk digests hold at most [`MAX_CHUNKS`] entries, anything else
+/// (the inlined bootstrap) [`SECTION_LIMIT`]. Held before anything is decompressed.
+pub fn section_limit(name: &str) -> u64 {
+    match name {
+        TOC_ENTRY_BLOB_META_HEADER => BlobCompressionContextHeader::SIZE as u64,
+        TOC_ENTRY_BLOB_META => MAX_CHUNKS * BlobChunkInfoV1Ondisk::SIZE as u64,
+        TOC_ENTRY_BLOB_DIGEST => MAX_CHUNKS * 32,
+        _ => SECTION_LIMIT,
+    }
+}
 
 /// Why something could not be read: the file failed (`Io`), or the blob is not what it claims
 /// (`Bad`, a sentence for the caller to name the blob in).
@@ -206,8 +221,9 @@ impl BlobReader {
         }
         let algo = toc_compressor(entry.flags)
             .ok_or_else(|| format!("flags {:#x} name no compressor", entry.flags))?;
-        if size > SECTION_LIMIT || !self.holds(offset, csize) {
-            return Err(format!("is {size} bytes, more than a reader accepts").into());
+        let limit = section_limit(entry.name().unwrap_or_default());
+        if size > limit || !self.holds(offset, csize) {
+            return Err(format!("is {size} bytes, more than a reader accepts ({limit})").into());
         }
         let content = decompress(algo, &self.read(offset, csize)?, size as usize)
             .map_err(|e| format!("cannot be decompressed: {e}"))?;

@@ -176,6 +176,10 @@ pub(crate) fn check(
     } else {
         None
     };
+    // Each byte of chunk data is read at most once: a chunk that overlaps or precedes an
+    // earlier one (the ci rules report it) is not read again, or 2^24 entries naming one
+    // region would read 2^48 bytes.
+    let mut read_end = 0;
     for (k, ci) in data.ci.iter().enumerate() {
         let (offset, csize) = (ci.compressed_offset(), u64::from(ci.compressed_size()));
         let chunk_what = format!("{what}: chunk {k}");
@@ -183,11 +187,15 @@ pub(crate) fn check(
             digest: recorded.as_ref().map(|d| d[k]).unwrap_or([0; 32]),
             sha256: None,
         };
-        if offset + csize > data_end || !blob.holds(offset, csize) {
+        if offset < read_end
+            || offset.saturating_add(csize) > data_end
+            || !blob.holds(offset, csize)
+        {
             // Reported by the ci rules.
             data.chunks.push(chunk);
             continue;
         }
+        read_end = offset + csize;
         match blob.chunk(ci, entry.compression_algo) {
             Ok(bytes) => {
                 let digest = chunk_digest(entry.digest_algo, &bytes);
@@ -251,6 +259,7 @@ fn read_toc(
             }
         }
     }
+    let blob_entry = entry;
     let mut out: Vec<(String, Option<Vec<u8>>)> = Vec::new();
     for decoded in &toc.entries {
         let entry = match decoded {
@@ -266,7 +275,7 @@ fn read_toc(
             f.problem(&ewhat, "appears twice");
             continue;
         }
-        let content = check_toc_entry(blob, &ewhat, &name, entry, toc.at, f)?;
+        let content = check_toc_entry(blob, &ewhat, &name, entry, toc.at, blob_entry, f)?;
         out.push((name, content));
     }
     Ok(out)
@@ -279,6 +288,7 @@ fn check_toc_entry(
     name: &str,
     toc: &TocEntry,
     toc_at: u64,
+    blob_entry: Option<&RafsV6Blob>,
     f: &mut Findings,
 ) -> Result<Option<Vec<u8>>> {
     let (offset, csize) = (toc.compressed_offset, toc.compressed_size);
@@ -324,7 +334,7 @@ fn check_toc_entry(
     }
     if name == TOC_ENTRY_BLOB_RAW {
         // nydus-image hashes the chunk data and then its tar header.
-        let Some(actual) = io(blob.sha256(0, csize + BlobTarHeader::SIZE as u64))? else {
+        let Some(actual) = io(blob.sha256(offset, csize + BlobTarHeader::SIZE as u64))? else {
             return Ok(None);
         };
         if actual != toc.uncompressed_digest {
@@ -343,6 +353,24 @@ fn check_toc_entry(
             | TOC_ENTRY_BOOTSTRAP
     ) {
         f.problem(what, "is not an entry nydus 2.2.0 writes");
+        return Ok(None);
+    }
+    // Known before decompressing: a size the blob table entry rules out is not worth inflating.
+    let per_chunk = |bytes: u64| blob_entry.map(|e| u64::from(e.chunk_count) * bytes);
+    let expected = match name {
+        TOC_ENTRY_BLOB_META_HEADER => Some(BlobCompressionContextHeader::SIZE as u64),
+        TOC_ENTRY_BLOB_META => per_chunk(BlobChunkInfoV1Ondisk::SIZE as u64),
+        TOC_ENTRY_BLOB_DIGEST => per_chunk(32),
+        _ => None,
+    };
+    if let Some(expected) = expected.filter(|&e| e != toc.uncompressed_size) {
+        f.problem(
+            what,
+            format!(
+                "is {} bytes, the blob table entry needs {expected}",
+                toc.uncompressed_size
+            ),
+        );
         return Ok(None);
     }
     judged(blob.section(toc, toc_at), what, f)

@@ -12,9 +12,7 @@ use super::blob::{BlobSet, hex};
 use super::layout::BlobLayer;
 use crate::blob::chunk::INLINED_BLOB_ID_PLACEHOLDER;
 use crate::ondisk::blob::*;
-use crate::ondisk::rafs_v6::reader::{
-    BootstrapReader, Dirent, Inode, Kind, MAX_PATH_BYTES, child_path,
-};
+use crate::ondisk::rafs_v6::reader::{BootstrapReader, Budget, Dirent, Inode, Kind, child_path};
 use crate::ondisk::rafs_v6::*;
 
 const BLOCK: u64 = EROFS_BLOCK_SIZE;
@@ -23,6 +21,14 @@ const BLOCK: u64 = EROFS_BLOCK_SIZE;
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Listing {
     pub entries: BTreeMap<Vec<u8>, Inode>,
+}
+
+/// The inodes a walk has decoded (by nid, `None` when undecodable), and its budget.
+struct Cache {
+    entries: HashMap<u64, Option<Inode>>,
+    budget: Budget,
+    /// The budget ran out (reported once): the walk stops.
+    exhausted: bool,
 }
 
 /// A bootstrap whose super blocks could be decoded, with its tables, for the rules to judge.
@@ -429,10 +435,16 @@ impl Bootstrap {
         let root = self.reader.root_nid();
         let mut stack: Vec<(Vec<u8>, u64, u64)> = vec![(b"/".to_vec(), root, root)];
         let mut visited_dirs = HashSet::new();
-        let mut cache: HashMap<u64, Option<Inode>> = HashMap::new();
+        let mut cache = Cache {
+            entries: HashMap::new(),
+            budget: self.reader.budget(),
+            exhausted: false,
+        };
         let mut paths_of: HashMap<u64, u32> = HashMap::new();
-        let (budget, mut chunks, mut path_bytes) = (self.reader.chunk_budget(), 0u64, 0u64);
         while let Some((path, nid, parent)) = stack.pop() {
+            if cache.exhausted {
+                break;
+            }
             let Some(entry) = self.load(nid, &path, &mut cache, f) else {
                 continue;
             };
@@ -466,17 +478,14 @@ impl Bootstrap {
                     if name == b"." || name == b".." {
                         continue;
                     }
+                    if cache.exhausted {
+                        break;
+                    }
                     let child_path = child_path(&path, &name);
-                    path_bytes += child_path.len() as u64;
-                    if path_bytes > MAX_PATH_BYTES {
-                        f.problem(
-                            &self.what,
-                            format!(
-                                "its paths hold more than {MAX_PATH_BYTES} bytes together; the \
-                                 walk stops here"
-                            ),
-                        );
-                        return listing;
+                    if let Err(p) = cache.budget.charge_path(&child_path) {
+                        cache.exhausted = true;
+                        f.problem(&what, p);
+                        break;
                     }
                     let Some(child) = self.load(child_nid, &child_path, &mut cache, f) else {
                         continue;
@@ -492,17 +501,6 @@ impl Bootstrap {
                         stack.push((child_path, child_nid, nid));
                     } else {
                         *paths_of.entry(child_nid).or_default() += 1;
-                        chunks = chunks.saturating_add(child.chunks.len() as u64);
-                        if chunks > budget {
-                            f.problem(
-                                &self.what,
-                                format!(
-                                    "its files name more than {budget} chunks together \
-                                     (hardlinks of huge files?); the walk stops here"
-                                ),
-                            );
-                            return listing;
-                        }
                         listing.entries.insert(child_path, child);
                     }
                 }
@@ -551,30 +549,84 @@ impl Bootstrap {
         listing
     }
 
-    /// Decode the inode at `nid` (once; later calls return the same).
-    fn load(
-        &self,
-        nid: u64,
-        path: &[u8],
-        cache: &mut HashMap<u64, Option<Inode>>,
-        f: &mut Findings,
-    ) -> Option<Inode> {
-        if let Some(e) = cache.get(&nid) {
+    /// Decode the inode at `nid` (once; later calls return the same), within the walk's budget.
+    fn load(&self, nid: u64, path: &[u8], cache: &mut Cache, f: &mut Findings) -> Option<Inode> {
+        if let Some(e) = cache.entries.get(&nid) {
             return e.clone();
         }
         let what = format!("{}: {} (nid {nid})", self.what, path.escape_ascii());
-        let entry = self.reader.inode(nid).map_err(|p| f.problem(&what, p)).ok();
-        cache.insert(nid, entry.clone());
+        let entry = self
+            .reader
+            .inode(nid)
+            .and_then(|e| {
+                cache.budget.charge_inode(&e).inspect_err(|_| {
+                    cache.exhausted = true;
+                })?;
+                Ok(e)
+            })
+            .map_err(|p| f.problem(&what, p))
+            .ok();
+        if let Some(e) = &entry {
+            self.check_unused_fields(e, &what, f);
+        }
+        cache.entries.insert(nid, entry.clone());
         entry
+    }
+
+    /// Fields no reader needs but nydus-image always writes the same way: reserved bytes are
+    /// zero and nanoseconds stay below a second. Damage there is damage all the same.
+    fn check_unused_fields(&self, e: &Inode, what: &str, f: &mut Findings) {
+        let (reserved, nsec) = if e.extended {
+            let Some(i) = self
+                .reader
+                .at(e.offset, RafsV6InodeExtended::SIZE as u64)
+                .and_then(|b| RafsV6InodeExtended::decode(b).ok())
+            else {
+                return;
+            };
+            (
+                i.i_reserved != 0 || i.i_reserved2 != [0; 16],
+                i.i_mtime_nsec,
+            )
+        } else {
+            let Some(i) = self
+                .reader
+                .at(e.offset, RafsV6InodeCompact::SIZE as u64)
+                .and_then(|b| RafsV6InodeCompact::decode(b).ok())
+            else {
+                return;
+            };
+            (i.i_reserved != 0 || i.i_reserved2 != [0; 4], 0)
+        };
+        if reserved {
+            f.problem(what, "reserved inode bytes are not zero");
+        }
+        if nsec >= 1_000_000_000 {
+            f.problem(
+                what,
+                format!("mtime nanoseconds {nsec} are a second or more"),
+            );
+        }
     }
 
     /// A directory's entries, in stored order, and the rule that they are sorted.
     fn dirents(&self, e: &Inode, what: &str, f: &mut Findings) -> Option<Vec<Dirent>> {
-        let out = self
+        let mut out = self
             .reader
             .dirents(e)
             .map_err(|p| f.problem(what, p))
             .ok()?;
+        out.retain(|d| {
+            let bad = d.name.contains(&b'/') || d.name.contains(&0);
+            if bad {
+                // No path can hold it: report it and leave it out of the tree.
+                f.problem(
+                    what,
+                    format!("dirent name '{}' holds '/' or NUL", d.name.escape_ascii()),
+                );
+            }
+            !bad
+        });
         for w in out.windows(2) {
             if w[0].name >= w[1].name {
                 f.problem(
@@ -627,6 +679,15 @@ impl Bootstrap {
                 );
                 continue;
             };
+            if c.flags & !BLOB_CHUNK_FLAG_COMPRESSED != 0 || c.reserved != 0 {
+                f.problem(
+                    &what,
+                    format!(
+                        "flags {:#x} or reserved {:#x} hold bits nydus-image never sets here",
+                        c.flags, c.reserved
+                    ),
+                );
+            }
             if c.index >= blob.chunk_count {
                 f.problem(
                     &what,
@@ -730,5 +791,157 @@ impl Bootstrap {
                 blobs.get(&id)?.chunks.get(c.ci_index() as usize)?.sha256
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blob::chunk::{BlobOptions, ChunkTable};
+    use crate::common::path::ImagePath;
+    use crate::layer::entry::{EntryKind, InodeData, LayerEntry, Metadata};
+    use crate::rafs::v6::writer::{BootstrapInput, write};
+    use crate::tree::Tree;
+
+    /// A bootstrap of the tree `/a/b/c`, all directories, with no blobs.
+    fn nested_dirs() -> Vec<u8> {
+        let mut tree = Tree::new();
+        let dir = |path: &str| LayerEntry {
+            path: ImagePath::parse(path.as_bytes()).unwrap(),
+            kind: EntryKind::Inode(InodeData::Dir),
+            meta: Metadata {
+                mode: 0o755,
+                ..Metadata::default()
+            },
+        };
+        tree.apply(vec![dir("a"), dir("a/b"), dir("a/b/c")])
+            .unwrap();
+        write(&BootstrapInput {
+            tree: &tree,
+            chunks: &ChunkTable::new(),
+            blobs: &[],
+            options: BlobOptions::default(),
+            prefetch: &crate::rafs::v6::writer::Prefetch::Root,
+        })
+        .unwrap()
+    }
+
+    /// The inode at `path` of a sound bootstrap.
+    fn inode(bytes: &[u8], path: &[u8]) -> Inode {
+        BootstrapReader::open(bytes.to_vec())
+            .unwrap()
+            .lookup(path)
+            .unwrap()
+    }
+
+    /// The stored dirent of `/a` naming `name`: its offset in `bytes`.
+    fn dirent_in_a(bytes: &[u8], name: &[u8]) -> usize {
+        let reader = BootstrapReader::open(bytes.to_vec()).unwrap();
+        let a = reader.lookup(b"/a").unwrap();
+        let child = reader.lookup(&child_path(b"/a", name)).unwrap();
+        for block in reader.dirent_blocks(&a).unwrap() {
+            let data = &bytes[block.offset as usize..(block.offset + block.len) as usize];
+            if let Some(at) = (0..data.len().saturating_sub(11))
+                .step_by(RafsV6Dirent::SIZE)
+                .find(|&at| data[at..at + 8] == child.nid.to_le_bytes())
+            {
+                return block.offset as usize + at;
+            }
+        }
+        panic!("no dirent of {name:?} in /a");
+    }
+
+    /// Point the dirent of `/a/b` in `/a` at the inode of `target`: a directory hardlink, or a
+    /// cycle when `target` is an ancestor.
+    fn point_b_at(bytes: &mut [u8], target: &[u8]) {
+        assert!(walk(bytes.to_vec()).is_empty());
+        let to = inode(bytes, target);
+        let at = dirent_in_a(bytes, b"b");
+        bytes[at..at + 8].copy_from_slice(&to.nid.to_le_bytes());
+    }
+
+    /// Walk `bytes`: the problems found.
+    fn walk(bytes: Vec<u8>) -> Vec<String> {
+        let mut f = Findings::default();
+        let boot = Bootstrap::parse("bootstrap".into(), bytes, &mut f).unwrap();
+        boot.walk(&mut f);
+        f.problems
+    }
+
+    #[test]
+    fn a_dirent_naming_an_ancestor_is_a_cycle_reported_not_followed() {
+        for ancestor in [&b"/"[..], b"/a"] {
+            let mut bytes = nested_dirs();
+            point_b_at(&mut bytes, ancestor);
+            let problems = walk(bytes);
+            assert!(
+                problems.iter().any(|p| p.contains("/a/b (nid")
+                    && p.contains("directory reached twice (a loop or a directory hardlink)")),
+                "{ancestor:?}: {problems:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_dirent_naming_a_deeper_directory_breaks_its_parent_link() {
+        let mut bytes = nested_dirs();
+        point_b_at(&mut bytes, b"/a/b/c");
+        let problems = walk(bytes);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("'..' is missing or does not name the parent")),
+            "{problems:#?}"
+        );
+    }
+
+    #[test]
+    fn a_dirent_name_holding_a_slash_is_a_problem_left_out_of_the_tree() {
+        let mut bytes = nested_dirs();
+        let reader = BootstrapReader::open(bytes.clone()).unwrap();
+        let a = reader.lookup(b"/a").unwrap();
+        // `/a` holds `.`, `..` and `b`: the last name is `b`, one byte at the block's end.
+        let block = &reader.dirent_blocks(&a).unwrap()[0];
+        let data = &bytes[block.offset as usize..(block.offset + block.len) as usize];
+        let b_at = data.iter().rposition(|&c| c == b'b').unwrap() + block.offset as usize;
+        bytes[b_at] = b'/';
+        let mut f = Findings::default();
+        let boot = Bootstrap::parse("bootstrap".into(), bytes, &mut f).unwrap();
+        let listing = boot.walk(&mut f);
+        assert!(
+            f.problems.iter().any(|p| p.contains("holds '/' or NUL")),
+            "{:#?}",
+            f.problems
+        );
+        assert!(listing.entries.keys().all(|p| !p.starts_with(b"/a/")));
+    }
+
+    #[test]
+    fn reserved_inode_bytes_and_nanoseconds_past_a_second_are_problems() {
+        let sound = nested_dirs();
+        let a = inode(&sound, b"/a");
+        let mut bytes = sound.clone();
+        // i_reserved of an extended inode (offset 6) or a compact one (offset 12).
+        let at = a.offset as usize + if a.extended { 6 } else { 12 };
+        bytes[at] = 1;
+        let problems = walk(bytes);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("/a (nid") && p.contains("reserved inode bytes")),
+            "{problems:#?}"
+        );
+        if a.extended {
+            let mut bytes = sound;
+            let at = a.offset as usize + 40;
+            bytes[at..at + 4].copy_from_slice(&1_000_000_000u32.to_le_bytes());
+            let problems = walk(bytes);
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.contains("mtime nanoseconds 1000000000")),
+                "{problems:#?}"
+            );
+        }
     }
 }

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 
@@ -184,7 +185,8 @@ impl ChunkSink for HashSink {
     }
 }
 
-/// One path as both sides are compared: everything a reader shows.
+/// One path as both sides are compared: everything a reader shows. The bulky fields are shared:
+/// a damaged bootstrap can give one inode (with all its xattrs and chunks) thousands of names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Canon {
     kind: &'static str,
@@ -197,81 +199,115 @@ struct Canon {
     size: Option<u64>,
     nlink: u32,
     rdev: Option<(u32, u32)>,
-    symlink: Vec<u8>,
-    xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
+    symlink: Arc<[u8]>,
+    xattrs: Arc<BTreeMap<Vec<u8>, Vec<u8>>>,
     /// sha256 of each chunk-sized piece; `None` where the output's chunk was unreadable.
-    content: Vec<Option<[u8; 32]>>,
+    content: Arc<[Option<[u8; 32]>]>,
     /// The first path (in byte order) of its hardlink group, when it has several names.
-    link: Option<Vec<u8>>,
+    link: Option<Arc<[u8]>>,
+}
+
+/// A field of [`Canon`], in the order differences are listed.
+#[derive(Clone, Copy, Debug)]
+enum Field {
+    Type,
+    Mode,
+    Uid,
+    Gid,
+    Mtime,
+    Size,
+    Nlink,
+    Device,
+    Symlink,
+    Xattrs,
+    Link,
+    Content,
 }
 
 impl Canon {
-    /// Fields that differ between `self` (source) and `other` (output), as "field: A → B".
-    fn differences(&self, other: &Canon) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut field = |name: &str, a: String, b: String| {
-            if a != b {
-                out.push(format!("{name} is {a} in the source, {b} in the output"));
-            }
+    /// The fields that differ between `self` (source) and `other` (output). Only compared, not
+    /// rendered: past [`MAX_DIFFERENCES`] differences are merely counted.
+    fn differing(&self, other: &Canon) -> Vec<Field> {
+        let same = [
+            (Field::Type, self.kind == other.kind),
+            (Field::Mode, self.perm == other.perm),
+            (Field::Uid, self.uid == other.uid),
+            (Field::Gid, self.gid == other.gid),
+            (Field::Mtime, self.mtime == other.mtime),
+            (Field::Size, self.size == other.size),
+            (Field::Nlink, self.nlink == other.nlink),
+            (Field::Device, self.rdev == other.rdev),
+            (Field::Symlink, self.symlink == other.symlink),
+            (Field::Xattrs, self.xattrs == other.xattrs),
+            (Field::Link, self.link == other.link),
+            (Field::Content, self.content == other.content),
+        ];
+        same.iter()
+            .filter(|(_, same)| !same)
+            .map(|&(field, _)| field)
+            .collect()
+    }
+
+    /// How `field` differs, as "NAME is A in the source, B in the output".
+    fn describe(&self, other: &Canon, field: Field) -> String {
+        let link = |l: &Option<Arc<[u8]>>| {
+            l.as_ref()
+                .map_or("none".into(), |l| format!("'{}'", l.escape_ascii()))
         };
-        field("type", self.kind.into(), other.kind.into());
-        field(
-            "mode",
-            format!("{:04o}", self.perm),
-            format!("{:04o}", other.perm),
-        );
-        field("uid", self.uid.to_string(), other.uid.to_string());
-        field("gid", self.gid.to_string(), other.gid.to_string());
-        field(
-            "mtime",
-            format!("{}.{:09}", self.mtime.0, self.mtime.1),
-            format!("{}.{:09}", other.mtime.0, other.mtime.1),
-        );
-        field(
-            "size",
-            format!("{:?}", self.size),
-            format!("{:?}", other.size),
-        );
-        field("nlink", self.nlink.to_string(), other.nlink.to_string());
-        field(
-            "device",
-            format!("{:?}", self.rdev),
-            format!("{:?}", other.rdev),
-        );
-        field(
-            "symlink target",
-            format!("'{}'", self.symlink.escape_ascii()),
-            format!("'{}'", other.symlink.escape_ascii()),
-        );
-        field(
-            "xattrs",
-            render_xattrs(&self.xattrs),
-            render_xattrs(&other.xattrs),
-        );
-        field(
-            "hardlink group",
-            self.link
-                .as_ref()
-                .map_or("none".into(), |l| format!("'{}'", l.escape_ascii())),
-            other
-                .link
-                .as_ref()
-                .map_or("none".into(), |l| format!("'{}'", l.escape_ascii())),
-        );
-        if self.content != other.content {
-            let k = self
-                .content
-                .iter()
-                .zip(&other.content)
-                .position(|(a, b)| a != b)
-                .unwrap_or(self.content.len().min(other.content.len()));
-            let why = match other.content.get(k) {
-                Some(None) => "unreadable from its blob",
-                _ => "different bytes",
-            };
-            out.push(format!("content differs from chunk {k} on: {why}"));
-        }
-        out
+        let (name, a, b) = match field {
+            Field::Type => ("type", self.kind.into(), other.kind.into()),
+            Field::Mode => (
+                "mode",
+                format!("{:04o}", self.perm),
+                format!("{:04o}", other.perm),
+            ),
+            Field::Uid => ("uid", self.uid.to_string(), other.uid.to_string()),
+            Field::Gid => ("gid", self.gid.to_string(), other.gid.to_string()),
+            Field::Mtime => (
+                "mtime",
+                format!("{}.{:09}", self.mtime.0, self.mtime.1),
+                format!("{}.{:09}", other.mtime.0, other.mtime.1),
+            ),
+            Field::Size => (
+                "size",
+                format!("{:?}", self.size),
+                format!("{:?}", other.size),
+            ),
+            Field::Nlink => ("nlink", self.nlink.to_string(), other.nlink.to_string()),
+            Field::Device => (
+                "device",
+                format!("{:?}", self.rdev),
+                format!("{:?}", other.rdev),
+            ),
+            Field::Symlink => (
+                "symlink target",
+                format!("'{}'", self.symlink.escape_ascii()),
+                format!("'{}'", other.symlink.escape_ascii()),
+            ),
+            Field::Xattrs => (
+                "xattrs",
+                render_xattrs(&self.xattrs),
+                render_xattrs(&other.xattrs),
+            ),
+            Field::Link => ("hardlink group", link(&self.link), link(&other.link)),
+            Field::Content => return self.content_difference(other),
+        };
+        format!("{name} is {a} in the source, {b} in the output")
+    }
+
+    /// Where the content first differs, and why.
+    fn content_difference(&self, other: &Canon) -> String {
+        let k = self
+            .content
+            .iter()
+            .zip(other.content.iter())
+            .position(|(a, b)| a != b)
+            .unwrap_or(self.content.len().min(other.content.len()));
+        let why = match other.content.get(k) {
+            Some(None) => "unreadable from its blob",
+            _ => "different bytes",
+        };
+        format!("content differs from chunk {k} on: {why}")
     }
 }
 
@@ -381,13 +417,17 @@ fn canon_tree(tree: &Tree, sink: &HashSink) -> BTreeMap<Vec<u8>, Canon> {
                 size,
                 nlink,
                 rdev,
-                symlink,
-                xattrs: m.xattrs.clone(),
-                content,
+                symlink: symlink.into(),
+                xattrs: Arc::new(m.xattrs.clone()),
+                content: content.into(),
                 link: None,
             },
         );
     }
+    let first_path: HashMap<usize, Arc<[u8]>> = first_path
+        .into_iter()
+        .map(|(inode, path)| (inode, path.into()))
+        .collect();
     for (path, inode) in inode_of_path {
         if counts[inode] > 1 {
             out.get_mut(&path).expect("listed").link = first_path.get(&inode).cloned();
@@ -396,27 +436,41 @@ fn canon_tree(tree: &Tree, sink: &HashSink) -> BTreeMap<Vec<u8>, Canon> {
     out
 }
 
-/// The output side: every path of a bootstrap's tree, content read from the blobs.
+/// The output side: every path of a bootstrap's tree, content read from the blobs. An inode's
+/// content and hardlink group are worked out once, however many names it has.
 fn canon_listing(
     listing: &Listing,
     boot: &Bootstrap,
     checked: &CheckedImage,
     own: Option<&str>,
 ) -> BTreeMap<Vec<u8>, Canon> {
-    let mut names: HashMap<u64, Vec<&Vec<u8>>> = HashMap::new();
+    // Paths come in byte order, so the first name of an inode is its group's smallest.
+    let mut names: HashMap<u64, (&[u8], usize)> = HashMap::new();
     for (path, e) in &listing.entries {
         if e.kind != Kind::Dir {
-            names.entry(e.nid).or_default().push(path);
+            names.entry(e.nid).or_insert((path, 0)).1 += 1;
         }
     }
+    let links: HashMap<u64, Arc<[u8]>> = names
+        .into_iter()
+        .filter(|(_, (_, n))| *n > 1)
+        .map(|(nid, (first, _))| (nid, first.into()))
+        .collect();
+    let mut contents: HashMap<u64, Arc<[Option<[u8; 32]>]>> = HashMap::new();
     listing
         .entries
         .iter()
         .map(|(path, e)| {
-            let kind = e.kind.name();
-            let group = names.get(&e.nid).filter(|g| g.len() > 1);
+            let content = if e.kind == Kind::File {
+                contents
+                    .entry(e.nid)
+                    .or_insert_with(|| boot.content(e, &checked.blobs, own).into())
+                    .clone()
+            } else {
+                Arc::default()
+            };
             let canon = Canon {
-                kind,
+                kind: e.kind.name(),
                 perm: e.mode & 0o7777,
                 uid: e.uid,
                 gid: e.gid,
@@ -426,12 +480,8 @@ fn canon_listing(
                 rdev: matches!(e.kind, Kind::CharDevice | Kind::BlockDevice).then_some(e.rdev),
                 symlink: e.symlink.clone(),
                 xattrs: e.xattrs.clone(),
-                content: if e.kind == Kind::File {
-                    boot.content(e, &checked.blobs, own)
-                } else {
-                    Vec::new()
-                },
-                link: group.and_then(|g| g.iter().min().map(|p| (*p).clone())),
+                content,
+                link: links.get(&e.nid).cloned(),
             };
             (path.clone(), canon)
         })
@@ -448,19 +498,20 @@ fn diff(
 ) -> usize {
     let paths: BTreeSet<&Vec<u8>> = expected.keys().chain(actual.keys()).collect();
     let mut found = 0usize;
-    let mut report = |path: &[u8], problem: String, f: &mut Findings| {
+    // The problem is rendered only while it will be listed.
+    let mut report = |path: &[u8], problem: &dyn Fn() -> String, f: &mut Findings| {
         found += 1;
         if found <= MAX_DIFFERENCES {
-            f.problem(format!("{what}: {}", path.escape_ascii()), problem);
+            f.problem(format!("{what}: {}", path.escape_ascii()), problem());
         }
     };
     for path in &paths {
         match (expected.get(*path), actual.get(*path)) {
-            (Some(_), None) => report(path, "in the source, missing from the output".into(), f),
-            (None, Some(_)) => report(path, "in the output, not in the source".into(), f),
+            (Some(_), None) => report(path, &|| "in the source, missing from the output".into(), f),
+            (None, Some(_)) => report(path, &|| "in the output, not in the source".into(), f),
             (Some(e), Some(a)) => {
-                for d in e.differences(a) {
-                    report(path, d, f);
+                for field in e.differing(a) {
+                    report(path, &|| e.describe(a, field), f);
                 }
             }
             (None, None) => unreachable!("a path of one side"),

@@ -47,11 +47,8 @@ pub struct CheckOptions {
 /// What a check found and what it looked at.
 #[derive(Clone, Debug, Default)]
 pub struct Report {
-    /// One line per problem: "where: what is wrong", the first [`MAX_LISTED`] of them. Empty
-    /// when the output is good.
+    /// One line per problem: "where: what is wrong". Empty when the output is good.
     pub problems: Vec<String>,
-    /// Problems found beyond those listed.
-    pub unlisted: u64,
     /// Number of Nydus manifests checked.
     pub manifests: usize,
     /// Number of data blobs checked.
@@ -62,6 +59,8 @@ pub struct Report {
     pub bootstraps: usize,
     /// Number of paths compared with the source (0 without `--source`).
     pub compared: usize,
+    /// Problems found beyond the first [`MAX_PROBLEMS`]: counted, not listed.
+    pub unlisted: usize,
 }
 
 impl Report {
@@ -70,33 +69,33 @@ impl Report {
         self.problems.is_empty()
     }
 
-    /// Every problem found, listed or not.
-    pub fn count(&self) -> u64 {
-        self.problems.len() as u64 + self.unlisted
+    /// Number of problems found, listed or not.
+    pub fn count(&self) -> usize {
+        self.problems.len() + self.unlisted
     }
 }
 
-/// Problems listed one by one; beyond this they are only counted. A damaged bootstrap can
-/// break a rule at every one of millions of paths: the listing, and the memory it takes, stay
-/// bounded while the count stays true.
-pub const MAX_LISTED: usize = 10_000;
+/// Most problems listed in a [`Report`]. A damaged image can break a rule at every path or
+/// chunk it names; past this many lines the rest are only counted, so memory and output stay
+/// bounded whatever the damage.
+pub const MAX_PROBLEMS: usize = 10_000;
 
 /// Collects problems; the checkers push into it and go on.
 #[derive(Debug, Default)]
 pub(crate) struct Findings {
     problems: Vec<String>,
-    unlisted: u64,
+    unlisted: usize,
 }
 
 impl Findings {
     /// Record one problem with `what` (file, structure, path) and the problem.
     pub(crate) fn problem(&mut self, what: impl fmt::Display, problem: impl fmt::Display) {
-        self.record(|| format!("{what}: {problem}"));
+        self.push(|| format!("{what}: {problem}"));
     }
 
-    /// List a problem while fewer than [`MAX_LISTED`] are, else count it (its line unmade).
-    fn record(&mut self, line: impl FnOnce() -> String) {
-        if self.problems.len() < MAX_LISTED {
+    /// List the problem `line` makes, or only count it once the list is full.
+    fn push(&mut self, line: impl FnOnce() -> String) {
+        if self.problems.len() < MAX_PROBLEMS {
             self.problems.push(line());
         } else {
             self.unlisted += 1;
@@ -109,7 +108,7 @@ impl Findings {
         match result {
             Ok(v) => Ok(Some(v)),
             Err(e) if e.kind() == ErrorKind::BadInput => {
-                self.record(|| e.to_string());
+                self.push(|| e.to_string());
                 Ok(None)
             }
             Err(e) => Err(e),
@@ -286,15 +285,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn problems_past_the_listing_limit_are_counted_not_kept() {
+    fn problems_past_the_limit_are_counted_not_listed() {
         let mut f = Findings::default();
-        for i in 0..MAX_LISTED + 5 {
-            f.problem(format!("path {i}"), "broken");
+        for i in 0..MAX_PROBLEMS + 5 {
+            f.problem("blob", i);
         }
-        f.take::<()>(Err(Error::bad_input("one more", "damaged")))
-            .unwrap();
-        assert_eq!(f.problems.len(), MAX_LISTED);
+        assert!(
+            f.take::<()>(Err(Error::bad_input("bootstrap", "damaged")))
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(f.problems.len(), MAX_PROBLEMS);
+        assert_eq!(f.problems[0], "blob: 0");
         assert_eq!(f.unlisted, 6);
-        assert_eq!(f.problems[0], "path 0: broken");
     }
 }

@@ -265,7 +265,7 @@ fn pax_records(inode: &Inode) -> Vec<(String, Vec<u8>)> {
             pax_time(secs, inode.mtime_nsec).into_bytes(),
         ));
     }
-    for (name, value) in &inode.xattrs {
+    for (name, value) in inode.xattrs.iter() {
         records.push((
             format!("SCHILY.xattr.{}", String::from_utf8_lossy(name)),
             value.clone(),

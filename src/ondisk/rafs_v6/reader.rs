@@ -8,22 +8,90 @@
 //! block). Every offset and count comes from an untrusted file, so each is held to the bytes
 //! the bootstrap has before it is used to index or to allocate.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use super::*;
 
 const BLOCK: u64 = EROFS_BLOCK_SIZE;
 
-/// Paths [`BootstrapReader::tree`] lists at most: far above any image (a bootstrap of ten
-/// million files is over a gigabyte), and what keeps a hostile one's hardlink fan-out bounded.
-pub const MAX_TREE_PATHS: usize = 10_000_000;
-
-/// Bytes of all paths a walk of the tree lists together: a real image's take some tens of MiB;
-/// a hostile one nesting directories deep with long names could make every path megabytes long.
-pub const MAX_PATH_BYTES: u64 = 1 << 30;
-
 /// What the reader returns: the value, or what could not be decoded (the caller names where).
 pub type Decoded<T> = std::result::Result<T, String>;
+
+/// What decoding a tree may cost, as a multiple of the bootstrap's size (plus [`BUDGET_SLACK`]):
+/// in a sound bootstrap no two inodes share bytes, so their decoded parts (inode, xattrs, chunk
+/// indexes, directory and symlink data) add up to less than the file. Damage can make inodes
+/// overlap and directories share blocks; past this budget a walk stops instead of growing
+/// without bound.
+pub const DECODE_FACTOR: u64 = 2;
+/// The paths of a tree, together, each with [`PATH_OVERHEAD`], as a multiple of the bootstrap's
+/// size (plus [`BUDGET_SLACK`]): real trees stay far below (each path needs at least a dirent
+/// and a name in the file); a damaged deep tree of long names could otherwise take memory
+/// quadratic in its depth, and directories sharing one dirent block a listing quadratic in size.
+pub const PATH_FACTOR: u64 = 16;
+/// Room every bootstrap gets on top of the factors above.
+pub const BUDGET_SLACK: u64 = 64 << 20;
+/// What a listed path costs beyond its bytes: its key and inode in a listing's map. Charged
+/// with the path, so a tree of many short names is bounded as well as one of long ones.
+pub const PATH_OVERHEAD: u64 = 256;
+
+/// What a walk of one bootstrap's tree has cost so far, against [`DECODE_FACTOR`] and
+/// [`PATH_FACTOR`]. Each inode is charged once (a walk keeps the inodes it decoded by nid),
+/// each path as it is listed.
+#[derive(Clone, Debug)]
+pub struct Budget {
+    decoded: u64,
+    decode_limit: u64,
+    path_bytes: u64,
+    path_limit: u64,
+}
+
+impl Budget {
+    /// The budget of a bootstrap of `len` bytes.
+    pub fn new(len: u64) -> Budget {
+        Budget {
+            decoded: 0,
+            decode_limit: len
+                .saturating_mul(DECODE_FACTOR)
+                .saturating_add(BUDGET_SLACK),
+            path_bytes: 0,
+            path_limit: len.saturating_mul(PATH_FACTOR).saturating_add(BUDGET_SLACK),
+        }
+    }
+
+    /// Count a decoded inode; an error once the budget is spent.
+    pub fn charge_inode(&mut self, e: &Inode) -> Decoded<()> {
+        let data = if e.kind == Kind::Dir { e.size } else { 0 };
+        let cost = e
+            .head
+            .saturating_add((e.chunks.len() * RafsV6InodeChunkAddr::SIZE + e.symlink.len()) as u64)
+            .saturating_add(data);
+        self.decoded = self.decoded.saturating_add(cost);
+        if self.decoded > self.decode_limit {
+            return Err(format!(
+                "decoded inodes exceed {} bytes, {DECODE_FACTOR} times the bootstrap and \
+                 {BUDGET_SLACK} more (inodes overlap?); the walk stops here",
+                self.decode_limit
+            ));
+        }
+        Ok(())
+    }
+
+    /// Count a listed path; an error once the budget is spent.
+    pub fn charge_path(&mut self, path: &[u8]) -> Decoded<()> {
+        self.path_bytes = self
+            .path_bytes
+            .saturating_add(path.len() as u64 + PATH_OVERHEAD);
+        if self.path_bytes > self.path_limit {
+            return Err(format!(
+                "the tree's paths exceed {} bytes together, {PATH_FACTOR} times the bootstrap \
+                 and {BUDGET_SLACK} more; the walk stops here",
+                self.path_limit
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// What an inode is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,12 +149,13 @@ pub struct Inode {
     pub nlink: u32,
     /// Device numbers (major, minor) of device inodes.
     pub rdev: (u32, u32),
-    /// Inline xattrs, full names (prefix included).
-    pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Inline xattrs, full names (prefix included). Shared, like `symlink` and `chunks`: a
+    /// damaged bootstrap can give one inode thousands of names.
+    pub xattrs: Arc<BTreeMap<Vec<u8>, Vec<u8>>>,
     /// Symlink target.
-    pub symlink: Vec<u8>,
+    pub symlink: Arc<[u8]>,
     /// Chunk indexes of a regular file.
-    pub chunks: Vec<RafsV6InodeChunkAddr>,
+    pub chunks: Arc<[RafsV6InodeChunkAddr]>,
     /// The data layout (`EROFS_INODE_*`).
     pub layout: u16,
     /// A 64-byte extended inode (else a 32-byte compact one).
@@ -268,7 +337,7 @@ impl BootstrapReader {
             let body = self
                 .at(offset + isize, xsize)
                 .ok_or("xattrs lie past the end")?;
-            e.xattrs = decode_xattrs(body)?;
+            e.xattrs = Arc::new(decode_xattrs(body)?);
         }
         Ok(e)
     }
@@ -277,7 +346,7 @@ impl BootstrapReader {
     fn inode_body(&self, mut e: Inode) -> Decoded<Inode> {
         let flat = e.layout == EROFS_INODE_FLAT_PLAIN || e.layout == EROFS_INODE_FLAT_INLINE;
         match e.kind {
-            Kind::File => e.chunks = self.chunk_indexes(&e)?,
+            Kind::File => e.chunks = self.chunk_indexes(&e)?.into(),
             Kind::Symlink => {
                 if !flat || e.size == 0 {
                     return Err(format!(
@@ -285,13 +354,21 @@ impl BootstrapReader {
                         e.layout, e.size
                     ));
                 }
-                e.symlink = self.data(&e)?;
+                e.symlink = self.data(&e)?.into();
             }
             Kind::Dir => {
                 if !flat || e.size == 0 {
                     return Err(format!(
                         "directory with layout {} and size {}",
                         e.layout, e.size
+                    ));
+                }
+                // Its dirents are in the file: a larger size is damage, not a big directory.
+                if e.size > self.bytes.len() as u64 {
+                    return Err(format!(
+                        "directory size {} is more than the bootstrap's {} bytes",
+                        e.size,
+                        self.bytes.len()
                     ));
                 }
             }
@@ -445,25 +522,33 @@ impl BootstrapReader {
         Ok(e)
     }
 
-    /// Chunk indexes a listing of the tree may hold, counting a hardlinked file once per name:
-    /// far more than a real image (two per index the file could hold, and 16 million), and a
-    /// bound on what a hostile one can make a walk copy (one inode of a million chunks named a
-    /// million times).
-    pub fn chunk_budget(&self) -> u64 {
-        (16 << 20) + 2 * (self.bytes.len() as u64 / RafsV6InodeChunkAddr::SIZE as u64)
+    /// A fresh [`Budget`] for a walk of this bootstrap's tree.
+    pub fn budget(&self) -> Budget {
+        Budget::new(self.bytes.len() as u64)
     }
 
     /// Every path of the tree from the root ("/", "/etc", …) with its inode, each directory
-    /// read once: the first problem met ends the walk. (`check` walks with its own loop, to
-    /// report every problem and go on.)
+    /// read once and each inode decoded once, within the bootstrap's [`Budget`]: the first
+    /// problem met ends the walk. (`check` walks with its own loop, to report every problem
+    /// and go on.)
     pub fn tree(&self) -> Decoded<BTreeMap<Vec<u8>, Inode>> {
         let mut out = BTreeMap::new();
-        let mut seen = HashSet::new();
+        let mut budget = self.budget();
+        let mut decoded: HashMap<u64, Inode> = HashMap::new();
+        let mut inode = |nid: u64, budget: &mut Budget| -> Decoded<Inode> {
+            if let Some(e) = decoded.get(&nid) {
+                return Ok(e.clone());
+            }
+            let e = self.inode(nid)?;
+            budget.charge_inode(&e)?;
+            decoded.insert(nid, e.clone());
+            Ok(e)
+        };
+        let mut seen = std::collections::HashSet::new();
         let mut stack = vec![(b"/".to_vec(), self.root_nid())];
-        let (budget, mut chunks, mut path_bytes) = (self.chunk_budget(), 0u64, 0u64);
         while let Some((path, nid)) = stack.pop() {
             let what = |p: String| format!("{} (nid {nid}): {p}", path.escape_ascii());
-            let dir = self.inode(nid).map_err(what)?;
+            let dir = inode(nid, &mut budget).map_err(what)?;
             if dir.kind != Kind::Dir || !seen.insert(nid) {
                 return Err(what("not a directory, or reached twice".into()));
             }
@@ -471,25 +556,11 @@ impl BootstrapReader {
                 if d.name == b"." || d.name == b".." {
                     continue;
                 }
-                if out.len() >= MAX_TREE_PATHS {
-                    return Err(what(format!("more than {MAX_TREE_PATHS} paths")));
-                }
                 let child_path = child_path(&path, &d.name);
-                let child = self
-                    .inode(d.nid)
-                    .map_err(|p| format!("{} (nid {}): {p}", child_path.escape_ascii(), d.nid))?;
-                path_bytes += child_path.len() as u64;
-                if path_bytes > MAX_PATH_BYTES {
-                    return Err(what(format!(
-                        "its paths hold more than {MAX_PATH_BYTES} bytes together"
-                    )));
-                }
-                chunks = chunks.saturating_add(child.chunks.len() as u64);
-                if chunks > budget {
-                    return Err(what(format!(
-                        "its files name more than {budget} chunks together (hardlinks of huge files?)"
-                    )));
-                }
+                let child_what =
+                    |p: String| format!("{} (nid {}): {p}", child_path.escape_ascii(), d.nid);
+                budget.charge_path(&child_path).map_err(child_what)?;
+                let child = inode(d.nid, &mut budget).map_err(child_what)?;
                 if child.kind == Kind::Dir {
                     stack.push((child_path, d.nid));
                 } else {
@@ -527,9 +598,9 @@ impl Inode {
             size: 0,
             nlink: 0,
             rdev: (0, 0),
-            xattrs: BTreeMap::new(),
-            symlink: Vec::new(),
-            chunks: Vec::new(),
+            xattrs: Arc::default(),
+            symlink: Arc::default(),
+            chunks: Arc::default(),
             layout: i_format_datalayout(format),
             extended: i_format_version(format) == EROFS_INODE_LAYOUT_EXTENDED,
             offset,
@@ -567,13 +638,6 @@ fn block_dirents(block: &[u8]) -> Decoded<Vec<Dirent>> {
         if start >= end || end > block.len() || end - start > 255 {
             return Err(format!(
                 "dirent {j} has an invalid name range {start}..{end}"
-            ));
-        }
-        // A name is one path component: a '/' or NUL in it would make another path of it.
-        if block[start..end].iter().any(|&c| c == b'/' || c == 0) {
-            return Err(format!(
-                "dirent {j}'s name '{}' holds a '/' or NUL",
-                block[start..end].escape_ascii()
             ));
         }
         out.push(Dirent {

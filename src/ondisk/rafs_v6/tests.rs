@@ -178,7 +178,7 @@ impl Boot {
             assert_eq!(&raw, c);
             self.keep(start + i * 8, &c.to_bytes());
         }
-        n.read.chunks.clone()
+        n.read.chunks.to_vec()
     }
 
     fn blob(&self, index: usize) -> RafsV6Blob {
@@ -733,18 +733,27 @@ fn decode_rejects_short_and_garbled_input() {
 }
 
 #[test]
-fn a_dirent_name_holding_a_slash_is_refused_by_the_reader() {
-    let mut bytes = fixture("plain.boot");
-    let reader = BootstrapReader::open(bytes.clone()).unwrap();
-    let root = reader.inode(reader.root_nid()).unwrap();
-    let block = reader.dirent_blocks(&root).unwrap().remove(0);
-    let at = block.offset as usize;
-    let raw = &bytes[at..at + block.len as usize];
-    let name_at = raw.windows(5).position(|w| w == b"empty").unwrap();
-    bytes[at + name_at + 2] = b'/';
-    let reader = BootstrapReader::open(bytes).unwrap();
-    let root = reader.inode(reader.root_nid()).unwrap();
-    let err = reader.dirents(&root).unwrap_err();
-    assert!(err.contains("'em/ty' holds a '/' or NUL"), "{err}");
-    assert!(reader.tree().is_err());
+fn a_walk_budget_is_the_file_times_its_factors_plus_the_slack() {
+    use super::reader::{BUDGET_SLACK, Budget, PATH_OVERHEAD};
+    let mut budget = Budget::new(4096);
+    // Paths: 16 × 4096 + 64 MiB, each path counted with its overhead.
+    let path = vec![b'a'; 4096 - PATH_OVERHEAD as usize];
+    let fit = (16 * 4096 + BUDGET_SLACK) / 4096;
+    for _ in 0..fit {
+        budget.charge_path(&path).unwrap();
+    }
+    let e = budget.charge_path(b"/x").unwrap_err();
+    assert!(e.contains("the walk stops"), "{e}");
+    // A directory's size is charged as decoded data: one the size of the budget is too much.
+    let root = BootstrapReader::open(fixture("plain.boot"))
+        .unwrap()
+        .lookup(b"/")
+        .unwrap();
+    let mut budget = Budget::new(4096);
+    budget.charge_inode(&root).unwrap();
+    let huge = Inode {
+        size: 2 * 4096 + BUDGET_SLACK,
+        ..root
+    };
+    assert!(budget.charge_inode(&huge).is_err());
 }
