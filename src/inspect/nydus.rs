@@ -8,17 +8,13 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::common::digest::from_io;
 use crate::common::error::{Error, Result};
 use crate::ondisk::blob::*;
 use crate::ondisk::rafs_v6::reader::BootstrapReader;
 use crate::ondisk::rafs_v6::{RAFS_SUPER_FLAG_HASH_SHA256, RafsV6Blob};
-use crate::output::bootstrap_layer::{self, ReadError};
-use crate::output::image::{
-    ANNOTATION_NYDUS_BOOTSTRAP, ANNOTATION_NYDUS_FS_VERSION, ANNOTATION_NYDUS_SOURCE_DIGEST,
-};
+use crate::output::bootstrap_layer;
+use crate::output::image::{ANNOTATION_NYDUS_FS_VERSION, ANNOTATION_NYDUS_SOURCE_DIGEST};
 use crate::source::image::Manifest;
-use crate::source::layout::blob_path;
 use crate::source::store::BlobStore;
 
 /// What a Nydus manifest holds.
@@ -70,10 +66,7 @@ pub fn report(store: &dyn BlobStore, manifest: &Manifest) -> Result<Option<Nydus
     let annotation = |d: &oci_spec::image::Descriptor, key: &str| {
         d.annotations().as_ref().and_then(|a| a.get(key)).cloned()
     };
-    let Some(boot) = layers
-        .iter()
-        .find(|l| annotation(l, ANNOTATION_NYDUS_BOOTSTRAP).as_deref() == Some("true"))
-    else {
+    let Some(boot) = bootstrap_layer::find(&manifest.parsed) else {
         return Ok(None);
     };
     let what = format!(
@@ -81,15 +74,7 @@ pub fn report(store: &dyn BlobStore, manifest: &Manifest) -> Result<Option<Nydus
         manifest.digest,
         boot.digest()
     );
-    let name = blob_path(boot.digest())?;
-    let Some(member) = store.open(&name)? else {
-        return Err(Error::bad_input(&what, "is missing from the input"));
-    };
-    let bootstrap = match bootstrap_layer::read(member.reader) {
-        Ok(layer) => layer.bootstrap,
-        Err(ReadError::Io(e)) => return Err(from_io(e, store.describe(&name))),
-        Err(ReadError::Bad(problem)) => return Err(Error::bad_input(&what, problem)),
-    };
+    let bootstrap = bootstrap_layer::read_from(store, boot, &what)?;
     let bootstrap_size = bootstrap.len() as u64;
     let reader = BootstrapReader::open(bootstrap)
         .map_err(|p| Error::bad_input(&what, format!("image/image.boot: {p}")))?;

@@ -9,8 +9,14 @@ use std::io::{self, Read};
 
 use sha2::{Digest as _, Sha256};
 
-use super::image::BOOTSTRAP_PATH_IN_LAYER;
+use oci_spec::image::{Descriptor, ImageManifest};
+
+use super::image::{ANNOTATION_NYDUS_BOOTSTRAP, BOOTSTRAP_PATH_IN_LAYER};
+use crate::common::digest::from_io;
+use crate::common::error::{Error, Result};
 use crate::common::hex::hex;
+use crate::source::layout::blob_path;
+use crate::source::store::BlobStore;
 
 /// Largest bootstrap read from a bootstrap layer: far above any real one (about 1 GiB for ten
 /// million files).
@@ -33,8 +39,32 @@ pub enum ReadError {
     Bad(String),
 }
 
+/// The bootstrap layer of a manifest: the layer annotated as one (a Nydus manifest has it).
+pub fn find(manifest: &ImageManifest) -> Option<&Descriptor> {
+    manifest.layers().iter().find(|l| {
+        l.annotations()
+            .as_ref()
+            .and_then(|a| a.get(ANNOTATION_NYDUS_BOOTSTRAP))
+            .is_some_and(|v| v == "true")
+    })
+}
+
+/// The bootstrap of the bootstrap layer `layer`, read from an input's `store` (`inspect` and
+/// `unpack` of a Nydus image). `what` names the layer in errors.
+pub fn read_from(store: &dyn BlobStore, layer: &Descriptor, what: &str) -> Result<Vec<u8>> {
+    let name = blob_path(layer.digest())?;
+    let Some(member) = store.open(&name)? else {
+        return Err(Error::bad_input(what, "is missing from the input"));
+    };
+    match read(member.reader) {
+        Ok(layer) => Ok(layer.bootstrap),
+        Err(ReadError::Io(e)) => Err(from_io(e, store.describe(&name))),
+        Err(ReadError::Bad(problem)) => Err(Error::bad_input(what, problem)),
+    }
+}
+
 /// Read the bootstrap out of the gzip tar `gz`.
-pub fn read(gz: impl Read) -> Result<BootstrapLayer, ReadError> {
+pub fn read(gz: impl Read) -> std::result::Result<BootstrapLayer, ReadError> {
     let mut tar = HashingReader {
         inner: flate2::read::MultiGzDecoder::new(gz),
         hasher: Sha256::new(),
@@ -54,7 +84,7 @@ pub fn read(gz: impl Read) -> Result<BootstrapLayer, ReadError> {
 
 /// Walk the tar's entries (raw: extension headers are entries of their own) and return the
 /// bootstrap's bytes, if there is one.
-fn find_bootstrap<R: Read>(tar: &mut R) -> Result<Option<Vec<u8>>, ReadError> {
+fn find_bootstrap<R: Read>(tar: &mut R) -> std::result::Result<Option<Vec<u8>>, ReadError> {
     let mut archive = tar::Archive::new(tar);
     let mut found = None;
     let entries = archive.entries().map_err(classify)?.raw(true);

@@ -23,11 +23,11 @@ use crate::common::error::{Error, Result};
 use crate::common::hex::hex;
 use crate::ondisk::blob::TOC_ENTRY_BOOTSTRAP;
 use crate::ondisk::rafs_v6::reader::BootstrapReader;
-use crate::output::bootstrap_layer::{self, ReadError};
+use crate::output::bootstrap_layer;
 use crate::output::gzip::ParallelGzip;
 use crate::output::image::{
-    self as oci, ANNOTATION_NYDUS_BOOTSTRAP, Descriptor, MEDIA_TYPE_CONFIG, MEDIA_TYPE_LAYER_GZIP,
-    MEDIA_TYPE_MANIFEST, MEDIA_TYPE_NYDUS_BLOB, Marker,
+    self as oci, Descriptor, MEDIA_TYPE_CONFIG, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_MANIFEST,
+    MEDIA_TYPE_NYDUS_BLOB, Marker,
 };
 use crate::output::layout::{LayoutWriter, OutputFormat, StoredBlob};
 use crate::source::image::{Manifest, ManifestEntry};
@@ -176,15 +176,7 @@ fn nydus_manifests<'a>(
 
 /// A Nydus manifest has a layer annotated as the bootstrap layer.
 fn is_nydus(manifest: &Manifest) -> bool {
-    manifest.parsed.layers().iter().any(is_bootstrap_layer)
-}
-
-fn is_bootstrap_layer(layer: &oci_spec::image::Descriptor) -> bool {
-    layer
-        .annotations()
-        .as_ref()
-        .and_then(|a| a.get(ANNOTATION_NYDUS_BOOTSTRAP))
-        .is_some_and(|v| v == "true")
+    bootstrap_layer::find(&manifest.parsed).is_some()
 }
 
 /// Opens blobs of the input by id.
@@ -344,21 +336,15 @@ impl LayerBootstrap {
 /// The merged bootstrap's tree (from the manifest's bootstrap layer): which names share an
 /// inode across layers.
 fn merged_tree(store: &dyn BlobStore, manifest: &Manifest) -> Result<LayerTree> {
-    let layers = manifest.parsed.layers();
-    let Some(desc) = layers.iter().find(|l| is_bootstrap_layer(l)) else {
+    let Some(desc) = bootstrap_layer::find(&manifest.parsed) else {
         return Ok(LayerTree::new());
     };
-    let name = blob_path(desc.digest())?;
-    let what = store.describe(&name);
-    let member = store
-        .open(&name)?
-        .ok_or_else(|| Error::bad_input(&what, "is missing (the bootstrap layer)"))?;
-    let bootstrap = match bootstrap_layer::read(member.reader) {
-        Ok(layer) => layer.bootstrap,
-        Err(ReadError::Io(e)) => return Err(crate::common::digest::from_io(e, &what)),
-        Err(ReadError::Bad(p)) => return Err(Error::bad_input(&what, p)),
-    };
-    BootstrapReader::open(bootstrap)
+    let what = format!(
+        "manifest {}: bootstrap layer {}",
+        manifest.digest,
+        desc.digest()
+    );
+    BootstrapReader::open(bootstrap_layer::read_from(store, desc, &what)?)
         .and_then(|b| b.tree())
         .map_err(|p| Error::bad_input(format!("{what}: image/image.boot"), p))
 }
