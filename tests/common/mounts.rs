@@ -127,8 +127,7 @@ pub fn nydusd_localfs(
     scratch: &Path,
     name: &str,
 ) -> Mounted {
-    let backend = serde_json::json!({ "type": "localfs", "config": { "dir": blob_dir } });
-    nydusd(version, bootstrap, backend, scratch, name, false)
+    localfs(version, bootstrap, blob_dir, scratch, name, false)
 }
 
 /// [`nydusd_localfs`] with the bootstrap's prefetch table used (`fs_prefetch` enabled, as the
@@ -140,8 +139,20 @@ pub fn nydusd_localfs_prefetching(
     scratch: &Path,
     name: &str,
 ) -> Mounted {
+    localfs(version, bootstrap, blob_dir, scratch, name, true)
+}
+
+/// nydusd `version` over the blobs in `blob_dir`, the bootstrap's prefetch table used or not.
+fn localfs(
+    version: &str,
+    bootstrap: &Path,
+    blob_dir: &Path,
+    scratch: &Path,
+    name: &str,
+    prefetch: bool,
+) -> Mounted {
     let backend = serde_json::json!({ "type": "localfs", "config": { "dir": blob_dir } });
-    nydusd(version, bootstrap, backend, scratch, name, true)
+    nydusd(version, bootstrap, backend, scratch, name, prefetch)
 }
 
 /// Mount a bootstrap with nydusd `version`, fetching chunks lazily from a registry over plain
