@@ -300,7 +300,6 @@ fn chosen_images(
         platform: options.selection.platform.clone(),
     };
     let mut groups = Vec::new();
-    let mut owner: HashMap<String, String> = HashMap::new();
     for (entry, manifests) in choose(source, &selection, true)? {
         let mut tags = entry.names.clone();
         tags.dedup();
@@ -311,18 +310,6 @@ fn chosen_images(
                 entry.label()
             );
             continue;
-        }
-        for tag in &tags {
-            if let Some(other) = owner.insert(tag.clone(), entry.label()) {
-                return Err(Error::bad_input(
-                    source.path().display(),
-                    format!(
-                        "--all-images: images {other} and {} would both be tagged {tag}; convert \
-                         them one at a time with --image and --tag",
-                        entry.label()
-                    ),
-                ));
-            }
         }
         let images = manifests
             .into_iter()
