@@ -18,6 +18,8 @@
 //!   │
 //! tree/     the filesystem tree of each layer and their merge (whiteouts, hardlinks)
 //!   │
+//! prefetch/ the startup files: which files a container needs first (a list given, or derived
+//!   │       from the entrypoint), and their place first in each layer's blob
 //! rafs/     the RAFS v6 bootstrap writer over a tree
 //!   │
 //! output/   the new OCI image: blob layers, bootstrap layer, config, manifest, index, written
@@ -46,6 +48,7 @@ pub mod inspect;
 pub mod layer;
 pub mod ondisk;
 pub mod output;
+pub mod prefetch;
 pub mod progress;
 pub mod rafs;
 pub mod report;

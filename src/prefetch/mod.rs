@@ -1,0 +1,60 @@
+//! Startup files: which of an image's files a container needs first, so that the bootstrap's
+//! prefetch table names them and each layer's blob holds their chunks first, together.
+//!
+//! - [`files`]: the image's merged tree, read from the source layers in one pass, with the
+//!   content kept of the only files the resolver reads (ELF objects, `#!` scripts, the dynamic
+//!   loader's configuration).
+//! - [`elf`] and [`resolve`]: `--prefetch-entrypoint`, the list derived offline from the
+//!   config's Entrypoint and Cmd as the kernel and the dynamic loader would find the files.
+//! - [`order`]: where a file of a layer goes in its blob, given the list.
+
+pub mod elf;
+pub mod files;
+pub mod order;
+pub mod resolve;
+
+use crate::common::error::Result;
+
+/// What the merged tree holds at a path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Node {
+    Dir,
+    /// A regular file (a hardlink is the file it names) of `size` bytes.
+    File {
+        size: u64,
+    },
+    /// A symbolic link and its target, as stored.
+    Symlink(Vec<u8>),
+    /// A device, fifo or socket.
+    Other,
+}
+
+/// The image's merged filesystem, as the resolver reads it.
+pub trait ImageFiles {
+    /// What is at `path`: absolute, `/`-separated, without `.` or `..` components, and not
+    /// followed through symlinks: each component is a name in the tree, so a path through a
+    /// symlinked directory finds nothing (the caller follows links itself).
+    fn node(&self, path: &[u8]) -> Option<Node>;
+    /// Up to `buf.len()` bytes of the regular file at `path` from `offset`; 0 at its end.
+    /// Content is kept only for files that begin with the ELF magic or `#!` and for
+    /// `/etc/ld.so.conf` and the files under `/etc/ld.so.conf.d`: any other file reads as empty.
+    fn read_at(&self, path: &[u8], offset: u64, buf: &mut [u8]) -> Result<usize>;
+}
+
+/// The parts of an image's config that say what a container runs first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Startup {
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    /// `NAME=value` strings; PATH and LD_LIBRARY_PATH are the ones read.
+    pub env: Vec<String>,
+    pub working_dir: Option<String>,
+}
+
+/// The derived list: absolute paths, in the order a starting container needs them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StartupList {
+    pub paths: Vec<Vec<u8>>,
+    /// What could not be resolved or was cut short by a bound, one line each, for `-v`.
+    pub notes: Vec<String>,
+}

@@ -1,0 +1,1 @@
+//! Where a layer's files go in its blob when a startup list is given.
