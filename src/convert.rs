@@ -36,13 +36,16 @@ use serde_json::Value;
 
 use crate::blob::chunk::ChunkIndex;
 use crate::blob::chunk::{BlobInfo, BlobOptions, ChunkTable};
+use crate::blob::sink::ChunkSink;
 use crate::blob::writer::{BlobWriter, WriterCounts, merged_blob_info};
 use crate::common::error::{Error, Result};
+use crate::common::path::ImagePath;
 use crate::layer::entries;
 use crate::layer::readahead::ReadAhead;
 use crate::output::image::{self as oci, Descriptor, Marker};
 use crate::output::interrupt;
 use crate::output::layout::{LayoutWriter, OutputFormat, StoredBlob};
+use crate::prefetch::order::{HotFiles, Order};
 use crate::progress::{LayerStart, LayerWatch, NoProgress, Progress};
 use crate::rafs::v6::writer::{self as v6, BootstrapInput};
 use crate::report::{
@@ -517,6 +520,21 @@ struct Chains {
     keep: bool,
 }
 
+/// The first reading of a layer for a startup list: its listed files, spooled, and the stream
+/// verified (the spooled bytes go into the blob).
+fn hot_files(
+    source: &dyn ImageSource,
+    layer: &source::Layer,
+    order: &Order,
+    limits: entries::Limits,
+    tmp: &Path,
+) -> Result<HotFiles> {
+    let mut reader = ReadAhead::open(source.store(), layer, Arc::new(AtomicU64::new(0)))?;
+    let hot = HotFiles::collect(&mut reader, order, limits, tmp)?;
+    reader.finish()?;
+    Ok(hot)
+}
+
 /// One converted platform.
 struct Converted {
     manifest: StoredBlob,
@@ -587,6 +605,13 @@ impl Chains {
         let mut merged_bootstrap: Option<v6::Bootstrap> = None;
         // One budget for the image: many layers must not multiply what one may declare.
         let mut limits = options.limits;
+        let order = match &options.prefetch {
+            v6::Prefetch::Paths(paths) => Some(Order::new(
+                &paths.iter().map(ImagePath::to_bytes).collect::<Vec<_>>(),
+            )),
+            // The root names every file: tar order is list order already.
+            v6::Prefetch::Root | v6::Prefetch::None => None,
+        };
         for (n, layer) in image.layers.iter().enumerate().skip(shared) {
             interrupt::check()?;
             let started = Instant::now();
@@ -620,10 +645,28 @@ impl Chains {
             } else {
                 LayerBuilder::over(&merged)
             };
-            let notes = entries::for_each_entry(&mut reader, &mut writer, &mut limits, &mut |e| {
-                builder.add(e)
-            })
-            .map_err(|e| e.context(&what))?;
+            // With a startup list, its files go first in the blob (a first reading of the
+            // layer spools them); the bootstrap's prefetch table then names chunks that lie
+            // together.
+            let hot = match &order {
+                Some(order) => Some(
+                    hot_files(source, layer, order, limits, layout.tmp_dir())
+                        .map_err(|e| e.context(&what))?,
+                ),
+                None => None,
+            };
+            let notes = {
+                let mut laid_out;
+                let sink: &mut dyn ChunkSink = match hot {
+                    Some(hot) if !hot.is_empty() => {
+                        laid_out = hot.write_first(&mut writer).map_err(|e| e.context(&what))?;
+                        &mut laid_out
+                    }
+                    _ => &mut writer,
+                };
+                entries::for_each_entry(&mut reader, sink, &mut limits, &mut |e| builder.add(e))
+                    .map_err(|e| e.context(&what))?
+            };
             let built = builder.finish();
             // Verifies the rest of the stream and every digest of the layer.
             let read_summary = reader.finish().map_err(|e| e.context(&what))?;

@@ -11,6 +11,7 @@ use std::process::Command;
 
 use common::tree::{self, ListOptions};
 use common::{mounts, reference, run, unpack};
+use nydus_offline::ondisk::rafs_v6::reader::{BootstrapReader, Kind};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_nydus-offline");
@@ -141,4 +142,99 @@ fn a_relative_pattern_is_refused_naming_its_line() {
         "{stderr}"
     );
     assert!(!out.exists());
+}
+
+/// Each chunk a file of `boot` uses: path -> (blob index, block address in the blob).
+fn chunk_places(boot: &Path) -> Vec<(String, Vec<(u16, u32)>)> {
+    let reader = BootstrapReader::open(fs::read(boot).unwrap()).unwrap();
+    let tree = reader.tree().unwrap();
+    tree.iter()
+        .filter(|(_, inode)| inode.kind == Kind::File && !inode.chunks.is_empty())
+        .map(|(path, inode)| {
+            let places = inode
+                .chunks
+                .iter()
+                .map(|c| ((c.c_blob_addr_hi & 0xff) - 1, c.c_blk_addr))
+                .collect();
+            (String::from_utf8_lossy(path).into_owned(), places)
+        })
+        .collect()
+}
+
+#[test]
+fn listed_files_come_first_in_their_layers_blob_in_list_order() {
+    let scratch = common::scratch();
+    let list = scratch.path().join("startup.txt");
+    // In tar order the bottom layer holds bin/tool, bin/su-tool, ..., usr/share/data/words.txt,
+    // usr/share/data/random.bin; the top layer app/main.sh, app/tool-copy (bin/tool's bytes,
+    // stored once, in the bottom blob), opt/new.
+    fs::write(
+        &list,
+        "/usr/share/data/random.bin\n/opt/new\n/bin/su-tool\n/usr/share/data/words.txt\n",
+    )
+    .unwrap();
+    let arg = ["--prefetch-patterns", list.to_str().unwrap()];
+    let boot = convert(scratch.path(), "first", &arg);
+    let places = chunk_places(&boot);
+    let chunks_of = |path: &str| {
+        let (_, p) = places.iter().find(|(n, _)| n == path).unwrap();
+        p.clone()
+    };
+    // List order within each blob: the bottom blob is blob 0, the top one blob 1.
+    let bottom = [
+        "/usr/share/data/random.bin",
+        "/bin/su-tool",
+        "/usr/share/data/words.txt",
+    ];
+    let blocks: Vec<(u16, u32)> = bottom.iter().map(|p| chunks_of(p)[0]).collect();
+    assert!(blocks.iter().all(|b| b.0 == 0), "{blocks:?}");
+    assert!(blocks.windows(2).all(|w| w[0].1 < w[1].1), "{blocks:?}");
+    assert_eq!(blocks[0].1, 0, "the first listed file starts the blob");
+    // Every other file's own chunks lie after the listed ones.
+    let listed: Vec<(u16, u32)> = bottom.iter().flat_map(|p| chunks_of(p)).collect();
+    let listed_end = listed.iter().map(|c| c.1).max().unwrap();
+    for (path, p) in &places {
+        for c in p {
+            if c.0 == 0 && !listed.contains(c) {
+                assert!(c.1 > listed_end, "{path}: block {} of blob 0", c.1);
+            }
+        }
+    }
+    assert_eq!(chunks_of("/opt/new"), [(1, 0)]);
+    assert!(chunks_of("/app/main.sh")[0] > (1, 0));
+
+    // The same list again gives the same bytes; the real readers show umoci's tree.
+    convert(scratch.path(), "again", &arg);
+    let diff = Command::new("diff")
+        .arg("-r")
+        .arg(scratch.path().join("first"))
+        .arg(scratch.path().join("again"))
+        .output()
+        .unwrap();
+    assert!(
+        diff.status.success(),
+        "{}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
+    let out = scratch.path().join("first");
+    run(Command::new(BIN).arg("check").arg(&out));
+    let expected = tree::list(&unpack::umoci_sample(scratch.path()), ListOptions::NYDUSD);
+    for version in mounts::NYDUSD {
+        let mnt = mounts::nydusd_localfs(
+            version,
+            &boot,
+            &out.join("blobs/sha256"),
+            scratch.path(),
+            "first",
+        );
+        let shown = tree::list(&mnt.dir, ListOptions::NYDUSD);
+        tree::assert_same_nydusd(&expected, &shown, &format!("nydusd {version}"));
+    }
+    let rootfs = unpack::umoci_sample(scratch.path());
+    let mnt = mounts::erofs(&boot, scratch.path(), "kernel");
+    tree::assert_same(
+        &tree::list(&rootfs, ListOptions::KERNEL),
+        &tree::list(&mnt.dir, ListOptions::KERNEL),
+        "kernel EROFS mount",
+    );
 }
