@@ -302,6 +302,17 @@ pub struct ConvertArgs {
     /// nydusify does.
     #[arg(long, value_name = "FILE|-|none")]
     pub prefetch_patterns: Option<PathBuf>,
+    /// Find each image's startup files offline and prefetch them, laid out first in each
+    /// layer's blob: the program its Entrypoint and Cmd run (through PATH and WorkingDir), its
+    /// #! interpreters, ELF interpreter and shared libraries as the dynamic loader finds them.
+    /// Reads every layer once more. For images that run one program; see
+    /// --print-prefetch-list to review the list.
+    #[arg(long, conflicts_with = "prefetch_patterns")]
+    pub prefetch_entrypoint: bool,
+    /// Print the list --prefetch-entrypoint would derive for each image, and write nothing: every
+    /// path given is an INPUT. Edit it and give it back with --prefetch-patterns FILE.
+    #[arg(long, conflicts_with_all = ["prefetch_patterns", "json", "report", "digestfile"])]
+    pub print_prefetch_list: bool,
     /// Convert only share I of N of the images (by digest; 0 <= I < N), so that N runs, on one
     /// machine or many, convert a mirror together into one output layout (they take turns to
     /// put their images in place).
@@ -785,6 +796,31 @@ fn output_format_of(output: &std::path::Path, asked: Option<OutputFormatArg>) ->
     }
 }
 
+/// `convert --print-prefetch-list`: every path an input; each image's list on stdout, headed
+/// by a comment line naming it (a list file skips comments).
+fn print_prefetch_lists(args: &ConvertArgs, options: &ConvertOptions) -> Result<()> {
+    if args.from_list.is_some() {
+        return Err(Error::usage(
+            "--print-prefetch-list reads the inputs on the command line, not --from-list",
+        ));
+    }
+    let mut text = Vec::new();
+    for (image, paths) in crate::convert::prefetch_lists(&args.paths, options)? {
+        text.extend_from_slice(format!("# {image}\n").as_bytes());
+        for path in paths {
+            let path = path.to_bytes();
+            // A list holds one path a line: a name with a newline cannot be written in one.
+            if path.contains(&b'\n') {
+                log::warn!("--print-prefetch-list: a path with a newline is left out");
+                continue;
+            }
+            text.extend_from_slice(&path);
+            text.push(b'\n');
+        }
+    }
+    write_stdout(&text)
+}
+
 /// `convert`: the options become [`ConvertOptions`]; the summary goes to stdout.
 fn convert(args: &ConvertArgs) -> Result<()> {
     let options = ConvertOptions {
@@ -810,8 +846,12 @@ fn convert(args: &ConvertArgs) -> Result<()> {
         all_images: args.all_images,
         shard: args.shard,
         prefetch: prefetch_patterns(args.prefetch_patterns.as_deref())?,
+        prefetch_entrypoint: args.prefetch_entrypoint,
         limits: args.limits.limits(),
     };
+    if args.print_prefetch_list {
+        return print_prefetch_lists(args, &options);
+    }
     let inputs = args.inputs()?;
     if args.shard.is_some() && !args.all_images && inputs.len() < 2 {
         return Err(Error::usage(

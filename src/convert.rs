@@ -45,7 +45,9 @@ use crate::layer::readahead::ReadAhead;
 use crate::output::image::{self as oci, Descriptor, Marker};
 use crate::output::interrupt;
 use crate::output::layout::{LayoutWriter, OutputFormat, StoredBlob};
+use crate::prefetch::files::{self, SpooledImage};
 use crate::prefetch::order::{HotFiles, Order};
+use crate::prefetch::resolve;
 use crate::progress::{LayerStart, LayerWatch, NoProgress, Progress};
 use crate::rafs::v6::writer::{self as v6, BootstrapInput};
 use crate::report::{
@@ -83,6 +85,9 @@ pub struct ConvertOptions {
     pub all_images: bool,
     /// What each bootstrap's prefetch table names (`--prefetch-patterns`).
     pub prefetch: v6::Prefetch,
+    /// Each image's prefetch table and blob layout from the files its entrypoint needs
+    /// (`--prefetch-entrypoint`), instead of `prefetch`.
+    pub prefetch_entrypoint: bool,
     /// `--shard I/N`: only the images whose digest falls in share `I` of `N`, so that `N` runs
     /// convert a mirror together (each image in exactly one of them).
     pub shard: Option<(u64, u64)>,
@@ -520,6 +525,69 @@ struct Chains {
     keep: bool,
 }
 
+/// `--prefetch-entrypoint`: the prefetch list of `image` derived from its entrypoint (a reading
+/// of every layer, [`SpooledImage`]); the root, as by default, when the config names no command.
+fn entrypoint_prefetch(
+    source: &dyn ImageSource,
+    image: &Image,
+    options: &ConvertOptions,
+    tmp: &Path,
+) -> Result<v6::Prefetch> {
+    let list = startup_list(source, image, options, tmp)?;
+    if list.is_empty() {
+        crate::common::error::warn(format!(
+            "{}: the config names no Entrypoint or Cmd found in the image: the prefetch table \
+             is the root, as without --prefetch-entrypoint",
+            image.platform
+        ));
+        return Ok(v6::Prefetch::Root);
+    }
+    Ok(v6::Prefetch::Paths(list))
+}
+
+/// The startup list of `image`, each note of the resolver logged.
+fn startup_list(
+    source: &dyn ImageSource,
+    image: &Image,
+    options: &ConvertOptions,
+    tmp: &Path,
+) -> Result<Vec<ImagePath>> {
+    let files = SpooledImage::read(source, image, options.limits, tmp)?;
+    let list = resolve::startup_list(&files, &files::startup(image))?;
+    for note in &list.notes {
+        log::info!("--prefetch-entrypoint: {}: {note}", image.platform);
+    }
+    Ok(list
+        .paths
+        .iter()
+        .filter_map(|p| ImagePath::parse(p).ok())
+        .collect())
+}
+
+/// `--print-prefetch-list`: each selected image of `inputs` with the startup list
+/// `--prefetch-entrypoint` would derive for it; nothing is written.
+pub fn prefetch_lists(
+    inputs: &[PathBuf],
+    options: &ConvertOptions,
+) -> Result<Vec<(String, Vec<ImagePath>)>> {
+    let sources = inputs
+        .iter()
+        .map(|i| source::open(i))
+        .collect::<Result<Vec<_>>>()?;
+    let tmp = tempfile::tempdir().map_err(|e| Error::io(&std::env::temp_dir(), e))?;
+    let mut lists = Vec::new();
+    for (s, group) in chosen_groups(&sources, options)? {
+        for image in &group.images {
+            let name = format!("{} {}", group.tags.join(", "), image.platform);
+            lists.push((
+                name,
+                startup_list(&*sources[s], image, options, tmp.path())?,
+            ));
+        }
+    }
+    Ok(lists)
+}
+
 /// The first reading of a layer for a startup list: its listed files, spooled, and the stream
 /// verified (the spooled bytes go into the blob).
 fn hot_files(
@@ -605,7 +673,14 @@ impl Chains {
         let mut merged_bootstrap: Option<v6::Bootstrap> = None;
         // One budget for the image: many layers must not multiply what one may declare.
         let mut limits = options.limits;
-        let order = match &options.prefetch {
+        let derived;
+        let prefetch = if options.prefetch_entrypoint {
+            derived = entrypoint_prefetch(source, image, options, layout.tmp_dir())?;
+            &derived
+        } else {
+            &options.prefetch
+        };
+        let order = match prefetch {
             v6::Prefetch::Paths(paths) => Some(Order::new(
                 &paths.iter().map(ImagePath::to_bytes).collect::<Vec<_>>(),
             )),
@@ -695,7 +770,7 @@ impl Chains {
                     chunks: writer.table(),
                     blobs: &layer_blobs,
                     options: options.blob,
-                    prefetch: &options.prefetch,
+                    prefetch,
                 },
                 layout.tmp_dir(),
             )
@@ -720,7 +795,7 @@ impl Chains {
                         chunks: writer.table(),
                         blobs: &final_blobs,
                         options: options.blob,
-                        prefetch: &options.prefetch,
+                        prefetch,
                     },
                     layout.tmp_dir(),
                 )?);
@@ -788,7 +863,7 @@ impl Chains {
                     chunks: &table,
                     blobs: &blobs,
                     options: options.blob,
-                    prefetch: &options.prefetch,
+                    prefetch,
                 },
                 layout.tmp_dir(),
             )?,

@@ -35,6 +35,9 @@ pub trait ImageFiles {
     /// followed through symlinks: each component is a name in the tree, so a path through a
     /// symlinked directory finds nothing (the caller follows links itself).
     fn node(&self, path: &[u8]) -> Option<Node>;
+    /// The names in the directory at `path` (found as [`node`](ImageFiles::node) finds it),
+    /// sorted; none if it is not a directory.
+    fn children(&self, dir: &[u8]) -> Vec<Vec<u8>>;
     /// Up to `buf.len()` bytes of the regular file at `path` from `offset`; 0 at its end.
     /// Content is kept only for files that begin with the ELF magic or `#!` and for
     /// `/etc/ld.so.conf` and the files under `/etc/ld.so.conf.d`: any other file reads as empty.
