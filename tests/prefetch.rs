@@ -218,7 +218,8 @@ fn listed_files_come_first_in_their_layers_blob_in_list_order() {
     );
     let out = scratch.path().join("first");
     run(Command::new(BIN).arg("check").arg(&out));
-    let expected = tree::list(&unpack::umoci_sample(scratch.path()), ListOptions::NYDUSD);
+    let rootfs = unpack::umoci_sample(scratch.path());
+    let expected = tree::list(&rootfs, ListOptions::NYDUSD);
     for version in mounts::NYDUSD {
         let mnt = mounts::nydusd_localfs(
             version,
@@ -230,7 +231,6 @@ fn listed_files_come_first_in_their_layers_blob_in_list_order() {
         let shown = tree::list(&mnt.dir, ListOptions::NYDUSD);
         tree::assert_same_nydusd(&expected, &shown, &format!("nydusd {version}"));
     }
-    let rootfs = unpack::umoci_sample(scratch.path());
     let mnt = mounts::erofs(&boot, scratch.path(), "kernel");
     tree::assert_same(
         &tree::list(&rootfs, ListOptions::KERNEL),
