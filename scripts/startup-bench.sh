@@ -118,22 +118,26 @@ lines = [
     f"request delayed {delay} ms by a proxy; median of {runs} runs. *to output*: from the start of the mount to",
     "the program's first output; *before output*: blob GETs (and their MiB) the proxy saw by then; *all*: until",
     "the program ended. fs_prefetch on = nydus-snapshotter's default (prefetch_all, 8 threads, 1 MiB merging).",
+    "*mounted*, *runc started*: when nydusd's mount appeared and when `runc run` began (overlay mounted), from",
+    "the same start.",
     "",
-    "| image / prefetch table | nydusd | fs_prefetch | to output | blob GETs before output | MiB before output | blob GETs, all | MiB, all | failed runs |",
-    "|---|---|---|---|---|---|---|---|---|",
+    "| image / prefetch table | nydusd | fs_prefetch | to output | mounted | runc started | blob GETs before output | MiB before output | blob GETs, all | MiB, all | failed runs |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
 ]
 for key in order:
     rs = rows[key]
     good = [r for r in rs if r["ok"] and r["to_output_ms"] is not None]
     failed = len(rs) - len(good)
     if not good:
-        lines.append(f"| {key[0]} | {key[1]} | {'on' if key[2] else 'off'} | – | – | – | – | – | {failed} |")
+        lines.append(f"| {key[0]} | {key[1]} | {'on' if key[2] else 'off'} | – | – | – | – | – | – | – | {failed} |")
         continue
     med = lambda f: statistics.median(f(r) for r in good)
     lines.append(
         f"| {key[0]} | {key[1]} | {'on' if key[2] else 'off'} "
         f"| {med(lambda r: r['to_output_ms']):.0f} ms "
         f"({min(r['to_output_ms'] for r in good):.0f}–{max(r['to_output_ms'] for r in good):.0f}) "
+        f"| {med(lambda r: r['mounted_ms']):.0f} ms "
+        f"| {med(lambda r: r['runc_started_ms']):.0f} ms "
         f"| {med(lambda r: r['blob_requests_to_output']):.0f} "
         f"| {med(lambda r: mib(r['blob_bytes_to_output'])):.1f} "
         f"| {med(lambda r: r['blob_requests']):.0f} "

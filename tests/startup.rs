@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::proxy::{Proxy, Totals};
+use common::proxy::{self, Proxy, Totals};
 use common::registry::Registry;
 use common::runc::{self, Process, Ran};
 use common::{mounts, reference, run};
@@ -81,6 +81,12 @@ struct Start {
     ran: Ran,
     /// From the start of nydusd's mount to the program's first output.
     to_output: Option<Duration>,
+    /// From the start of nydusd's mount until it was mounted.
+    mounted: Duration,
+    /// From the start of nydusd's mount until `runc run` started (the overlay mounted).
+    runc_started: Duration,
+    /// Requests other than blob GETs (manifests, `/v2/`, HEADs).
+    others: u64,
     /// Blob GETs that arrived before the first output (the critical path, prefetch included).
     blobs_to_output: Totals,
     /// Blob GETs until the program ended.
@@ -116,6 +122,7 @@ fn start(
         name,
         prefetch,
     );
+    let mounted = mount_started.elapsed();
     let overlay = runc::Overlay::mount(&mnt.dir, scratch, name);
     let ran = runc::run_container(
         &overlay.dir,
@@ -125,24 +132,28 @@ fn start(
         Duration::from_secs(300),
     );
     let requests = proxy.requests();
-    let blobs = proxy.blob_gets();
+    let blobs = proxy::blob_gets(&requests);
+    let others = requests.len() as u64 - blobs.requests;
     let ranged = requests
         .iter()
-        .filter(|r| r.kind == common::proxy::Kind::Blob && r.method == "GET" && r.range.is_some())
+        .filter(|r| proxy::is_blob_get(r) && r.range.is_some())
         .count() as u64;
     let blobs_to_output = ran
         .first_output
-        .map(|t| proxy.blob_gets_before(t))
+        .map(|t| proxy::blob_gets_before(&requests, t))
         .unwrap_or(blobs);
     let log = format!(
         "nydusd {version} log:\n{}\nrequests:\n{}",
         mnt.log(),
-        proxy.describe()
+        proxy::describe(&requests)
     );
     drop(overlay);
     drop(mnt);
     Start {
         to_output: ran.first_output.map(|t| t - mount_started),
+        mounted,
+        runc_started: ran.started - mount_started,
+        others,
         ran,
         blobs_to_output,
         blobs,
@@ -278,6 +289,9 @@ fn startup_bench() {
                         "delay_ms": delay,
                         "ok": s.ran.status.success() && s.ran.stdout == expect,
                         "to_output_ms": s.to_output.map(|d| d.as_secs_f64() * 1000.0),
+                        "mounted_ms": s.mounted.as_secs_f64() * 1000.0,
+                        "runc_started_ms": s.runc_started.as_secs_f64() * 1000.0,
+                        "other_requests": s.others,
                         "blob_requests_to_output": s.blobs_to_output.requests,
                         "blob_bytes_to_output": s.blobs_to_output.bytes,
                         "blob_requests": s.blobs.requests,
@@ -292,4 +306,163 @@ fn startup_bench() {
             }
         }
     }
+}
+
+/// A minimal HTTP/1.1 client exchange on a kept-alive connection: send `request`, read the
+/// status, headers and (Content-Length) body.
+fn exchange(
+    conn: &mut std::io::BufReader<std::net::TcpStream>,
+    request: &str,
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    use std::io::{BufRead, Read, Write};
+    conn.get_mut().write_all(request.as_bytes()).unwrap();
+    let mut line = String::new();
+    conn.read_line(&mut line).unwrap();
+    let status: u16 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        conn.read_line(&mut line).unwrap();
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (n, v) = line.split_once(':').unwrap();
+        headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+    let length = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .map_or(0, |(_, v)| v.parse().unwrap());
+    let mut body = vec![0; length];
+    if !request.starts_with("HEAD ") {
+        conn.read_exact(&mut body).unwrap();
+    }
+    (status, headers, body)
+}
+
+#[test]
+fn proxy_relays_kept_alive_range_requests_and_follows_redirects() {
+    use common::proxy::Kind;
+    let sample = common::sample_image();
+    let registry = Registry::start();
+    registry.push(&sample, "latest", "sample");
+    let image = reference::read_oci(&sample, "latest");
+    let digest = image.manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let layer = std::fs::read(&image.layers[0].1).unwrap();
+    let blob = format!("/v2/sample/blobs/{digest}");
+
+    // Three requests on one connection: a manifest, a byte range of a blob, a HEAD.
+    let proxy = Proxy::start(&registry.host, Duration::ZERO);
+    let mut conn = std::io::BufReader::new(std::net::TcpStream::connect(&proxy.host).unwrap());
+    let host = &proxy.host;
+    let (status, _, manifest) = exchange(
+        &mut conn,
+        &format!(
+            "GET /v2/sample/manifests/latest HTTP/1.1\r\nHost: {host}\r\nAccept: application/vnd.oci.image.manifest.v1+json\r\n\r\n"
+        ),
+    );
+    assert_eq!(status, 200);
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    assert_eq!(manifest["layers"][0]["digest"], digest.as_str());
+    let (status, _, part) = exchange(
+        &mut conn,
+        &format!("GET {blob} HTTP/1.1\r\nHost: {host}\r\nRange: bytes=0-99\r\n\r\n"),
+    );
+    assert_eq!((status, &part[..]), (206, &layer[..100]));
+    let (status, headers, _) = exchange(
+        &mut conn,
+        &format!("HEAD {blob} HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+    );
+    assert_eq!(status, 200);
+    assert!(headers.contains(&("content-length".into(), layer.len().to_string())));
+    let requests = proxy.requests();
+    let seen: Vec<_> = requests
+        .iter()
+        .map(|r| {
+            (
+                r.method.as_str(),
+                r.kind,
+                r.range.as_deref(),
+                r.status,
+                r.body_bytes,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("GET", Kind::Manifest, None, 200, requests[0].body_bytes),
+            ("GET", Kind::Blob, Some("bytes=0-99"), 206, 100),
+            ("HEAD", Kind::Blob, None, 200, 0),
+        ]
+    );
+    assert_eq!(
+        proxy.blob_gets(),
+        Totals {
+            requests: 1,
+            bytes: 100
+        }
+    );
+
+    // An upstream that redirects every request to the registry: the proxy follows, the client
+    // gets the data, and its connection stays usable.
+    let redirector = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let redirector_host = redirector.local_addr().unwrap().to_string();
+    let target = registry.host.clone();
+    std::thread::spawn(move || {
+        use std::io::{BufRead, Write};
+        for conn in redirector.incoming() {
+            let Ok(conn) = conn else { return };
+            let target = target.clone();
+            std::thread::spawn(move || {
+                let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+                let mut conn = conn;
+                loop {
+                    let mut first = String::new();
+                    if reader.read_line(&mut first).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line.trim_end().is_empty() {
+                            break;
+                        }
+                    }
+                    let path = first.split_whitespace().nth(1).unwrap().to_string();
+                    let reply = format!(
+                        "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://{target}{path}\r\nContent-Length: 0\r\n\r\n"
+                    );
+                    if conn.write_all(reply.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let proxy = Proxy::start(&redirector_host, Duration::ZERO);
+    let mut conn = std::io::BufReader::new(std::net::TcpStream::connect(&proxy.host).unwrap());
+    for (start, end) in [(10, 19), (1000, 1499)] {
+        let (status, _, part) = exchange(
+            &mut conn,
+            &format!(
+                "GET {blob} HTTP/1.1\r\nHost: {}\r\nRange: bytes={start}-{end}\r\n\r\n",
+                proxy.host
+            ),
+        );
+        assert_eq!((status, &part[..]), (206, &layer[start..=end]));
+    }
+    assert_eq!(
+        proxy.blob_gets(),
+        Totals {
+            requests: 2,
+            bytes: 510
+        }
+    );
 }

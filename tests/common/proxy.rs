@@ -10,10 +10,11 @@
 //! blobs from elsewhere) is followed by the proxy itself, so the client sees the final answer.
 //! Stops accepting and closes every connection when dropped.
 
+use std::collections::BTreeSet;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -67,11 +68,59 @@ pub struct Totals {
     pub bytes: u64,
 }
 
+/// The requests seen: those done, and those whose head has come but whose response is not fully
+/// relayed yet (by arrival number), so that a reader can wait for the ones under way.
+#[derive(Default)]
+struct Log {
+    done: Vec<Request>,
+    next: u64,
+    open: BTreeSet<u64>,
+}
+
+/// [`Log`] and the signal that one of its open requests finished.
+#[derive(Default)]
+struct Shared {
+    log: Mutex<Log>,
+    finished: Condvar,
+}
+
+impl Shared {
+    /// A request's head arrived: its number.
+    fn open(&self) -> u64 {
+        let mut log = self.log.lock().unwrap();
+        let n = log.next;
+        log.next += 1;
+        log.open.insert(n);
+        n
+    }
+
+    /// Request `n` is over: recorded if it completed, dropped if the connection failed.
+    fn close(&self, n: u64, request: Option<Request>) {
+        let mut log = self.log.lock().unwrap();
+        log.open.remove(&n);
+        log.done.extend(request);
+        self.finished.notify_all();
+    }
+}
+
+/// Closes its request in [`Shared`] when dropped, whatever way `serve` leaves.
+struct Open<'a> {
+    shared: &'a Shared,
+    n: u64,
+    request: Option<Request>,
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.shared.close(self.n, self.request.take());
+    }
+}
+
 /// A running proxy; listens on `host` until dropped.
 pub struct Proxy {
     /// `127.0.0.1:PORT`, to give clients instead of the registry's address.
     pub host: String,
-    log: Arc<Mutex<Vec<Request>>>,
+    shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
     conns: Arc<Mutex<Vec<TcpStream>>>,
     acceptor: Option<JoinHandle<()>>,
@@ -83,11 +132,11 @@ impl Proxy {
     pub fn start(upstream: &str, delay: Duration) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         let host = listener.local_addr().unwrap().to_string();
-        let log = Arc::new(Mutex::new(Vec::new()));
+        let shared = Arc::new(Shared::default());
         let stop = Arc::new(AtomicBool::new(false));
         let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
         let acceptor = {
-            let (log, stop, conns) = (log.clone(), stop.clone(), conns.clone());
+            let (shared, stop, conns) = (shared.clone(), stop.clone(), conns.clone());
             let upstream = upstream.to_string();
             thread::spawn(move || {
                 for conn in listener.incoming() {
@@ -98,66 +147,89 @@ impl Proxy {
                     if let Ok(clone) = conn.try_clone() {
                         conns.lock().unwrap().push(clone);
                     }
-                    let (log, upstream) = (log.clone(), upstream.clone());
+                    let (shared, upstream) = (shared.clone(), upstream.clone());
                     thread::spawn(move || {
-                        let _ = serve(conn, &upstream, delay, &log);
+                        let _ = serve(conn, &upstream, delay, &shared);
                     });
                 }
             })
         };
         Proxy {
             host,
-            log,
+            shared,
             stop,
             conns,
             acceptor: Some(acceptor),
         }
     }
 
-    /// Every request forwarded so far, in the order their responses completed.
+    /// Every request that has arrived so far, in the order their responses completed: a client
+    /// can have its response before the proxy has recorded it, so this first waits (up to 30 s)
+    /// for the requests under way now to finish; requests that arrive meanwhile are not waited
+    /// for.
     pub fn requests(&self) -> Vec<Request> {
-        self.log.lock().unwrap().clone()
+        let mut log = self.shared.log.lock().unwrap();
+        let upto = log.next;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while log.open.first().is_some_and(|&n| n < upto) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "proxy: requests still under way after 30 s"
+            );
+            log = self.shared.finished.wait_timeout(log, left).unwrap().0;
+        }
+        log.done.clone()
     }
 
-    /// Forget the requests so far (to count one run at a time).
+    /// Forget the requests recorded so far (to count one run at a time).
     pub fn reset(&self) {
-        self.log.lock().unwrap().clear();
+        self.shared.log.lock().unwrap().done.clear();
     }
 
-    /// Blob GETs answered with data (2xx): requests and body bytes.
+    /// Blob GETs answered with data (2xx) so far: requests and body bytes.
     pub fn blob_gets(&self) -> Totals {
-        totals(&self.requests(), |r| {
-            r.kind == Kind::Blob && r.method == "GET" && (200..300).contains(&r.status)
-        })
+        blob_gets(&self.requests())
     }
 
-    /// Blob GETs that arrived before `t` (the critical path of a start measured up to `t`).
-    pub fn blob_gets_before(&self, t: Instant) -> Totals {
-        totals(&self.requests(), |r| {
-            r.kind == Kind::Blob
-                && r.method == "GET"
-                && (200..300).contains(&r.status)
-                && r.arrived < t
-        })
-    }
-
-    /// A one-line summary per request, for failure messages.
+    /// A one-line summary per request so far, for failure messages.
     pub fn describe(&self) -> String {
-        self.requests()
-            .iter()
-            .map(|r| {
-                format!(
-                    "{} {} {:?} range={} -> {} ({} bytes)\n",
-                    r.method,
-                    r.path,
-                    r.kind,
-                    r.range.as_deref().unwrap_or("-"),
-                    r.status,
-                    r.body_bytes
-                )
-            })
-            .collect()
+        describe(&self.requests())
     }
+}
+
+/// A one-line summary per request, for failure messages.
+pub fn describe(requests: &[Request]) -> String {
+    requests
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {:?} range={} -> {} ({} bytes)\n",
+                r.method,
+                r.path,
+                r.kind,
+                r.range.as_deref().unwrap_or("-"),
+                r.status,
+                r.body_bytes
+            )
+        })
+        .collect()
+}
+
+/// Whether `r` is a blob GET answered with data (2xx).
+pub fn is_blob_get(r: &Request) -> bool {
+    r.kind == Kind::Blob && r.method == "GET" && (200..300).contains(&r.status)
+}
+
+/// Blob GETs answered with data among `requests`: requests and body bytes.
+pub fn blob_gets(requests: &[Request]) -> Totals {
+    totals(requests, is_blob_get)
+}
+
+/// Blob GETs among `requests` that arrived before `t` (the critical path of a start measured up
+/// to `t`).
+pub fn blob_gets_before(requests: &[Request], t: Instant) -> Totals {
+    totals(requests, |r| is_blob_get(r) && r.arrived < t)
 }
 
 fn totals(requests: &[Request], keep: impl Fn(&Request) -> bool) -> Totals {
@@ -364,7 +436,7 @@ fn serve(
     client: TcpStream,
     upstream_host: &str,
     delay: Duration,
-    log: &Mutex<Vec<Request>>,
+    shared: &Shared,
 ) -> io::Result<()> {
     client.set_nodelay(true)?;
     let mut reader = BufReader::new(client.try_clone()?);
@@ -375,6 +447,11 @@ fn serve(
             return Ok(());
         };
         let arrived = Instant::now();
+        let mut open = Open {
+            shared,
+            n: shared.open(),
+            request: None,
+        };
         let mut parts = req.first.split_whitespace();
         let method = parts.next().unwrap_or("").to_string();
         let path = parts.next().unwrap_or("").to_string();
@@ -443,7 +520,7 @@ fn serve(
             (n, until_close)
         };
         writer.flush()?;
-        log.lock().unwrap().push(Request {
+        open.request = Some(Request {
             kind: Kind::of(&path),
             method,
             path,
@@ -453,6 +530,7 @@ fn serve(
             arrived,
             done: Instant::now(),
         });
+        drop(open);
         if must_close || client_closes {
             let _ = writer.shutdown(Shutdown::Both);
             return Ok(());
