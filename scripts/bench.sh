@@ -14,7 +14,9 @@
 # Usage: scripts/bench.sh [IMAGE...]     default: debian-python debian-devstack large-files many-small-files
 #        IMAGE-x2 (large-files-x2, many-small-files-x2): IMAGE's one layer doubled, built once.
 # Environment: RUNS (default 3), NYDUS_OFFLINE_CACHE (corpus and nydus binaries), OUT_MD
-#              (default BENCHMARKS.md), BENCH_TMP (scratch dir, default under /var/tmp).
+#              (default BENCHMARKS.md), BENCH_TMP (scratch dir, default under /var/tmp),
+#              STARTUP (default 1; 0 skips the container-start section, scripts/startup-bench.sh,
+#              run on STARTUP_IMAGES, default debian-python, and added to the table's page).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 CACHE="${NYDUS_OFFLINE_CACHE:-/var/cache/nydus-offline}"
@@ -128,10 +130,17 @@ for image in "${images[@]}"; do
   done
 done
 
+# Container starts from lazily pulled images (issue 17): their own script, its table appended.
+STARTUP_MD="$TMP/startup.md"
+if [[ "${STARTUP:-1}" != 0 ]]; then
+  # shellcheck disable=SC2086
+  OUT_MD="$STARTUP_MD" BENCH_TMP="$TMP/startup" bash scripts/startup-bench.sh ${STARTUP_IMAGES:-debian-python} >/dev/null
+fi
+
 machine="$(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(free -g | awk '/Mem:/ { print $2 }') GiB RAM, Linux $(uname -r)"
-python3 - "$RESULTS" "$OUT_MD" "$machine" "$RUNS" <<'EOF'
-import statistics, sys, datetime, collections
-results, out, machine, runs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+python3 - "$RESULTS" "$OUT_MD" "$machine" "$RUNS" "$STARTUP_MD" <<'EOF'
+import os, statistics, sys, datetime, collections
+results, out, machine, runs, startup = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 rows = collections.defaultdict(list)
 order = []
 for line in open(results):
@@ -160,6 +169,8 @@ for image in order:
     fmt = lambda c: f"{c[0]:.2f} s ({c[1]:.2f}–{c[2]:.2f}), {c[3] // 1024} MiB"
     lines.append(f"| {image} | {fmt(o)} | {fmt(r)} | {fmt(l)} | {o[0] / l[0]:.2f}x | {r[0] / o[0]:.2f}x |")
 text = "\n".join(lines) + "\n"
+if os.path.exists(startup):
+    text += "\n" + open(startup).read()
 try:
     old = open(out).read()
     marker = "\n## Notes"

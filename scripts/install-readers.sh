@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the real readers the tests compare our output with, idempotently:
 #   - from Debian: skopeo, umoci, erofs-utils, docker-registry, fuse3, libarchive-tools (bsdtar),
+#     runc (tests/startup.rs runs programs from converted images with it),
 #     and cmake (needed to build nydus-rs);
 #   - nydus-image and nydusd 2.2.0, built once with `cargo install` (about 13 minutes) into a cache
 #     directory and reused by every later run;
@@ -19,7 +20,7 @@ NYDUS_ROOT="$CACHE/nydus-$NYDUS_VERSION"
 log() { printf 'install-readers: %s\n' "$*" >&2; }
 
 # Debian packages: install only what is missing, so a warm machine does no apt work at all.
-packages=(cmake skopeo umoci erofs-utils docker-registry fuse3 libarchive-tools util-linux kmod)
+packages=(cmake skopeo umoci erofs-utils docker-registry fuse3 libarchive-tools util-linux kmod runc)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -10,8 +10,10 @@
 
 pub mod layers;
 pub mod mounts;
+pub mod proxy;
 pub mod reference;
 pub mod registry;
+pub mod runc;
 pub mod tree;
 pub mod unpack;
 

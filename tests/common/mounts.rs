@@ -152,7 +152,36 @@ fn localfs(
     prefetch: bool,
 ) -> Mounted {
     let backend = serde_json::json!({ "type": "localfs", "config": { "dir": blob_dir } });
-    nydusd(version, bootstrap, backend, scratch, name, prefetch)
+    nydusd(
+        version,
+        bootstrap,
+        backend,
+        scratch,
+        name,
+        harness_tuning(prefetch),
+    )
+}
+
+/// The read settings the other mounts use: `fs_prefetch` on or off, 4 threads, 128 KiB merging.
+fn harness_tuning(prefetch: bool) -> serde_json::Value {
+    serde_json::json!({
+        "fs_prefetch": { "enable": prefetch, "threads_count": 4, "merging_size": 131072, "bandwidth_rate": 0 }
+    })
+}
+
+/// The read settings of nydus-snapshotter's default nydusd configuration for FUSE
+/// (misc/snapshotter/nydusd-config.fusedev.json): `amplify_io` 1 MiB and `fs_prefetch` enabled
+/// with `prefetch_all`, 8 threads and 1 MiB merging; `prefetch: false` turns only prefetch off.
+fn snapshotter_tuning(prefetch: bool) -> serde_json::Value {
+    serde_json::json!({
+        "amplify_io": 1048576,
+        "fs_prefetch": {
+            "enable": prefetch,
+            "threads_count": 8,
+            "merging_size": 1048576,
+            "prefetch_all": true
+        }
+    })
 }
 
 /// Mount a bootstrap with nydusd `version`, fetching chunks lazily from a registry over plain
@@ -164,6 +193,43 @@ pub fn nydusd_registry(
     repo: &str,
     scratch: &Path,
     name: &str,
+) -> Mounted {
+    registry(
+        version,
+        bootstrap,
+        host,
+        repo,
+        scratch,
+        name,
+        harness_tuning(false),
+    )
+}
+
+/// [`nydusd_registry`] configured as nydus-snapshotter configures nydusd by default (see
+/// [`snapshotter_tuning`]), with its prefetch (`fs_prefetch`, which reads the bootstrap's
+/// prefetch table, or the whole image with `prefetch_all` and no table) on or off.
+pub fn nydusd_registry_as_snapshotter(
+    version: &str,
+    bootstrap: &Path,
+    host: &str,
+    repo: &str,
+    scratch: &Path,
+    name: &str,
+    prefetch: bool,
+) -> Mounted {
+    let tuning = snapshotter_tuning(prefetch);
+    registry(version, bootstrap, host, repo, scratch, name, tuning)
+}
+
+/// nydusd `version` over a registry, with `tuning`'s top-level settings.
+fn registry(
+    version: &str,
+    bootstrap: &Path,
+    host: &str,
+    repo: &str,
+    scratch: &Path,
+    name: &str,
+    tuning: serde_json::Value,
 ) -> Mounted {
     let backend = serde_json::json!({
         "type": "registry",
@@ -177,25 +243,26 @@ pub fn nydusd_registry(
             "retry_limit": 2
         }
     });
-    nydusd(version, bootstrap, backend, scratch, name, false)
+    nydusd(version, bootstrap, backend, scratch, name, tuning)
 }
 
 /// Start nydusd with a `blobcache` cache (v6 needs one) and `digest_validate: false` (v6 refuses
-/// validation), and wait until its FUSE mount is there.
+/// validation) and `tuning`'s settings (`fs_prefetch`, `amplify_io`) added, and wait until its
+/// FUSE mount is there.
 fn nydusd(
     version: &str,
     bootstrap: &Path,
     backend: serde_json::Value,
     scratch: &Path,
     name: &str,
-    prefetch: bool,
+    tuning: serde_json::Value,
 ) -> Mounted {
     let name = &format!("{name}-nydusd-{version}");
     let dir = scratch.join(name);
     let cache = scratch.join(format!("{name}.cache"));
     fs::create_dir_all(&dir).unwrap();
     fs::create_dir_all(&cache).unwrap();
-    let config = serde_json::json!({
+    let mut config = serde_json::json!({
         "device": {
             "backend": backend,
             "cache": { "type": "blobcache", "config": { "work_dir": cache } }
@@ -203,9 +270,11 @@ fn nydusd(
         "mode": "direct",
         "digest_validate": false,
         "enable_xattr": true,
-        "iostats_files": false,
-        "fs_prefetch": { "enable": prefetch, "threads_count": 4, "merging_size": 131072, "bandwidth_rate": 0 }
+        "iostats_files": false
     });
+    for (key, value) in tuning.as_object().expect("tuning is an object") {
+        config[key] = value.clone();
+    }
     let config_path = scratch.join(format!("{name}.json"));
     fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
     let log = scratch.join(format!("{name}.log"));
@@ -248,6 +317,7 @@ fn nydusd(
                 mounted.log()
             );
         }
-        sleep(Duration::from_millis(50));
+        // Short: the startup measurements time from mount start to a program's output.
+        sleep(Duration::from_millis(5));
     }
 }
