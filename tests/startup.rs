@@ -175,19 +175,35 @@ fn python_starts_from_a_lazily_pulled_image_with_both_nydusd() {
     let input = common::corpus("debian-python.oci");
     // The default prefetch table (`/`): with the snapshotter's prefetch on nydusd reads it all
     // in the background; with prefetch off only what the program reads is fetched.
-    let image = Converted::convert(&input, scratch, "out", &[]);
+    let default = Converted::convert(&input, scratch, "out", &[]);
+    // The hand-written startup list: its files first in the blobs, and in the table.
+    let list = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/startup/debian-python.list");
+    let listed = Converted::convert(
+        &input,
+        scratch,
+        "listed",
+        &["--prefetch-patterns", list.to_str().unwrap()],
+    );
     let registry = Registry::start();
-    registry.push(&image.layout, "latest", "python");
+    registry.push(&default.layout, "latest", "python");
+    registry.push(&listed.layout, "latest", "python-listed");
     // Delay only adds latency; nothing here asserts time.
     let proxy = Proxy::start(&registry.host, Duration::from_millis(5));
-    let process = image.process(&python_import());
+    let process = default.process(&python_import());
+    let runs = [
+        ("python", &default, false),
+        ("python", &default, true),
+        ("python-listed", &listed, false),
+        ("python-listed", &listed, true),
+    ];
+    let mut demand = Vec::new();
     for version in mounts::NYDUSD {
-        for prefetch in [false, true] {
-            let name = format!("{version}-prefetch-{prefetch}");
+        for (repo, image, prefetch) in runs {
+            let name = format!("{version}-{repo}-prefetch-{prefetch}");
             let s = start(
-                version, &image, &proxy, "python", scratch, &name, prefetch, &process,
+                version, image, &proxy, repo, scratch, &name, prefetch, &process,
             );
-            let what = format!("nydusd {version}, snapshotter prefetch {prefetch}");
+            let what = format!("{repo}: nydusd {version}, snapshotter prefetch {prefetch}");
             assert!(
                 s.ran.status.success() && s.ran.stdout == "ok\n",
                 "{what}: python did not print ok: {}\n{}",
@@ -217,8 +233,19 @@ fn python_starts_from_a_lazily_pulled_image_with_both_nydusd() {
                     image.blob_bytes,
                     s.log
                 );
+                demand.push((repo, s.blobs.requests));
             }
         }
+        // Demand reads only (prefetch off): the startup files laid out together take fewer
+        // requests than the same files scattered in tar order.
+        let [(_, scattered), (_, together)] = demand[..] else {
+            unreachable!("two runs without prefetch")
+        };
+        assert!(
+            together < scattered,
+            "nydusd {version}: {together} requests with the startup files first, {scattered} without"
+        );
+        demand.clear();
     }
 }
 
