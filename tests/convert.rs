@@ -61,8 +61,13 @@ fn blob_layers(out: &Output) -> Vec<(String, PathBuf)> {
 
 /// Every judgement of issue 5 on one converted input against umoci's tree of it.
 fn judge(input: &Path, skopeo_ref: &str, scratch: &Path) {
+    judge_with(input, skopeo_ref, scratch, &[]);
+}
+
+/// [`judge`] of the output `convert ARGS` writes.
+fn judge_with(input: &Path, skopeo_ref: &str, scratch: &Path, args: &[&str]) {
     let rootfs = unpack::umoci(skopeo_ref, scratch, "expected", false);
-    let out = convert(input, scratch, "out", &[]);
+    let out = convert(input, scratch, "out", args);
 
     // nydus-image accepts the merged bootstrap and each layer's own (extracted through the TOC
     // as the snapshotter does, named by its blob id so that the placeholder id resolves).
@@ -170,6 +175,20 @@ fn debian_minbase_matches_umoci_through_every_reader() {
         &image,
         &format!("oci:{}:latest", image.display()),
         scratch.path(),
+    );
+}
+
+/// The blobs laid out for the entrypoint's startup files (bash, its loader and libraries first)
+/// read as every reader reads the default layout.
+#[test]
+fn debian_minbase_laid_out_for_its_entrypoint_matches_umoci_through_every_reader() {
+    let scratch = common::scratch();
+    let image = common::corpus("debian-minbase.oci");
+    judge_with(
+        &image,
+        &format!("oci:{}:latest", image.display()),
+        scratch.path(),
+        &["--prefetch-entrypoint"],
     );
 }
 

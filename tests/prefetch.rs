@@ -238,3 +238,82 @@ fn listed_files_come_first_in_their_layers_blob_in_list_order() {
         "kernel EROFS mount",
     );
 }
+
+#[test]
+fn the_entrypoint_list_is_printed_read_back_and_given_again_byte_for_byte() {
+    let scratch = common::scratch();
+    let input = common::corpus("debian-minbase.oci");
+    let printed = run(Command::new(BIN)
+        .args(["convert", "--print-prefetch-list"])
+        .arg(&input));
+    let printed = String::from_utf8(printed.stdout).unwrap();
+    let paths: Vec<&str> = printed.lines().filter(|l| !l.starts_with('#')).collect();
+    // Cmd is /bin/bash: the path as given (through the /bin symlink), the ELF interpreter and
+    // bash's libraries, as found in this Debian image.
+    for wanted in [
+        "/bin",
+        "/usr/bin/bash",
+        "/lib64",
+        "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+        "/usr/lib/x86_64-linux-gnu/libtinfo.so.6",
+        "/usr/lib/x86_64-linux-gnu/libc.so.6",
+    ] {
+        assert!(paths.contains(&wanted), "{wanted} not in {printed}");
+    }
+    assert_eq!(printed.lines().next(), Some("# latest linux/amd64"));
+    let list = scratch.path().join("startup.txt");
+    fs::write(&list, &printed).unwrap();
+
+    let from_entrypoint = scratch.path().join("entrypoint");
+    run(Command::new(BIN)
+        .args(["convert", "-q", "--prefetch-entrypoint"])
+        .arg(&input)
+        .arg(&from_entrypoint));
+    let from_list = scratch.path().join("list");
+    run(Command::new(BIN)
+        .args(["convert", "-q", "--prefetch-patterns"])
+        .arg(&list)
+        .arg(&input)
+        .arg(&from_list));
+    let diff = Command::new("diff")
+        .arg("-r")
+        .arg(&from_entrypoint)
+        .arg(&from_list)
+        .output()
+        .unwrap();
+    assert!(
+        diff.status.success(),
+        "{}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
+    let boot = scratch.path().join("entrypoint.boot");
+    reference::merged_bootstrap(&from_entrypoint, "latest", &boot);
+    for version in mounts::NYDUSD {
+        assert_eq!(
+            nydus_image_prefetch(version, &boot),
+            paths,
+            "nydus-image {version}"
+        );
+    }
+}
+
+#[test]
+fn entrypoint_and_patterns_are_refused_together() {
+    let r = Command::new(BIN)
+        .args([
+            "convert",
+            "--prefetch-entrypoint",
+            "--prefetch-patterns",
+            "none",
+        ])
+        .arg(common::sample_image())
+        .arg("/nonexistent-out")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--prefetch-entrypoint") && stderr.contains("--prefetch-patterns"),
+        "{stderr}"
+    );
+}
