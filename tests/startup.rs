@@ -184,9 +184,12 @@ fn python_starts_from_a_lazily_pulled_image_with_both_nydusd() {
         "listed",
         &["--prefetch-patterns", list.to_str().unwrap()],
     );
+    // The list derived from the entrypoint: python3 and what it loads, /app/main.py.
+    let derived = Converted::convert(&input, scratch, "derived", &["--prefetch-entrypoint"]);
     let registry = Registry::start();
     registry.push(&default.layout, "latest", "python");
     registry.push(&listed.layout, "latest", "python-listed");
+    registry.push(&derived.layout, "latest", "python-derived");
     // Delay only adds latency; nothing here asserts time.
     let proxy = Proxy::start(&registry.host, Duration::from_millis(5));
     let process = default.process(&python_import());
@@ -195,6 +198,7 @@ fn python_starts_from_a_lazily_pulled_image_with_both_nydusd() {
         ("python", &default, true),
         ("python-listed", &listed, false),
         ("python-listed", &listed, true),
+        ("python-derived", &derived, true),
     ];
     let mut demand = Vec::new();
     for version in mounts::NYDUSD {
