@@ -995,8 +995,7 @@ fn open_cache(
     let Some(dir) = &options.cache else {
         return Ok(None);
     };
-    crate::output::layout::refuse_side_file(inputs, output, dir, "the --cache directory")?;
-    crate::output::layout::refuse_overlap_as(output, dir, "the --cache directory")?;
+    crate::output::layout::refuse_side_dir(inputs, output, dir, "the --cache directory")?;
     LayerCache::open(dir).map(Some)
 }
 

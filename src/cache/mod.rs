@@ -203,7 +203,10 @@ impl LayerCache {
         let path = self.entry(key).join("record");
         let bytes = match read_limited(&path) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Lookup::Miss,
+            // Entries appear whole: one without its record lost it.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !self.entry(key).exists() => {
+                return Lookup::Miss;
+            }
             Err(e) => return Lookup::Damaged(format!("{}: {e}", path.display())),
         };
         let layer = match CachedLayer::decode(&bytes) {

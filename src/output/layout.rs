@@ -742,8 +742,24 @@ pub fn refuse_side_file(inputs: &[PathBuf], output: &Path, file: &Path, what: &s
     Ok(())
 }
 
-/// [`refuse_overlap`] with `what` naming the path written ("the --cache directory").
-pub fn refuse_overlap_as(input: &Path, output: &Path, what: &str) -> Result<()> {
+/// [`refuse_side_file`] for a directory a run writes into besides the output (`what`: "the
+/// --cache directory"): it may not be, lie inside or hold an input, nor the output.
+pub fn refuse_side_dir(inputs: &[PathBuf], output: &Path, dir: &Path, what: &str) -> Result<()> {
+    for input in inputs {
+        refuse_overlap_as(input, dir, what)?;
+    }
+    let (dir_real, output_real) = (resolve_to_be(dir), resolve_to_be(output));
+    if dir_real.starts_with(&output_real) || output_real.starts_with(&dir_real) {
+        return Err(Error::usage(format!(
+            "{}: {what} would be, lie inside or hold the output {} (choose a path apart from it)",
+            dir.display(),
+            output.display()
+        )));
+    }
+    Ok(())
+}
+
+fn refuse_overlap_as(input: &Path, output: &Path, what: &str) -> Result<()> {
     let Ok(input_real) = fs::canonicalize(input) else {
         return Ok(()); // an input that cannot be resolved fails when it is opened
     };
