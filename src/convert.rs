@@ -1034,6 +1034,7 @@ impl Chains {
         };
         let start = records.len();
         for layer in &image.layers[start..] {
+            interrupt::check()?;
             let started = Instant::now();
             let key = CacheKey::of(
                 records.last().map(|r| &r.key),

@@ -263,6 +263,14 @@ fn a_damaged_entry_is_a_miss_with_a_warning_and_the_output_stays_right() {
     ];
     for (n, (what, layer, damage)) in damages.into_iter().enumerate() {
         damage(&entry_of(&cache, &diff_ids[layer]));
+        // `cache ls` shows the damage it can see without reading the blob.
+        if what.contains("record") {
+            let listed = entries(&cache);
+            assert!(
+                listed.iter().any(|e| e.get("problem").is_some()),
+                "{what}: {listed:#?}"
+            );
+        }
         let out = scratch.path().join(format!("out-{n}"));
         let (report, stderr) = convert(&args(&c), &sample, &out);
         let mut expected = vec!["hit"; layer];
@@ -482,4 +490,23 @@ fn the_cache_may_not_be_the_input_or_the_output() {
         .output()
         .unwrap();
     assert_eq!(r.status.code(), Some(2), "--cache-max-size needs --cache");
+}
+
+#[test]
+fn an_oci_archive_output_is_the_same_warm() {
+    let scratch = common::scratch();
+    let cache = scratch.path().join("cache");
+    let sample = common::sample_image();
+    let out = |n: &str| scratch.path().join(format!("{n}.tar"));
+    convert(&[], &sample, &out("plain"));
+    convert(&cache_arg_ref(&cache), &sample, &out("cold"));
+    let (warm, _) = convert(&cache_arg_ref(&cache), &sample, &out("warm"));
+    assert_eq!(cache_uses(&warm), ["hit", "hit"]);
+    for n in ["cold", "warm"] {
+        assert_eq!(
+            fs::read(out("plain")).unwrap(),
+            fs::read(out(n)).unwrap(),
+            "{n}"
+        );
+    }
 }

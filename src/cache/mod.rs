@@ -27,7 +27,7 @@
 //!
 //! An entry is written whole in `tmp/`, fsynced, and renamed into `entries/` in one step: a
 //! reader finds an entry complete or not at all, and a crash leaves only a directory in `tmp/`
-//! (removed once it is an hour old, by a later run that evicts or by `cache prune`). Two runs
+//! (removed once it is an hour old, by a later run or by `cache prune`). Two runs
 //! that convert the same layer at once both write it; the second rename fails on the first's
 //! entry, which is kept (they are the same bytes). Removing an entry renames it into `tmp/`
 //! first, so that no reader sees half of one. Entries never change once in place, except
@@ -153,12 +153,13 @@ pub struct LayerCache {
 }
 
 impl LayerCache {
-    /// The cache at `dir`, created if it does not exist.
+    /// The cache at `dir`, created if it does not exist; what runs that died left in it goes.
     pub fn open(dir: &Path) -> Result<LayerCache> {
         let cache = LayerCache::at(dir);
         for d in [&cache.entries, &cache.tmp] {
             fs::create_dir_all(d).map_err(|e| cache_error(d, e))?;
         }
+        cache.remove_stale();
         Ok(cache)
     }
 
