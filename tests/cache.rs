@@ -510,3 +510,37 @@ fn an_oci_archive_output_is_the_same_warm() {
         );
     }
 }
+
+#[test]
+fn the_same_layer_compressed_otherwise_is_a_hit() {
+    // The key is the uncompressed tar's diff id: a blob depends on nothing else of the layer.
+    let scratch = common::scratch();
+    let cache = scratch.path().join("cache");
+    convert(
+        &cache_arg_ref(&cache),
+        &common::corpus("debian-minbase.oci"),
+        &scratch.path().join("gzip"),
+    );
+    let zstd = common::corpus("debian-minbase-zstd.oci");
+    let cached = scratch.path().join("zstd-cached");
+    let (report, _) = convert(&cache_arg_ref(&cache), &zstd, &cached);
+    assert!(cache_uses(&report).iter().all(|u| u == "hit"), "{report:#}");
+    let plain = scratch.path().join("zstd-plain");
+    let (plain_report, _) = convert(&[], &zstd, &plain);
+    same_tree(&plain, &cached);
+    // What the report says of the source is this input's, not the cached layer's.
+    let layers = |r: &Value| r["platforms"][0]["layers"].clone();
+    assert_eq!(
+        layers(&report).as_array().unwrap().len(),
+        layers(&plain_report).as_array().unwrap().len()
+    );
+    for (c, p) in layers(&report)
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(layers(&plain_report).as_array().unwrap())
+    {
+        assert_eq!(c["source"], p["source"]);
+        assert_eq!(c["blob"], p["blob"]);
+    }
+}
