@@ -443,3 +443,101 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 fn cache_error(path: &Path, e: io::Error) -> Error {
     Error::io(path, e).context("the layer cache")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cache in a scratch directory, with one blob file to keep.
+    fn scratch() -> (tempfile::TempDir, LayerCache, PathBuf, CachedLayer) {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = LayerCache::open(&dir.path().join("cache")).unwrap();
+        let blob = dir.path().join("blob");
+        fs::write(&blob, vec![7u8; 4242]).unwrap();
+        (dir, cache, blob, record::tests::sample())
+    }
+
+    #[test]
+    fn an_entry_is_stored_once_and_found_whole() {
+        let (_dir, cache, blob, layer) = scratch();
+        let key = CacheKey(layer.key);
+        assert!(matches!(cache.load(&key), Lookup::Miss));
+        cache.store(&layer, &blob).unwrap();
+        // A second run storing the same layer keeps the first's entry.
+        cache.store(&layer, &blob).unwrap();
+        match cache.load(&key) {
+            Lookup::Hit(hit) => assert_eq!(hit.encode(), layer.encode()),
+            _ => panic!("not a hit"),
+        }
+        assert_eq!(fs::read_dir(&cache.tmp).unwrap().count(), 0);
+        let listed = cache.list().unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].key, key.hex());
+        assert_eq!(listed[0].layer, Some(2));
+    }
+
+    #[test]
+    fn an_entry_filed_under_another_key_or_cut_short_is_damaged() {
+        let (_dir, cache, blob, layer) = scratch();
+        cache.store(&layer, &blob).unwrap();
+        let key = CacheKey(layer.key);
+        let other = CacheKey([9; 32]);
+        fs::rename(cache.entry(&key), cache.entry(&other)).unwrap();
+        assert!(matches!(cache.load(&other), Lookup::Damaged(p) if p.contains("another key")));
+        cache.discard(&other);
+        assert!(matches!(cache.load(&other), Lookup::Miss));
+
+        cache.store(&layer, &blob).unwrap();
+        fs::write(cache.blob_path(&key), b"short").unwrap();
+        assert!(matches!(cache.load(&key), Lookup::Damaged(p) if p.contains("5 bytes")));
+    }
+
+    #[test]
+    fn prune_removes_the_least_recently_used_first() {
+        let (_dir, cache, blob, mut layer) = scratch();
+        let mut keys = Vec::new();
+        for n in 0..3u8 {
+            layer.key = [n; 32];
+            cache.store(&layer, &blob).unwrap();
+            keys.push(CacheKey(layer.key));
+            // Distinct times, whatever the filesystem's resolution.
+            let used = File::options()
+                .append(true)
+                .open(cache.entry(&keys[n as usize]).join("used"))
+                .unwrap();
+            used.set_modified(UNIX_EPOCH + Duration::from_secs(1000 + u64::from(n)))
+                .unwrap();
+        }
+        cache.touch(&keys[0]);
+        let size = cache.list().unwrap()[0].size;
+        let pruned = cache.prune(Some(2 * size)).unwrap();
+        assert_eq!((pruned.removed, pruned.kept), (1, 2));
+        assert!(
+            matches!(cache.load(&keys[1]), Lookup::Miss),
+            "the oldest went"
+        );
+        assert!(
+            matches!(cache.load(&keys[0]), Lookup::Hit(_)),
+            "touched: kept"
+        );
+        let pruned = cache.prune(None).unwrap();
+        assert_eq!((pruned.removed, pruned.kept), (2, 0));
+        assert!(cache.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn keys_chain_and_options_count() {
+        let a = CacheKey::of(None, "sha256:a", "o");
+        assert_ne!(a, CacheKey::of(None, "sha256:a", "p"));
+        assert_ne!(a, CacheKey::of(None, "sha256:b", "o"));
+        let above = CacheKey::of(Some(&a), "sha256:b", "o");
+        assert_ne!(above, CacheKey::of(None, "sha256:b", "o"));
+        assert_ne!(
+            above,
+            CacheKey::of(Some(&CacheKey([0; 32])), "sha256:b", "o")
+        );
+        assert_eq!(above, CacheKey::of(Some(&a), "sha256:b", "o"));
+        assert!(is_key(&a.hex()));
+        assert_eq!(key_of(&a.hex()), a);
+    }
+}

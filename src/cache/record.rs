@@ -342,13 +342,14 @@ impl<'b> In<'b> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::blob::chunk::FileData;
     use crate::common::path::ImagePath;
     use crate::layer::entry::{EntryKind, InodeData, LayerEntry, Metadata};
 
-    fn sample() -> CachedLayer {
+    /// A small record, for the tests of the cache directory too.
+    pub(crate) fn sample() -> CachedLayer {
         let mut entries = PackedEntries::new();
         for (path, chunks) in [
             (&b"etc"[..], None),
