@@ -905,6 +905,11 @@ impl Chains {
             });
         }
 
+        if let Some(cache) = &self.cache {
+            // Top first: a chain's lower entries stay the more recently used, so that eviction
+            // takes a chain from its top and never leaves upper entries no run can reach.
+            records.iter().rev().for_each(|r| cache.touch(&r.key));
+        }
         progress.bootstrap(&image.platform);
         let mut layers: Vec<Value> = records.iter().map(|r| oci::blob_layer(&r.stored)).collect();
         let mut diff_ids: Vec<String> = records.iter().map(|r| r.stored.digest.clone()).collect();
@@ -1070,7 +1075,6 @@ impl Chains {
                 damaged("its blob is not the one its record names");
                 break;
             }
-            cache.touch(&key);
             let report = hit_report(layer, &hit, &stored, started);
             let CachedLayer {
                 chunks,

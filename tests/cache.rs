@@ -384,6 +384,17 @@ fn the_least_recently_used_entries_go_first() {
     let left = entries(&cache);
     assert_eq!(left.len(), 2, "{left:#?}");
     assert_eq!(left.last().unwrap()["diff_id"], bottom);
+    // A chain goes from its top: its bottom layer, which every image on it needs, stays.
+    assert_eq!(left.last().unwrap()["layer"], 1);
+    let newest = sizes(&cache).last().unwrap().to_string();
+    run(Command::new(BIN)
+        .args(["cache", "prune", "--max-size", &newest])
+        .arg(&cache));
+    let left = entries(&cache);
+    assert_eq!(left.len(), 1, "{left:#?}");
+    assert_eq!(left[0]["layer"], 1);
+    let (report, _) = convert(&args(&c), &two, &scratch.path().join("two-again"));
+    assert_eq!(cache_uses(&report), ["hit", "miss"]);
 
     let out = run(Command::new(BIN)
         .args(["cache", "prune", "--all", "--json"])
