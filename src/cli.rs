@@ -121,6 +121,14 @@ pub enum Command {
         whiteouts come back as the layer's .wh. entries. umoci, containerd and Docker unpack\n\
         the result to the tree the Nydus image mounts to.")]
     Unpack(UnpackArgs),
+    /// See and trim a layer cache (convert --cache DIR): list its entries, remove the least
+    /// recently used.
+    #[command(after_help = "Examples:\n  \
+        nydus-offline convert --cache /var/cache/nydus --all-images ./mirror ./out\n  \
+        nydus-offline cache ls /var/cache/nydus\n  \
+        nydus-offline cache prune /var/cache/nydus --max-size 50GiB\n  \
+        nydus-offline cache prune /var/cache/nydus --all")]
+    Cache(CacheArgs),
     /// Print a shell completion script for bash, zsh, fish, elvish or powershell.
     #[command(after_help = "Examples:\n  \
         nydus-offline completions bash > /etc/bash_completion.d/nydus-offline\n  \
@@ -318,6 +326,16 @@ pub struct ConvertArgs {
     /// put their images in place).
     #[arg(long, value_name = "I/N", value_parser = parse_shard)]
     pub shard: Option<(u64, u64)>,
+    /// Keep each converted layer in the layer cache DIR (created if need be), and take a layer
+    /// from there instead of converting it when the same layer, over the same lower layers, was
+    /// converted with the same options before: the output is the same, byte for byte. Runs may
+    /// share DIR at once; see `nydus-offline cache`.
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// Once done, evict the least recently used entries of --cache until it holds at most SIZE
+    /// (bytes, or with a unit: 50GiB).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "cache")]
+    pub cache_max_size: Option<u64>,
     #[command(flatten)]
     pub select: SelectArgs,
     /// Size of the chunks files are cut into: a power of two from 4 KiB to 16 MiB, written as
@@ -504,7 +522,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Check(args) => args.quiet,
         Command::Inspect(args) => args.quiet,
         Command::Unpack(args) => args.quiet,
-        Command::Completions(_) | Command::Man(_) => false,
+        Command::Completions(_) | Command::Man(_) | Command::Cache(_) => false,
     };
     init_log(cli.verbose, quiet);
     match cli.command {
@@ -512,6 +530,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Inspect(args) => inspect(&args),
         Command::Check(args) => check(&args),
         Command::Unpack(args) => unpack(&args),
+        Command::Cache(args) => cache(&args),
         Command::Completions(args) => completions(&args),
         Command::Man(args) => man(&args),
     }
@@ -845,6 +864,8 @@ fn convert(args: &ConvertArgs) -> Result<()> {
         with_referrer: args.with_referrer,
         all_images: args.all_images,
         shard: args.shard,
+        cache: args.cache.clone(),
+        cache_max_size: args.cache_max_size,
         prefetch: prefetch_patterns(args.prefetch_patterns.as_deref())?,
         prefetch_entrypoint: args.prefetch_entrypoint,
         limits: args.limits.limits(),
@@ -916,8 +937,18 @@ fn convert(args: &ConvertArgs) -> Result<()> {
             String::new()
         };
         let chunks: u64 = p.layers.iter().map(|l| l.blob.chunks).sum();
+        let hits = p
+            .layers
+            .iter()
+            .filter(|l| l.cache == Some(crate::report::CacheUse::Hit))
+            .count();
+        let cached = match (&args.cache, hits) {
+            (None, _) => String::new(),
+            (Some(_), 0) => " (none from the cache)".to_string(),
+            (Some(_), n) => format!(" ({n} from the cache)"),
+        };
         text += &format!(
-            "{}: {}{shared}, {}, manifest {}\n",
+            "{}: {}{cached}{shared}, {}, manifest {}\n",
             p.platform,
             count(p.layers.len() as u64, "layer"),
             count(chunks, "chunk"),
@@ -936,6 +967,132 @@ fn convert(args: &ConvertArgs) -> Result<()> {
         }
     }
     write_stdout(text.as_bytes())
+}
+
+/// Options of `cache`.
+#[derive(Debug, clap::Args)]
+pub struct CacheArgs {
+    #[command(subcommand)]
+    pub command: CacheCommand,
+}
+
+/// What `cache` does.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// List the entries, least recently used first: key, the layer's place in its chain, its
+    /// diff id, bytes on disk, last use.
+    Ls {
+        /// The cache directory (convert --cache DIR).
+        dir: PathBuf,
+        /// Print JSON: one object per entry (key, layer: 1 for a bottom layer, diff_id, blob,
+        /// size, last_used in seconds since the epoch, and problem for an entry that cannot be
+        /// used).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove entries, least recently used first, and what runs that died left behind.
+    Prune {
+        /// The cache directory.
+        dir: PathBuf,
+        /// Keep at most SIZE bytes of entries (or with a unit: 50GiB).
+        #[arg(long, value_name = "SIZE", value_parser = parse_size,
+              required_unless_present = "all", conflicts_with = "all")]
+        max_size: Option<u64>,
+        /// Remove every entry.
+        #[arg(long)]
+        all: bool,
+        /// Print what was removed and kept as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `cache ls` and `cache prune`.
+fn cache(args: &CacheArgs) -> Result<()> {
+    use indicatif::HumanBytes;
+    let mut text = String::new();
+    match &args.command {
+        CacheCommand::Ls { dir, json } => {
+            let entries = crate::cache::LayerCache::open_existing(dir)?.list()?;
+            if *json {
+                text = pretty(&entries)?;
+            } else {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                text += "KEY           LAYER  DIFF ID              SIZE        LAST USED\n";
+                for e in &entries {
+                    let diff_id = e.diff_id.as_deref().unwrap_or("-");
+                    text += &format!(
+                        "{:<12}  {:<5}  {:<19}  {:<10}  {}{}\n",
+                        &e.key[..12],
+                        e.layer.map_or("-".to_string(), |l| l.to_string()),
+                        &diff_id[..diff_id.len().min(19)],
+                        HumanBytes(e.size).to_string(),
+                        ago(now.saturating_sub(e.last_used)),
+                        e.problem
+                            .as_ref()
+                            .map_or(String::new(), |p| format!("  (unusable: {p})")),
+                    );
+                }
+                let total: u64 = entries.iter().map(|e| e.size).sum();
+                text += &format!(
+                    "{}: {}, {}\n",
+                    dir.display(),
+                    entry_count(entries.len()),
+                    HumanBytes(total)
+                );
+            }
+        }
+        CacheCommand::Prune {
+            dir,
+            max_size,
+            json,
+            ..
+        } => {
+            let pruned = crate::cache::LayerCache::open_existing(dir)?.prune(*max_size)?;
+            if *json {
+                text = pretty(&pruned)?;
+            } else {
+                text = format!(
+                    "{}: removed {} ({}), kept {} ({})\n",
+                    dir.display(),
+                    entry_count(pruned.removed),
+                    HumanBytes(pruned.removed_bytes),
+                    entry_count(pruned.kept),
+                    HumanBytes(pruned.kept_bytes),
+                );
+            }
+        }
+    }
+    write_stdout(text.as_bytes())
+}
+
+/// `value` as pretty JSON, with a final newline.
+fn pretty(value: &impl serde::Serialize) -> Result<String> {
+    let mut json = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::internal(format!("encoding JSON: {e}")))?;
+    json.push('\n');
+    Ok(json)
+}
+
+/// "1 entry", "2 entries".
+fn entry_count(n: usize) -> String {
+    if n == 1 {
+        "1 entry".to_string()
+    } else {
+        format!("{n} entries")
+    }
+}
+
+/// `seconds` ago, in the largest unit that fits.
+fn ago(seconds: u64) -> String {
+    match seconds {
+        0..60 => format!("{seconds}s ago"),
+        60..3600 => format!("{}m ago", seconds / 60),
+        3600..86400 => format!("{}h ago", seconds / 3600),
+        _ => format!("{}d ago", seconds / 86400),
+    }
 }
 
 /// `inspect`: list every image and platform unless narrowed.

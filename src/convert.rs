@@ -38,6 +38,7 @@ use crate::blob::chunk::ChunkIndex;
 use crate::blob::chunk::{BlobInfo, BlobOptions, ChunkTable};
 use crate::blob::sink::ChunkSink;
 use crate::blob::writer::{BlobWriter, WriterCounts, merged_blob_info};
+use crate::cache::{self, CacheKey, CachedLayer, LayerCache, Lookup};
 use crate::common::error::{Error, Result};
 use crate::common::path::ImagePath;
 use crate::layer::entries;
@@ -51,8 +52,8 @@ use crate::prefetch::resolve;
 use crate::progress::{LayerStart, LayerWatch, NoProgress, Progress};
 use crate::rafs::v6::writer::{self as v6, BootstrapInput};
 use crate::report::{
-    BlobRef, BlobReport, ConvertSummary, ImageSummary, LayerReport, LayerTiming, PlatformSummary,
-    RunTiming, SourceLayer, Totals, peak_rss_bytes, ratio,
+    BlobRef, BlobReport, CacheUse, ConvertSummary, ImageSummary, LayerReport, LayerTiming,
+    PlatformSummary, RunTiming, SourceLayer, Totals, peak_rss_bytes, ratio,
 };
 use crate::source::select::choose;
 use crate::source::{self, Image, ImageSource, Selection};
@@ -91,6 +92,10 @@ pub struct ConvertOptions {
     /// `--shard I/N`: only the images whose digest falls in share `I` of `N`, so that `N` runs
     /// convert a mirror together (each image in exactly one of them).
     pub shard: Option<(u64, u64)>,
+    /// `--cache DIR`: take converted layers from this layer cache, and keep those converted.
+    pub cache: Option<PathBuf>,
+    /// `--cache-max-size`: once done, evict least recently used cache entries down to this.
+    pub cache_max_size: Option<u64>,
 }
 
 /// Convert the images `options` selects from `input` into a Nydus image at `output`.
@@ -175,6 +180,7 @@ fn convert_all(
     }
     let mut chains = Chains {
         keep: images.len() > 1,
+        cache: open_cache(inputs, output, options)?,
         ..Chains::default()
     };
     let mut platforms = Vec::new();
@@ -207,6 +213,7 @@ fn convert_all(
     progress.commit();
     layout.commit(tagged)?;
     progress.end();
+    evict(chains.cache.as_ref(), options.cache_max_size);
     let mut totals = Totals::default();
     platforms
         .iter()
@@ -507,6 +514,8 @@ struct LayerRecord {
     stored: StoredBlob,
     /// Length of the chunk table once this layer was done.
     table_len: usize,
+    /// Its key in the layer cache (computed with or without one: the next layer's depends on it).
+    key: CacheKey,
     report: LayerReport,
 }
 
@@ -523,6 +532,8 @@ struct Chains {
     /// Whether later platforms may share chains: otherwise nothing is kept once converted, so
     /// that a layer's entries exist once, not three times, at the peak.
     keep: bool,
+    /// `--cache`: where converted layers are taken from and kept.
+    cache: Option<LayerCache>,
 }
 
 /// `--prefetch-entrypoint`: the prefetch list of `image` derived from its entrypoint (a reading
@@ -655,6 +666,7 @@ impl Chains {
                     info: layer.info.clone(),
                     stored: layer.stored.clone(),
                     table_len: layer.table_len,
+                    key: layer.key.clone(),
                     report: LayerReport {
                         shared: true,
                         ..layer.report.clone()
@@ -687,11 +699,36 @@ impl Chains {
             // The root names every file: tar order is list order already.
             v6::Prefetch::Root | v6::Prefetch::None => None,
         };
-        for (n, layer) in image.layers.iter().enumerate().skip(shared) {
+        let options_key = cache::options_key(
+            options.blob,
+            FS_VERSION,
+            prefetch,
+            options.limits.max_sparse_holes,
+        );
+        let cached = self.cached_layers(
+            image,
+            layout,
+            &options_key,
+            (&mut table, &mut merged, &mut records, &mut blobs),
+        )?;
+        progress.cache_hits(
+            cached,
+            image.layers[shared..shared + cached]
+                .iter()
+                .map(|l| l.size)
+                .sum(),
+        );
+        for (n, layer) in image.layers.iter().enumerate().skip(shared + cached) {
             interrupt::check()?;
             let started = Instant::now();
             let what = layer.label();
             let read = Arc::new(AtomicU64::new(0));
+            let key = CacheKey::of(
+                records.last().map(|r| &r.key),
+                layer.diff_id.as_ref(),
+                &options_key,
+            );
+            let (table_base, blob_base) = (table.len(), blobs.len());
             // Reading (or mapping), verifying and decompressing run on a thread of their own.
             let mut reader = ReadAhead::open(source.store(), layer, Arc::clone(&read))?;
             let blob_index = u32::try_from(blobs.len()).expect("fewer than 2^32 blobs");
@@ -716,7 +753,7 @@ impl Chains {
             // to `merged` from its packed entries once its own bootstrap is written.
             let bottom = records.is_empty();
             let mut builder = if bottom {
-                LayerBuilder::bottom(self.keep)
+                LayerBuilder::bottom(self.keep || self.cache.is_some())
             } else {
                 LayerBuilder::over(&merged)
             };
@@ -821,6 +858,7 @@ impl Chains {
                     dedup_ratio: ratio(hits, u64::from(info.chunk_count)),
                 },
                 shared: false,
+                cache: self.cache.as_ref().map(|_| CacheUse::Miss),
                 timing: LayerTiming {
                     seconds: started.elapsed().as_secs_f64(),
                 },
@@ -837,6 +875,21 @@ impl Chains {
             if let Some(bootstrap) = &merged_bootstrap {
                 v6::set_blob_ids(bootstrap, &blobs, options.blob)?;
             }
+            let mut packed = packed;
+            if let (Some(cache), Some(entries)) = (&self.cache, packed.as_mut()) {
+                let kept = Kept {
+                    key: &key,
+                    depth: n,
+                    layer,
+                    uncompressed_size: read_summary.uncompressed_size,
+                    table: &table,
+                    table_base,
+                    blob_base,
+                    info: &info,
+                    report: &report,
+                };
+                keep_in_cache(cache, kept, entries, layout);
+            }
             records.push(LayerRecord {
                 digest: layer.digest.to_string(),
                 diff_id: layer.diff_id.to_string(),
@@ -847,10 +900,16 @@ impl Chains {
                 info,
                 stored,
                 table_len: table.len(),
+                key,
                 report,
             });
         }
 
+        if let Some(cache) = &self.cache {
+            // Top first: a chain's lower entries stay the more recently used, so that eviction
+            // takes a chain from its top and never leaves upper entries no run can reach.
+            records.iter().rev().for_each(|r| cache.touch(&r.key));
+        }
         progress.bootstrap(&image.platform);
         let mut layers: Vec<Value> = records.iter().map(|r| oci::blob_layer(&r.stored)).collect();
         let mut diff_ids: Vec<String> = records.iter().map(|r| r.stored.digest.clone()).collect();
@@ -929,6 +988,218 @@ impl Chains {
         }
         best
     }
+}
+
+/// `--cache DIR`, opened (created if need be); it may not be, hold or lie in an input or the
+/// output.
+fn open_cache(
+    inputs: &[PathBuf],
+    output: &Path,
+    options: &ConvertOptions,
+) -> Result<Option<LayerCache>> {
+    let Some(dir) = &options.cache else {
+        return Ok(None);
+    };
+    crate::output::layout::refuse_side_dir(inputs, output, dir, "the --cache directory")?;
+    LayerCache::open(dir).map(Some)
+}
+
+/// `--cache-max-size`: least recently used entries evicted once the output is in place. The
+/// output is complete by then: a failure is a warning.
+fn evict(cache: Option<&LayerCache>, max_size: Option<u64>) {
+    if let (Some(cache), Some(max)) = (cache, max_size)
+        && let Err(e) = cache.prune(Some(max))
+    {
+        crate::common::error::warn(format!("evicting from the layer cache: {e}"));
+    }
+}
+
+/// What the layer loop has built so far: the chunk table, the merged tree, the layers and the
+/// merged bootstrap's blob table.
+type Built<'a> = (
+    &'a mut ChunkTable,
+    &'a mut Tree,
+    &'a mut Vec<LayerRecord>,
+    &'a mut Vec<BlobInfo>,
+);
+
+impl Chains {
+    /// Continue `built` with the layers of `image` the cache holds above it, bottom first, up to
+    /// the first miss: each blob put into `layout` (verified), each layer's chunks, entries and
+    /// blob added as for a shared chain. How many layers came from the cache.
+    fn cached_layers(
+        &self,
+        image: &Image,
+        layout: &mut LayoutWriter,
+        options_key: &str,
+        (table, merged, records, blobs): Built<'_>,
+    ) -> Result<usize> {
+        let Some(cache) = &self.cache else {
+            return Ok(0);
+        };
+        let start = records.len();
+        for layer in &image.layers[start..] {
+            interrupt::check()?;
+            let started = Instant::now();
+            let key = CacheKey::of(
+                records.last().map(|r| &r.key),
+                layer.diff_id.as_ref(),
+                options_key,
+            );
+            let damaged = |problem: &str| {
+                crate::common::error::warn(format!(
+                    "{}: the layer cache's entry {} is not usable, the layer is converted \
+                     again: {problem}",
+                    layer.label(),
+                    key.hex()
+                ));
+                cache.discard(&key);
+            };
+            let hit = match cache.load(&key) {
+                Lookup::Miss => break,
+                Lookup::Damaged(problem) => {
+                    damaged(&problem);
+                    break;
+                }
+                Lookup::Hit(hit) => hit,
+            };
+            if let Err(problem) = hit.fits(table.len(), blobs.len()) {
+                damaged(&problem);
+                break;
+            }
+            let stored = StoredBlob {
+                digest: hit.blob_digest.clone(),
+                size: hit.blob_size,
+            };
+            if !layout.add_blob_file(&cache.blob_path(&key), &stored)? {
+                damaged("its blob is not the one its record names");
+                break;
+            }
+            let report = hit_report(layer, &hit, &stored, started);
+            let CachedLayer {
+                chunks,
+                entries,
+                info,
+                ..
+            } = *hit;
+            // As for a shared chain: the first of each content is the stored chunk.
+            for chunk in chunks {
+                let first = table.find(&chunk.digest, chunk.uncompressed_size).is_none();
+                let index = table.reserve();
+                table.fill(index, chunk, first);
+            }
+            merged
+                .apply_packed(&entries)
+                .map_err(|e| e.context(layer.label()))?;
+            if info.chunk_count > 0 {
+                blobs.push(merged_blob_info(&info, stored.hex()));
+            }
+            records.push(LayerRecord {
+                digest: layer.digest.to_string(),
+                diff_id: layer.diff_id.to_string(),
+                entries: Arc::new(if self.keep {
+                    entries
+                } else {
+                    PackedEntries::new()
+                }),
+                report,
+                info,
+                stored,
+                table_len: table.len(),
+                key,
+            });
+        }
+        Ok(records.len() - start)
+    }
+}
+
+/// The report of a layer taken from the cache: what its conversion counted.
+fn hit_report(
+    layer: &source::Layer,
+    hit: &CachedLayer,
+    stored: &StoredBlob,
+    started: Instant,
+) -> LayerReport {
+    let chunks = u64::from(hit.info.chunk_count);
+    LayerReport {
+        source: SourceLayer {
+            digest: layer.digest.to_string(),
+            diff_id: layer.diff_id.to_string(),
+            size: layer.size,
+            uncompressed_size: hit.source_uncompressed_size,
+        },
+        blob: BlobReport {
+            digest: stored.digest.clone(),
+            size: stored.size,
+            chunk_data_size: hit.chunk_data_size,
+            uncompressed_size: hit.info.uncompressed_size,
+            file_bytes: hit.file_bytes,
+            chunks,
+            dedup_hits: hit.dedup_hits,
+            dedup_ratio: ratio(hit.dedup_hits, chunks),
+        },
+        shared: false,
+        cache: Some(CacheUse::Hit),
+        timing: LayerTiming {
+            seconds: started.elapsed().as_secs_f64(),
+        },
+    }
+}
+
+/// A layer just converted, as [`keep_in_cache`] needs it.
+struct Kept<'a> {
+    key: &'a CacheKey,
+    /// Its place in the chain.
+    depth: usize,
+    layer: &'a source::Layer,
+    uncompressed_size: u64,
+    /// The chunk table after it, and its length and the blob table's before it.
+    table: &'a ChunkTable,
+    table_base: usize,
+    blob_base: usize,
+    info: &'a BlobInfo,
+    report: &'a LayerReport,
+}
+
+/// Keep a converted layer in the cache (its `entries` lent for the record's writing). The
+/// output does not depend on it: a failure is a warning.
+fn keep_in_cache(
+    cache: &LayerCache,
+    kept: Kept<'_>,
+    entries: &mut PackedEntries,
+    layout: &LayoutWriter,
+) {
+    let blob = &kept.report.blob;
+    let record = CachedLayer {
+        key: kept.key.0,
+        depth: u32::try_from(kept.depth).unwrap_or(u32::MAX),
+        diff_id: kept.layer.diff_id.to_string(),
+        source_digest: kept.layer.digest.to_string(),
+        source_uncompressed_size: kept.uncompressed_size,
+        table_base: kept.table_base as u64,
+        blob_base: u32::try_from(kept.blob_base).unwrap_or(u32::MAX),
+        chunks: (kept.table_base..kept.table.len())
+            .map(|i| kept.table.get(i as ChunkIndex))
+            .collect(),
+        entries: std::mem::take(entries),
+        info: kept.info.clone(),
+        blob_digest: blob.digest.clone(),
+        blob_size: blob.size,
+        chunk_data_size: blob.chunk_data_size,
+        file_bytes: blob.file_bytes,
+        dedup_hits: blob.dedup_hits,
+    };
+    let stored = StoredBlob {
+        digest: blob.digest.clone(),
+        size: blob.size,
+    };
+    if let Err(e) = cache.store(&record, &layout.blob_path(&stored)) {
+        crate::common::error::warn(format!(
+            "{}: not kept in the layer cache: {e}",
+            kept.layer.label()
+        ));
+    }
+    *entries = record.entries;
 }
 
 #[cfg(test)]

@@ -24,7 +24,9 @@
 //!   │
 //! output/   the new OCI image: blob layers, bootstrap layer, config, manifest, index, written
 //!           whole or not at all
-//! report/   what a conversion wrote, as `--json` prints it;  progress/  its display on stderr
+//! report/   what a conversion wrote, as `--json` prints it
+//! cache/    converted layers kept on disk for later runs (`--cache DIR`), keyed by their chain
+//! progress/ a conversion's display on stderr
 //! inspect/  check/  unpack/  convert/   the commands;  cli/  the command line
 //! ```
 //!
@@ -40,6 +42,7 @@
 //! only maps the outcome to an exit code.
 
 pub mod blob;
+pub mod cache;
 pub mod check;
 pub mod cli;
 pub mod common;

@@ -40,6 +40,10 @@ pub trait Progress: Sync {
     /// bytes) reuse what an earlier platform converted and are not read again.
     fn platform(&self, _platform: &Platform, _layers: usize, _shared: usize, _shared_bytes: u64) {}
 
+    /// The next `layers` layers of the platform (`bytes` stored bytes) were taken from the
+    /// layer cache (`--cache`) and are not read.
+    fn cache_hits(&self, _layers: usize, _bytes: u64) {}
+
     /// A layer begins; `watch` counts what is done of it as it goes.
     fn layer_start(&self, _layer: &LayerStart<'_>, _watch: LayerWatch) {}
 
@@ -420,6 +424,20 @@ impl Progress for Display {
         if shared > 0 {
             let _ = write!(text, ", {shared} already converted for an earlier platform");
         }
+        match &state.bars {
+            Some(bars) => bars.multi.suspend(|| crate::common::error::say(&text)),
+            None => self.inner.line(&state, &text),
+        }
+    }
+
+    fn cache_hits(&self, layers: usize, bytes: u64) {
+        if layers == 0 {
+            return;
+        }
+        let mut state = self.inner.lock();
+        state.layers_done += layers;
+        state.bytes_done += bytes;
+        let text = format!("{} taken from the cache", count(layers as u64, "layer"));
         match &state.bars {
             Some(bars) => bars.multi.suspend(|| crate::common::error::say(&text)),
             None => self.inner.line(&state, &text),

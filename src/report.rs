@@ -138,7 +138,19 @@ pub struct LayerReport {
     pub blob: BlobReport,
     /// Converted for an earlier platform (same layer over the same lower layers) and reused.
     pub shared: bool,
+    /// With `--cache`: whether the layer was taken from the cache (`hit`) or converted (`miss`,
+    /// and kept there); left out without a cache.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheUse>,
     pub timing: LayerTiming,
+}
+
+/// How a layer used the cache of converted layers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheUse {
+    Hit,
+    Miss,
 }
 
 /// The source layer as read and verified.

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// The top-level modules, bottom first: each may import only those before it.
 const LAYERS: &[&str] = &[
     "common", "ondisk", "source", "blob", "layer", "tree", "prefetch", "rafs", "output", "report",
-    "progress", "inspect", "check", "unpack", "convert", "cli",
+    "cache", "progress", "inspect", "check", "unpack", "convert", "cli",
 ];
 
 fn src() -> PathBuf {

@@ -249,6 +249,40 @@ impl LayoutWriter {
         blob.finish()
     }
 
+    /// Where the finished blob `stored` is while the output is being written (to keep a copy of
+    /// it, as the layer cache does).
+    pub fn blob_path(&self, stored: &StoredBlob) -> PathBuf {
+        self.blobs.join(stored.hex())
+    }
+
+    /// Add the file at `path` (a blob kept elsewhere, the layer cache's) as the blob `expected`:
+    /// hard-linked where the filesystem allows, else copied, then read once to verify that its
+    /// bytes are the blob's. `Ok(false)`, and nothing added, when they are not, or when the file
+    /// cannot be linked, copied or read (another process removed it meanwhile): the caller
+    /// makes the blob itself then.
+    pub fn add_blob_file(&mut self, path: &Path, expected: &StoredBlob) -> Result<bool> {
+        interrupt::check()?;
+        self.next_tmp += 1;
+        let tmp = self.blobs.join(format!(".incoming-{}", self.next_tmp));
+        let placed = fs::hard_link(path, &tmp).or_else(|_| fs::copy(path, &tmp).map(|_| ()));
+        let verified = placed.and_then(|()| sha256_of_file(&tmp));
+        match verified {
+            Ok((digest, size)) if digest == expected.digest && size == expected.size => {}
+            _ => {
+                let _ = fs::remove_file(&tmp);
+                return Ok(false);
+            }
+        }
+        let file = File::open(&tmp).map_err(|e| out_error(&self.destination, e))?;
+        fs::rename(&tmp, self.blobs.join(expected.hex()))
+            .map_err(|e| out_error(&self.destination, e))?;
+        if let Some(syncer) = &self.syncer {
+            // A copy must reach the disk like any blob (a link is there already).
+            let _ = syncer.files.send(file);
+        }
+        Ok(true)
+    }
+
     /// Name `entries` (descriptors carrying `org.opencontainers.image.ref.name`) in the output's
     /// `index.json`, flush everything to disk, and put the output in place. Until this returns,
     /// the destination is untouched (or, when adding to a layout, only holds new blobs that
@@ -585,6 +619,26 @@ impl BlobFile {
     }
 }
 
+/// The `sha256:<hex>` digest and the size of the file at `path`.
+fn sha256_of_file(path: &Path) -> io::Result<(String, u64)> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    let hex = crate::common::hex::hex(&hasher.finalize());
+    Ok((format!("sha256:{hex}"), size))
+}
+
 /// Whether `dir` is an OCI image layout: a directory with `oci-layout` and `index.json`.
 pub fn is_layout(dir: &Path) -> bool {
     dir.is_dir() && dir.join("oci-layout").is_file() && dir.join("index.json").is_file()
@@ -682,6 +736,23 @@ pub fn refuse_side_file(inputs: &[PathBuf], output: &Path, file: &Path, what: &s
         return Err(Error::usage(format!(
             "{}: {what} would overwrite the output {}",
             file.display(),
+            output.display()
+        )));
+    }
+    Ok(())
+}
+
+/// [`refuse_side_file`] for a directory a run writes into besides the output (`what`: "the
+/// --cache directory"): it may not be, lie inside or hold an input, nor the output.
+pub fn refuse_side_dir(inputs: &[PathBuf], output: &Path, dir: &Path, what: &str) -> Result<()> {
+    for input in inputs {
+        refuse_overlap_as(input, dir, what)?;
+    }
+    let (dir_real, output_real) = (resolve_to_be(dir), resolve_to_be(output));
+    if dir_real.starts_with(&output_real) || output_real.starts_with(&dir_real) {
+        return Err(Error::usage(format!(
+            "{}: {what} would be, lie inside or hold the output {} (choose a path apart from it)",
+            dir.display(),
             output.display()
         )));
     }

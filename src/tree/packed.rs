@@ -128,8 +128,46 @@ impl PackedEntries {
         let mut at = 0;
         let mut path = Vec::new();
         std::iter::from_fn(move || {
-            (at < self.bytes.len()).then(|| read_entry(&self.bytes, &mut at, &mut path))
+            (at < self.bytes.len())
+                .then(|| read_entry(&self.bytes, &mut at, &mut path).expect("packed by push"))
         })
+    }
+
+    /// The packed bytes, to store them (the layer cache) and give them back to
+    /// [`from_bytes`](Self::from_bytes).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Entries packed elsewhere (read back from a file, so not trusted): every entry is decoded
+    /// once and checked (lengths within the bytes, numbers in range, paths normalised, chunk
+    /// indexes below `chunks`); the problem if one is not.
+    pub fn from_bytes(bytes: Vec<u8>, chunks: usize) -> Result<PackedEntries, String> {
+        let mut packed = PackedEntries::default();
+        let (mut at, mut path) = (0, Vec::new());
+        while at < bytes.len() {
+            let entry = read_entry(&bytes, &mut at, &mut path).ok_or_else(|| {
+                format!("packed entry {} is cut short or malformed", packed.count)
+            })?;
+            let in_table = match &entry.kind {
+                EntryKind::Inode(InodeData::File(f)) => {
+                    f.chunks.iter().all(|&c| (c as usize) < chunks)
+                }
+                _ => true,
+            };
+            if !in_table {
+                return Err(format!(
+                    "packed entry {} ({}) names a chunk beyond the chunk table",
+                    packed.count,
+                    entry.path.to_bytes().escape_ascii()
+                ));
+            }
+            packed.count += 1;
+            packed.name_bytes += entry.path.file_name().map_or(0, <[u8]>::len);
+            packed.whiteouts |= entry.is_whiteout();
+        }
+        packed.bytes = bytes;
+        Ok(packed)
     }
 
     /// Give back the room the buffer grew beyond its content.
@@ -139,32 +177,37 @@ impl PackedEntries {
     }
 }
 
-/// The entry at `*at`, moving `*at` past it; `path` holds the previous entry's path.
-fn read_entry(bytes: &[u8], at: &mut usize, path: &mut Vec<u8>) -> LayerEntry {
-    let shared = get(bytes, at) as usize;
+/// The entry at `*at`, moving `*at` past it; `path` holds the previous entry's path. `None` if
+/// the bytes do not hold a whole, well-formed entry there (only bytes from outside can fail).
+fn read_entry(bytes: &[u8], at: &mut usize, path: &mut Vec<u8>) -> Option<LayerEntry> {
+    let shared = usize::try_from(get(bytes, at)?).ok()?;
+    if shared > path.len() {
+        return None;
+    }
     path.truncate(shared);
-    path.extend_from_slice(get_bytes(bytes, at));
-    let tag = bytes[*at];
+    path.extend_from_slice(get_bytes(bytes, at)?);
+    let tag = *bytes.get(*at)?;
     *at += 1;
-    let u32_of = |v: u64| u32::try_from(v).expect("packed from a u32");
+    let u32_at = |at: &mut usize| get(bytes, at).and_then(|v| u32::try_from(v).ok());
     let kind = match tag {
         DIR => EntryKind::Inode(InodeData::Dir),
         FILE => {
-            let size = get(bytes, at);
-            let count = get(bytes, at) as usize;
-            let mut chunks = Vec::with_capacity(count);
+            let size = get(bytes, at)?;
+            let count = usize::try_from(get(bytes, at)?).ok()?;
+            // Each chunk takes at least a byte: a count beyond the bytes left is a lie.
+            let mut chunks = Vec::with_capacity(count.min(bytes.len() - *at));
             let mut next = 0i64;
             for _ in 0..count {
-                let c = next + unzigzag(get(bytes, at));
-                chunks.push(ChunkIndex::try_from(c).expect("packed from a chunk index"));
+                let c = next.checked_add(unzigzag(get(bytes, at)?))?;
+                chunks.push(ChunkIndex::try_from(c).ok()?);
                 next = c + 1;
             }
             EntryKind::Inode(InodeData::File(FileData { size, chunks }))
         }
-        SYMLINK => EntryKind::Inode(InodeData::Symlink(get_bytes(bytes, at).to_vec())),
+        SYMLINK => EntryKind::Inode(InodeData::Symlink(get_bytes(bytes, at)?.to_vec())),
         CHAR_DEVICE | BLOCK_DEVICE => {
-            let major = u32_of(get(bytes, at));
-            let minor = u32_of(get(bytes, at));
+            let major = u32_at(at)?;
+            let minor = u32_at(at)?;
             EntryKind::Inode(if tag == CHAR_DEVICE {
                 InodeData::CharDevice { major, minor }
             } else {
@@ -173,21 +216,21 @@ fn read_entry(bytes: &[u8], at: &mut usize, path: &mut Vec<u8>) -> LayerEntry {
         }
         FIFO => EntryKind::Inode(InodeData::Fifo),
         SOCKET => EntryKind::Inode(InodeData::Socket),
-        HARDLINK => EntryKind::Hardlink(ImagePath::from_joined(get_bytes(bytes, at))),
-        _ => unreachable!("packed kind {tag}"),
+        HARDLINK => EntryKind::Hardlink(normalised(get_bytes(bytes, at)?)?),
+        _ => return None,
     };
-    let mode = u32_of(get(bytes, at));
-    let uid = u32_of(get(bytes, at));
-    let gid = u32_of(get(bytes, at));
-    let mtime = unzigzag(get(bytes, at));
-    let mtime_nsec = u32_of(get(bytes, at));
+    let mode = u32_at(at)?;
+    let uid = u32_at(at)?;
+    let gid = u32_at(at)?;
+    let mtime = unzigzag(get(bytes, at)?);
+    let mtime_nsec = u32_at(at)?;
     let mut xattrs = BTreeMap::new();
-    for _ in 0..get(bytes, at) {
-        let name = get_bytes(bytes, at).to_vec();
-        xattrs.insert(name, get_bytes(bytes, at).to_vec());
+    for _ in 0..get(bytes, at)? {
+        let name = get_bytes(bytes, at)?.to_vec();
+        xattrs.insert(name, get_bytes(bytes, at)?.to_vec());
     }
-    LayerEntry {
-        path: ImagePath::from_joined(path),
+    Some(LayerEntry {
+        path: normalised(path)?,
         kind,
         meta: Metadata {
             mode,
@@ -197,7 +240,15 @@ fn read_entry(bytes: &[u8], at: &mut usize, path: &mut Vec<u8>) -> LayerEntry {
             mtime_nsec,
             xattrs,
         },
-    }
+    })
+}
+
+/// The path these normalised bytes spell; `None` if they are not normalised (bytes from
+/// outside: a path that parses to other bytes would break the trees' invariants).
+fn normalised(joined: &[u8]) -> Option<ImagePath> {
+    ImagePath::parse(joined)
+        .ok()
+        .filter(|p| p.joined() == joined)
 }
 
 /// Append `v` as a LEB128 varint.
@@ -215,27 +266,30 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
-/// The varint at `*at`.
-fn get(bytes: &[u8], at: &mut usize) -> u64 {
+/// The varint at `*at`; `None` past the end or beyond 64 bits.
+fn get(bytes: &[u8], at: &mut usize) -> Option<u64> {
     let mut v = 0u64;
     let mut shift = 0;
     loop {
-        let b = bytes[*at];
+        let b = *bytes.get(*at)?;
         *at += 1;
+        if shift > 63 {
+            return None;
+        }
         v |= u64::from(b & 0x7f) << shift;
         if b < 0x80 {
-            return v;
+            return Some(v);
         }
         shift += 7;
     }
 }
 
-/// The length-prefixed bytes at `*at`.
-fn get_bytes<'b>(bytes: &'b [u8], at: &mut usize) -> &'b [u8] {
-    let len = get(bytes, at) as usize;
-    let b = &bytes[*at..*at + len];
+/// The length-prefixed bytes at `*at`; `None` if they run past the end.
+fn get_bytes<'b>(bytes: &'b [u8], at: &mut usize) -> Option<&'b [u8]> {
+    let len = usize::try_from(get(bytes, at)?).ok()?;
+    let b = bytes.get(*at..at.checked_add(len)?)?;
     *at += len;
-    b
+    Some(b)
 }
 
 /// Signed to unsigned, small magnitudes small.
@@ -336,6 +390,30 @@ mod tests {
                 .map(<[u8]>::len)
                 .sum::<usize>()
         );
+
+        // Bytes from outside: the same come back whole; every cut and every flipped byte is
+        // an error or other valid entries, never a panic.
+        let bytes = packed.as_bytes().to_vec();
+        let back = PackedEntries::from_bytes(bytes.clone(), u32::MAX as usize + 1).unwrap();
+        assert_eq!(back.iter().collect::<Vec<_>>(), entries);
+        assert!(back.has_whiteouts());
+        assert_eq!(back.name_bytes(), packed.name_bytes());
+        assert!(
+            PackedEntries::from_bytes(bytes.clone(), 7).is_err(),
+            "chunk 7 is beyond"
+        );
+        for cut in 0..bytes.len() {
+            let _ = PackedEntries::from_bytes(bytes[..cut].to_vec(), 100);
+        }
+        for at in 0..bytes.len() {
+            for bit in [0x01, 0x80, 0xff] {
+                let mut flipped = bytes.clone();
+                flipped[at] ^= bit;
+                if let Ok(p) = PackedEntries::from_bytes(flipped, 100) {
+                    assert_eq!(p.iter().count(), p.len());
+                }
+            }
+        }
 
         // A typical small file after its neighbour: a few dozen bytes, not a couple of hundred.
         let small = |path: &[u8], chunk| {
