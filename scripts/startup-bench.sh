@@ -19,7 +19,7 @@
 # their bytes that reached the proxy before that output (the critical path: demand reads, plus
 # prefetch reads when prefetch is on) and until the program ended.
 #
-# Usage: scripts/startup-bench.sh [IMAGE...]   default: debian-python
+# Usage: scripts/startup-bench.sh [IMAGE...]   default: debian-python debian-minbase
 # Environment: RUNS (default 3), DELAY_MS (default 20), NYDUSD (versions, comma-separated; default
 #              both), OUT_MD (also write the table there), NYDUS_OFFLINE_CACHE, BENCH_TMP.
 set -euo pipefail
@@ -29,18 +29,22 @@ RUNS="${RUNS:-3}"
 DELAY_MS="${DELAY_MS:-20}"
 
 images=("$@")
-((${#images[@]})) || images=(debian-python)
+((${#images[@]})) || images=(debian-python debian-minbase)
 
 # What each image runs and prints: a JSON argument array and the expected output.
 program_of() {
   case "$1" in
-    debian-python) echo '["python3", "-c", "import json, sqlite3; print(\"ok\")"]' ;;
+    # The image's own command (Cmd), so that --prefetch-entrypoint is judged on what it reads.
+    debian-python) echo '["/usr/bin/python3", "/app/main.py"]' ;;
+    # An ELF entrypoint: Cmd is /bin/bash; -c makes it print and exit without a terminal.
+    debian-minbase) echo '["/bin/bash", "-c", "echo ok"]' ;;
     *) echo "startup-bench: no program known for $1 (add it to program_of)" >&2; return 1 ;;
   esac
 }
 expected_of() {
   case "$1" in
-    debian-python) printf 'ok\n' ;;
+    debian-python) printf 'lines: 5000\npython: 3.11.2\n' ;;
+    debian-minbase) printf 'ok\n' ;;
   esac
 }
 

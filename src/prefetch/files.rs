@@ -1,7 +1,8 @@
 //! The image's merged tree read from its source layers, for the resolver: one reading of every
 //! layer (the same streams, verification and merge rules as `convert`), keeping in a spool
 //! file (disk, not memory) the content of the only files the resolver reads: those beginning
-//! with the ELF magic or `#!`, and the dynamic loader's configuration under `/etc/ld.so.conf`.
+//! with the ELF magic or `#!`, the dynamic loader's configuration under `/etc/ld.so.conf`, and
+//! Python sources (`.py`, for their imports).
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -131,13 +132,18 @@ impl ImageFiles for SpooledImage {
     }
 }
 
+/// Python sources larger than this are not kept (the resolver reads no more of one).
+const PYTHON_SOURCE_MAX: u64 = 1 << 20;
+
 /// Whether the resolver reads a file of this path that begins with `head`.
-fn kept(path: &ImagePath, head: &[u8]) -> bool {
+fn kept(path: &ImagePath, head: &[u8], size: u64) -> bool {
     if head.starts_with(b"\x7fELF") || head.starts_with(b"#!") {
         return true;
     }
     let path = path.to_bytes();
-    path == b"/etc/ld.so.conf" || path.starts_with(b"/etc/ld.so.conf.d/")
+    path == b"/etc/ld.so.conf"
+        || path.starts_with(b"/etc/ld.so.conf.d/")
+        || (path.ends_with(b".py") && size <= PYTHON_SOURCE_MAX)
 }
 
 /// The reading's sink: spools the files the resolver reads, skips the rest.
@@ -161,7 +167,7 @@ impl ChunkSink for Keep<'_> {
                 Err(e) => return Err(Error::io(self.tmp, e)),
             }
         }
-        let keep = kept(path, &head[..got]);
+        let keep = kept(path, &head[..got], size);
         let rest = if keep {
             self.out
                 .write_all(&head[..got])

@@ -40,7 +40,8 @@ pub trait ImageFiles {
     fn children(&self, dir: &[u8]) -> Vec<Vec<u8>>;
     /// Up to `buf.len()` bytes of the regular file at `path` from `offset`; 0 at its end.
     /// Content is kept only for files that begin with the ELF magic or `#!` and for
-    /// `/etc/ld.so.conf` and the files under `/etc/ld.so.conf.d`: any other file reads as empty.
+    /// `/etc/ld.so.conf` and the files under `/etc/ld.so.conf.d`, and `.py` files up to 1 MiB:
+    /// any other file reads as empty.
     fn read_at(&self, path: &[u8], offset: u64, buf: &mut [u8]) -> Result<usize>;
 }
 

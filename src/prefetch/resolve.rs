@@ -8,6 +8,8 @@
 
 use std::collections::{HashSet, VecDeque};
 
+mod python;
+
 use super::elf::{self, Elf};
 use super::{ImageFiles, Node, Startup, StartupList};
 use crate::common::error::Result;
@@ -43,10 +45,13 @@ pub fn startup_list(files: &dyn ImageFiles, startup: &Startup) -> Result<Startup
     let Some(program) = argv.first() else {
         return Ok(r.finish());
     };
-    match r.find_program(program.as_bytes()) {
+    let ran = match r.find_program(program.as_bytes()) {
         Some(path) => r.program(path)?,
-        None => r.note(format!("{program}: not found in the image")),
-    }
+        None => {
+            r.note(format!("{program}: not found in the image"));
+            None
+        }
+    };
     // Arguments naming files of the image (`python3 /app/main.py`, `main.py` in WorkingDir)
     // are read next.
     for arg in &argv[1..] {
@@ -59,9 +64,22 @@ pub fn startup_list(files: &dyn ImageFiles, startup: &Startup) -> Result<Startup
             r.push_all(links, path);
         }
     }
+    // A Python program: the modules it imports, run by the interpreter reached.
+    if let Some((elf, script)) = ran
+        && let Some(version) = python::python_version(&elf)
+    {
+        let main = match script {
+            Some(script) => python::Main::Script(script),
+            None => python::main_of(&argv[1..]),
+        };
+        r.python(&elf, &version, main)?;
+    }
     r.libraries()?;
     Ok(r.finish())
 }
+
+/// The ELF program a command reaches, and the last `#!` script on the way (what it runs).
+type Reached = (Vec<u8>, Option<Vec<u8>>);
 
 /// An object waiting for its libraries, and the DT_RPATH of the objects that loaded it.
 struct Pending {
@@ -75,6 +93,8 @@ struct Resolver<'f> {
     cwd: Vec<u8>,
     path_dirs: Vec<Vec<u8>>,
     library_path: Vec<Vec<u8>>,
+    /// PYTHONPATH from the config, for a Python program.
+    python_env_path: Vec<Vec<u8>>,
     out: StartupList,
     listed: HashSet<Vec<u8>>,
     /// ELF objects queued or done, by resolved path.
@@ -110,6 +130,7 @@ impl<'f> Resolver<'f> {
             cwd,
             path_dirs: split(env("PATH").unwrap_or(DEFAULT_PATH)),
             library_path: split(env("LD_LIBRARY_PATH").unwrap_or("")),
+            python_env_path: split(env("PYTHONPATH").unwrap_or("")),
             out: StartupList::default(),
             listed: HashSet::new(),
             objects: HashSet::new(),
@@ -230,29 +251,32 @@ impl<'f> Resolver<'f> {
     }
 
     /// The program and its `#!` interpreters, each ELF among them queued for its libraries.
-    fn program(&mut self, first: Vec<u8>) -> Result<()> {
+    /// The ELF program reached, and the last script on the way (what the interpreter runs).
+    fn program(&mut self, first: Vec<u8>) -> Result<Option<Reached>> {
         let mut next = Some(first);
+        let mut script = None;
         for _ in 0..=MAX_INTERPRETERS {
             let Some(name) = next.take() else {
-                return Ok(());
+                return Ok(None);
             };
             let cwd = self.cwd.clone();
             let Some((path, links)) = self.regular(&cwd, &name) else {
                 self.note(format!("{}: not found", String::from_utf8_lossy(&name)));
-                return Ok(());
+                return Ok(None);
             };
             self.push_all(links, path.clone());
             let head = self.head(&path, SHEBANG_MAX)?;
             if elf::is_elf(&head) {
-                self.elf_program(path)?;
-                return Ok(());
+                self.elf_program(path.clone())?;
+                return Ok(Some((path, script)));
             }
             if let Some(interp) = shebang(&head) {
                 next = self.interpreter(interp);
+                script = Some(path);
             }
         }
         self.note(format!("more than {MAX_INTERPRETERS} #! interpreters"));
-        Ok(())
+        Ok(None)
     }
 
     /// The program a `#!` line runs: its interpreter, or for `env NAME`, NAME through PATH.
@@ -732,6 +756,33 @@ mod tests {
         assert_eq!(files, expected, "{list:?}");
         // The program's path as PATH found it comes first.
         assert_eq!(shown(&list)[0], "/usr/bin/ls");
+    }
+
+    #[test]
+    fn python_code_lists_the_modules_it_imports_in_the_order_they_run() {
+        if !Path::new("/usr/lib/python3.11/json/decoder.py").exists() {
+            return; // This machine's Debian python3.11 is the oracle; other hosts skip.
+        }
+        let list = startup_list(&Host, &cmd(&["/usr/bin/python3", "-c", "import json"])).unwrap();
+        let shown = shown(&list);
+        let at = |p: &str| shown.iter().position(|s| s == p);
+        let encodings = at("/usr/lib/python3.11/encodings/__init__.py").unwrap();
+        let json = at("/usr/lib/python3.11/json/__init__.py").unwrap();
+        // json/__init__.py imports .decoder, which imports re, before .encoder.
+        let decoder = at("/usr/lib/python3.11/json/decoder.py").unwrap();
+        let re = at("/usr/lib/python3.11/re/__init__.py").unwrap();
+        let encoder = at("/usr/lib/python3.11/json/encoder.py").unwrap();
+        assert!(
+            encodings < json && json < decoder && decoder < re && re < encoder,
+            "{shown:?}"
+        );
+        // The C accelerator json.scanner tries is an extension: found, and its libraries join.
+        assert!(
+            shown
+                .iter()
+                .any(|s| s.contains("lib-dynload/_json.cpython-311")),
+            "{shown:?}"
+        );
     }
 
     #[test]
