@@ -248,17 +248,20 @@ fn the_entrypoint_list_is_printed_read_back_and_given_again_byte_for_byte() {
         .arg(&input));
     let printed = String::from_utf8(printed.stdout).unwrap();
     let paths: Vec<&str> = printed.lines().filter(|l| !l.starts_with('#')).collect();
-    // Cmd is /bin/bash: the path as given (through the /bin symlink), the ELF interpreter and
-    // bash's libraries, as found in this Debian image.
+    // Cmd is /bin/bash: bash (through the /bin symlink), the ELF interpreter (its symlink, then
+    // the file) and bash's libraries, as found in this Debian image. Links to directories on
+    // the way (/bin, /lib64) are not listed: nydusd would prefetch everything below them.
     for wanted in [
-        "/bin",
         "/usr/bin/bash",
-        "/lib64",
+        "/usr/lib64/ld-linux-x86-64.so.2",
         "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
         "/usr/lib/x86_64-linux-gnu/libtinfo.so.6",
         "/usr/lib/x86_64-linux-gnu/libc.so.6",
     ] {
         assert!(paths.contains(&wanted), "{wanted} not in {printed}");
+    }
+    for unwanted in ["/bin", "/lib", "/lib64"] {
+        assert!(!paths.contains(&unwanted), "{unwanted} in {printed}");
     }
     assert_eq!(printed.lines().next(), Some("# latest linux/amd64"));
     let list = scratch.path().join("startup.txt");

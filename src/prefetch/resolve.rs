@@ -175,6 +175,7 @@ impl<'f> Resolver<'f> {
             split_components(dir).into()
         };
         let mut links = Vec::new();
+        let mut followed = 0;
         while let Some(name) = pending.pop_front() {
             if name == b".." {
                 at.pop();
@@ -190,14 +191,19 @@ impl<'f> Resolver<'f> {
             match self.files.node(&here)? {
                 Node::Dir => {}
                 Node::Symlink(target) => {
-                    if links.len() == MAX_LINKS {
+                    followed += 1;
+                    if followed > MAX_LINKS {
                         self.note(format!(
                             "{}: more than {MAX_LINKS} symlinks",
                             String::from_utf8_lossy(path)
                         ));
                         return None;
                     }
-                    links.push(here);
+                    // Only a link the path ends in is listed: a link to a directory on the way
+                    // (`/lib` -> `usr/lib`) would make nydusd prefetch all below it.
+                    if pending.is_empty() {
+                        links.push(here);
+                    }
                     at.pop();
                     if target.starts_with(b"/") {
                         at.clear();
@@ -811,9 +817,9 @@ mod tests {
             [
                 "/app/run",
                 "/usr/bin/env",
-                "/bin",
                 "/usr/bin/python3",
-                "/usr/bin/python3.11"
+                "/usr/bin/python3.11",
+                "/app/data.txt"
             ]
         );
         // Its libraries are not in this image: named in the notes, not invented.
