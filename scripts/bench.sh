@@ -16,7 +16,7 @@
 # Environment: RUNS (default 3), NYDUS_OFFLINE_CACHE (corpus and nydus binaries), OUT_MD
 #              (default BENCHMARKS.md), BENCH_TMP (scratch dir, default under /var/tmp),
 #              STARTUP (default 1; 0 skips the container-start section, scripts/startup-bench.sh,
-#              run on STARTUP_IMAGES, default debian-python, and added to the table's page).
+#              run on STARTUP_IMAGES, default debian-python debian-minbase, and added to the table's page).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 CACHE="${NYDUS_OFFLINE_CACHE:-/var/cache/nydus-offline}"
@@ -134,7 +134,7 @@ done
 STARTUP_MD="$TMP/startup.md"
 if [[ "${STARTUP:-1}" != 0 ]]; then
   # shellcheck disable=SC2086
-  OUT_MD="$STARTUP_MD" BENCH_TMP="$TMP/startup" bash scripts/startup-bench.sh ${STARTUP_IMAGES:-debian-python} >/dev/null
+  OUT_MD="$STARTUP_MD" BENCH_TMP="$TMP/startup" bash scripts/startup-bench.sh ${STARTUP_IMAGES:-debian-python debian-minbase} >/dev/null
 fi
 
 machine="$(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(free -g | awk '/Mem:/ { print $2 }') GiB RAM, Linux $(uname -r)"
