@@ -109,16 +109,9 @@ fn none_writes_no_table_and_the_default_is_the_root() {
         "root",
         &["--prefetch-patterns", root.to_str().unwrap()],
     );
-    let diff = Command::new("diff")
-        .arg("-r")
-        .arg(scratch.path().join("default"))
-        .arg(scratch.path().join("root"))
-        .output()
-        .unwrap();
-    assert!(
-        diff.status.success(),
-        "{}",
-        String::from_utf8_lossy(&diff.stdout)
+    common::assert_same_files(
+        &scratch.path().join("default"),
+        &scratch.path().join("root"),
     );
 }
 
@@ -205,17 +198,7 @@ fn listed_files_come_first_in_their_layers_blob_in_list_order() {
 
     // The same list again gives the same bytes; the real readers show umoci's tree.
     convert(scratch.path(), "again", &arg);
-    let diff = Command::new("diff")
-        .arg("-r")
-        .arg(scratch.path().join("first"))
-        .arg(scratch.path().join("again"))
-        .output()
-        .unwrap();
-    assert!(
-        diff.status.success(),
-        "{}",
-        String::from_utf8_lossy(&diff.stdout)
-    );
+    common::assert_same_files(&scratch.path().join("first"), &scratch.path().join("again"));
     let out = scratch.path().join("first");
     run(Command::new(BIN).arg("check").arg(&out));
     let rootfs = unpack::umoci_sample(scratch.path());
@@ -278,17 +261,7 @@ fn the_entrypoint_list_is_printed_read_back_and_given_again_byte_for_byte() {
         .arg(&list)
         .arg(&input)
         .arg(&from_list));
-    let diff = Command::new("diff")
-        .arg("-r")
-        .arg(&from_entrypoint)
-        .arg(&from_list)
-        .output()
-        .unwrap();
-    assert!(
-        diff.status.success(),
-        "{}",
-        String::from_utf8_lossy(&diff.stdout)
-    );
+    common::assert_same_files(&from_entrypoint, &from_list);
     let boot = scratch.path().join("entrypoint.boot");
     reference::merged_bootstrap(&from_entrypoint, "latest", &boot);
     for version in mounts::NYDUSD {

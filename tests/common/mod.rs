@@ -138,3 +138,20 @@ pub fn until_waiting_for_a_lock(child: &mut std::process::Child) {
         std::thread::yield_now();
     }
 }
+
+/// Fail unless the two trees hold the same files with the same bytes (`diff -r`).
+pub fn assert_same_files(a: &Path, b: &Path) {
+    let diff = Command::new("diff")
+        .arg("-r")
+        .arg(a)
+        .arg(b)
+        .output()
+        .unwrap();
+    assert!(
+        diff.status.success(),
+        "{} and {} differ:\n{}",
+        a.display(),
+        b.display(),
+        String::from_utf8_lossy(&diff.stdout)
+    );
+}
