@@ -197,7 +197,8 @@ fn listed_files_come_first_in_their_layers_blob_in_list_order() {
     assert!(chunks_of("/app/main.sh")[0] > (1, 0));
 
     // The same list again gives the same bytes; the real readers show umoci's tree.
-    convert(scratch.path(), "again", &arg);
+    // ... for any --jobs.
+    convert(scratch.path(), "again", &[arg[0], arg[1], "--jobs", "1"]);
     common::assert_same_files(&scratch.path().join("first"), &scratch.path().join("again"));
     let out = scratch.path().join("first");
     run(Command::new(BIN).arg("check").arg(&out));
