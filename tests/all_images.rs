@@ -171,17 +171,7 @@ fn several_inputs_and_a_list_of_them_give_one_output() {
         .args(["convert", "-q", "--from-list"])
         .arg(&list)
         .arg(&listed));
-    let diff = Command::new("diff")
-        .arg("-r")
-        .arg(&out)
-        .arg(&listed)
-        .output()
-        .unwrap();
-    assert!(
-        diff.status.success(),
-        "{}",
-        String::from_utf8_lossy(&diff.stdout)
-    );
+    common::assert_same_files(&out, &listed);
 }
 
 #[test]

@@ -54,23 +54,6 @@ fn args(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
-/// Panic unless the two directories hold the same files, byte for byte.
-fn same_tree(a: &Path, b: &Path) {
-    let diff = Command::new("diff")
-        .arg("-r")
-        .arg(a)
-        .arg(b)
-        .output()
-        .unwrap();
-    assert!(
-        diff.status.success(),
-        "{} and {} differ:\n{}",
-        a.display(),
-        b.display(),
-        String::from_utf8_lossy(&diff.stdout)
-    );
-}
-
 /// `cache ls --json DIR`.
 fn entries(cache: &Path) -> Vec<Value> {
     let out = run(Command::new(BIN).args(["cache", "ls", "--json"]).arg(cache));
@@ -124,8 +107,8 @@ fn a_warm_run_converts_nothing_and_writes_the_same_bytes() {
         convert(&[], &input, &out("plain"));
         let (cold, _) = convert(&args(&c), &input, &out("cold"));
         let (warm, _) = convert(&args(&c), &input, &out("warm"));
-        same_tree(&out("plain"), &out("cold"));
-        same_tree(&out("plain"), &out("warm"));
+        common::assert_same_files(&out("plain"), &out("cold"));
+        common::assert_same_files(&out("plain"), &out("warm"));
         let layers = cache_uses(&cold).len();
         all_layers += layers;
         assert_eq!(cache_uses(&cold), vec!["miss"; layers], "{name}");
@@ -178,7 +161,7 @@ fn a_second_image_hits_the_shared_base_and_misses_the_rest() {
             > 0
     );
     convert(&[], &two, &scratch.path().join("plain-two"));
-    same_tree(
+    common::assert_same_files(
         &scratch.path().join("plain-two"),
         &scratch.path().join("out-two"),
     );
@@ -213,8 +196,8 @@ fn every_option_that_changes_the_output_changes_the_key() {
         assert_eq!(cache_uses(&again), ["hit", "hit"], "{option:?}");
         let plain = scratch.path().join(format!("plain-{n}"));
         convert(option, &sample, &plain);
-        same_tree(&plain, &cached);
-        same_tree(&plain, &scratch.path().join(format!("again-{n}")));
+        common::assert_same_files(&plain, &cached);
+        common::assert_same_files(&plain, &scratch.path().join(format!("again-{n}")));
     }
     // --jobs does not change the output, so it does not change the key.
     let mut jobs = args(&c);
@@ -282,7 +265,7 @@ fn a_damaged_entry_is_a_miss_with_a_warning_and_the_output_stays_right() {
                 "{what}: {stderr}"
             );
         }
-        same_tree(&plain, &out);
+        common::assert_same_files(&plain, &out);
         // The layer converted again took the damaged entry's place.
         let (again, _) = convert(
             &args(&c),
@@ -326,7 +309,7 @@ fn several_runs_share_one_cache_at_once() {
     let plain = scratch.path().join("plain");
     let (report, _) = convert(&[], &input, &plain);
     for n in 0..4 {
-        same_tree(&plain, &scratch.path().join(format!("out-{n}")));
+        common::assert_same_files(&plain, &scratch.path().join(format!("out-{n}")));
     }
     let listed = entries(&cache);
     let layers = cache_uses(&report).len();
@@ -470,7 +453,7 @@ fn shards_fill_one_cache_and_a_final_run_converts_nothing() {
     assert_eq!(uses, vec!["hit"; 6], "{report:#}");
     let single = scratch.path().join("single");
     convert(&["--all-images"], &mirror, &single);
-    same_tree(&single, &final_out);
+    common::assert_same_files(&single, &final_out);
 }
 
 #[test]
@@ -538,7 +521,7 @@ fn the_same_layer_compressed_otherwise_is_a_hit() {
     assert!(cache_uses(&report).iter().all(|u| u == "hit"), "{report:#}");
     let plain = scratch.path().join("zstd-plain");
     let (plain_report, _) = convert(&[], &zstd, &plain);
-    same_tree(&plain, &cached);
+    common::assert_same_files(&plain, &cached);
     // What the report says of the source is this input's, not the cached layer's.
     let layers = |r: &Value| r["platforms"][0]["layers"].clone();
     assert_eq!(
