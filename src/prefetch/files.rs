@@ -5,13 +5,13 @@
 //! Python sources (`.py`, for their imports).
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use super::{ImageFiles, Node, Startup};
+use super::{ImageFiles, Node, SpoolFile, Startup};
 use crate::blob::chunk::{ChunkIndex, FileData};
 use crate::blob::sink::ChunkSink;
 use crate::common::error::{Error, Result};
@@ -39,11 +39,8 @@ impl SpooledImage {
         limits: Limits,
         tmp: &Path,
     ) -> Result<SpooledImage> {
-        let spool = tempfile::tempfile_in(tmp).map_err(|e| Error::io(tmp, e))?;
         let mut sink = Keep {
-            out: BufWriter::new(spool),
-            tmp,
-            at: 0,
+            spool: SpoolFile::new(tmp)?,
             kept: Vec::new(),
         };
         let mut limits = limits;
@@ -71,10 +68,8 @@ impl SpooledImage {
                 (None, None) => {}
             }
         }
-        let Keep { out, kept, .. } = sink;
-        let spool = out
-            .into_inner()
-            .map_err(|e| Error::io(tmp, e.into_error()))?;
+        let Keep { spool, kept } = sink;
+        let spool = spool.finish()?;
         Ok(SpooledImage {
             tree: merged,
             spool,
@@ -148,9 +143,8 @@ fn kept(path: &ImagePath, head: &[u8], size: u64) -> bool {
 
 /// The reading's sink: spools the files the resolver reads, skips the rest.
 struct Keep<'t> {
-    out: BufWriter<File>,
-    tmp: &'t Path,
-    at: u64,
+    spool: SpoolFile<'t>,
+    /// Each kept file's offset and size in the spool.
     kept: Vec<(u64, u64)>,
 }
 
@@ -164,26 +158,12 @@ impl ChunkSink for Keep<'_> {
                 Ok(0) => break,
                 Ok(n) => got += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::io(self.tmp, e)),
+                Err(e) => return Err(Error::io(Path::new("the layer"), e)),
             }
         }
-        let keep = kept(path, &head[..got], size);
-        let rest = if keep {
-            self.out
-                .write_all(&head[..got])
-                .map_err(|e| Error::io(self.tmp, e))?;
-            io::copy(&mut data, &mut self.out)
-        } else {
-            io::copy(&mut data, &mut io::sink())
-        }
-        .map_err(|e| Error::io(self.tmp, e))?;
-        if got as u64 + rest != size {
-            return Err(Error::bad_input(
-                path.to_string(),
-                "file content is truncated",
-            ));
-        }
-        if !keep {
+        let mut rest = (&head[..got]).chain(&mut data);
+        if !kept(path, &head[..got], size) {
+            self.spool.skip(path, &mut rest, size)?;
             return Ok(FileData {
                 size,
                 chunks: Vec::new(),
@@ -191,8 +171,8 @@ impl ChunkSink for Keep<'_> {
         }
         let index = ChunkIndex::try_from(self.kept.len())
             .map_err(|_| Error::internal("more than 2^32 startup files kept"))?;
-        self.kept.push((self.at, size));
-        self.at += size;
+        let offset = self.spool.append(path, &mut rest, size)?;
+        self.kept.push((offset, size));
         Ok(FileData {
             size,
             chunks: vec![index],

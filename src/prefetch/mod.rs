@@ -13,7 +13,12 @@ pub mod files;
 pub mod order;
 pub mod resolve;
 
-use crate::common::error::Result;
+use std::fs::File;
+use std::io::{self, BufWriter, Read};
+use std::path::Path;
+
+use crate::common::error::{Error, Result};
+use crate::common::path::ImagePath;
 
 /// What the merged tree holds at a path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,4 +66,61 @@ pub struct StartupList {
     pub paths: Vec<Vec<u8>>,
     /// What could not be resolved or was cut short by a bound, one line each, for `-v`.
     pub notes: Vec<String>,
+}
+
+/// File content kept on disk while a layer streams past (the listed files of the layout's first
+/// reading, the resolver's files): appended one file after another, each at a known offset.
+struct SpoolFile<'t> {
+    out: BufWriter<File>,
+    /// Where the spool lives, for messages.
+    tmp: &'t Path,
+    len: u64,
+}
+
+impl<'t> SpoolFile<'t> {
+    /// An anonymous temporary file in `tmp`, gone when dropped.
+    fn new(tmp: &'t Path) -> Result<SpoolFile<'t>> {
+        let file = tempfile::tempfile_in(tmp).map_err(|e| Error::io(tmp, e))?;
+        Ok(SpoolFile {
+            out: BufWriter::new(file),
+            tmp,
+            len: 0,
+        })
+    }
+
+    /// Keep exactly `size` bytes of `data`, the content of `path`; their offset in the spool.
+    fn append(&mut self, path: &ImagePath, data: &mut dyn Read, size: u64) -> Result<u64> {
+        let copied =
+            io::copy(&mut data.take(size), &mut self.out).map_err(|e| Error::io(self.tmp, e))?;
+        check_size(path, copied, size)?;
+        let offset = self.len;
+        self.len += size;
+        Ok(offset)
+    }
+
+    /// Skip exactly `size` bytes of `data`, the content of `path`.
+    fn skip(&self, path: &ImagePath, data: &mut dyn Read, size: u64) -> Result<()> {
+        let skipped =
+            io::copy(&mut data.take(size), &mut io::sink()).map_err(|e| Error::io(self.tmp, e))?;
+        check_size(path, skipped, size)
+    }
+
+    /// The spool, written out, for reading back.
+    fn finish(self) -> Result<File> {
+        self.out
+            .into_inner()
+            .map_err(|e| Error::io(self.tmp, e.into_error()))
+    }
+}
+
+/// Fewer bytes than the tar header declared: a truncated layer.
+fn check_size(path: &ImagePath, got: u64, size: u64) -> Result<()> {
+    if got == size {
+        Ok(())
+    } else {
+        Err(Error::bad_input(
+            path.to_string(),
+            "file content is truncated",
+        ))
+    }
 }

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use crate::blob::chunk::FileData;
@@ -19,6 +19,8 @@ use crate::blob::sink::ChunkSink;
 use crate::common::error::{Error, Result};
 use crate::common::path::ImagePath;
 use crate::layer::entries::{self, Limits};
+
+use super::SpoolFile;
 
 /// The startup list as a ranking of paths.
 #[derive(Clone, Debug, Default)]
@@ -80,22 +82,19 @@ impl HotFiles {
         limits: Limits,
         tmp: &Path,
     ) -> Result<HotFiles> {
-        let spool = tempfile::tempfile_in(tmp).map_err(|e| Error::io(tmp, e))?;
         let mut sink = Spool {
             order,
-            out: BufWriter::new(spool),
-            tmp,
-            at: 0,
+            spool: SpoolFile::new(tmp)?,
             ordinal: 0,
             files: Vec::new(),
         };
         let mut limits = limits;
         // What the layer's entries deserve a warning for, the second reading warns once.
         let _notes = entries::for_each_entry(reader, &mut sink, &mut limits, &mut |_| Ok(()))?;
-        let Spool { out, mut files, .. } = sink;
-        let spool = out
-            .into_inner()
-            .map_err(|e| Error::io(tmp, e.into_error()))?;
+        let Spool {
+            spool, mut files, ..
+        } = sink;
+        let spool = spool.finish()?;
         files.sort_by_key(|f| (f.rank, f.ordinal));
         Ok(HotFiles { spool, files })
     }
@@ -127,9 +126,7 @@ impl HotFiles {
 /// The first pass's sink: keeps the listed files, skips the rest.
 struct Spool<'o> {
     order: &'o Order,
-    out: BufWriter<File>,
-    tmp: &'o Path,
-    at: u64,
+    spool: SpoolFile<'o>,
     ordinal: u64,
     files: Vec<HotFile>,
 }
@@ -138,24 +135,18 @@ impl ChunkSink for Spool<'_> {
     fn file(&mut self, path: &ImagePath, data: &mut dyn Read, size: u64) -> Result<FileData> {
         let ordinal = self.ordinal;
         self.ordinal += 1;
-        let rank = self.order.rank(path);
-        let copied = match rank {
-            Some(_) => io::copy(&mut data.take(size), &mut self.out),
-            None => io::copy(&mut data.take(size), &mut io::sink()),
-        }
-        .map_err(|e| Error::io(self.tmp, e))?;
-        if copied != size {
-            return Err(truncated(path));
-        }
-        if let Some(rank) = rank {
-            self.files.push(HotFile {
-                ordinal,
-                rank,
-                path: path.clone(),
-                offset: self.at,
-                size,
-            });
-            self.at += size;
+        match self.order.rank(path) {
+            Some(rank) => {
+                let offset = self.spool.append(path, data, size)?;
+                self.files.push(HotFile {
+                    ordinal,
+                    rank,
+                    path: path.clone(),
+                    offset,
+                    size,
+                });
+            }
+            None => self.spool.skip(path, data, size)?,
         }
         Ok(FileData {
             size,
@@ -188,10 +179,6 @@ impl ChunkSink for LaidOut<'_> {
         }
         Ok(chunks)
     }
-}
-
-fn truncated(path: &ImagePath) -> Error {
-    Error::bad_input(path.to_string(), "file content is truncated")
 }
 
 #[cfg(test)]
