@@ -190,6 +190,23 @@ impl LimitArgs {
 }
 
 /// Parse a size: decimal bytes, or a number with K/KiB, M/MiB, G/GiB or T/TiB.
+/// `--chunk-dict`: `bootstrap=PATH`, or a bare PATH (nydus-image reads that as a bootstrap too).
+fn parse_chunk_dict(s: &str) -> std::result::Result<PathBuf, String> {
+    let path = match s.split_once('=') {
+        None => s,
+        Some(("bootstrap", path)) => path,
+        Some((kind, _)) => {
+            return Err(format!(
+                "the dictionary kind {kind:?} is not known; give bootstrap=PATH"
+            ));
+        }
+    };
+    if path.is_empty() {
+        return Err("give bootstrap=PATH".to_string());
+    }
+    Ok(PathBuf::from(path))
+}
+
 pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
     let lower = s.trim().to_ascii_lowercase();
     let split = lower
@@ -336,6 +353,15 @@ pub struct ConvertArgs {
     /// (bytes, or with a unit: 50GiB).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "cache")]
     pub cache_max_size: Option<u64>,
+    /// Store only the chunks a chunk dictionary lacks: chunks the dictionary's blobs hold are
+    /// referred to instead (nydus-image/nydusify spelling: bootstrap=PATH). PATH is a RAFS v6
+    /// bootstrap (nydus-image's, or a Nydus image's image.boot; the blobs it names must then
+    /// reach nydusd another way), or a Nydus image (OCI layout or oci-archive, e.g. this tool's
+    /// output for the base image), whose blobs the output then holds. Use for images built on a
+    /// common base that is already converted and pushed.
+    #[arg(long, value_name = "bootstrap=PATH", value_parser = parse_chunk_dict,
+          conflicts_with = "cache")]
+    pub chunk_dict: Option<PathBuf>,
     #[command(flatten)]
     pub select: SelectArgs,
     /// Size of the chunks files are cut into: a power of two from 4 KiB to 16 MiB, written as
@@ -866,6 +892,7 @@ fn convert(args: &ConvertArgs) -> Result<()> {
         shard: args.shard,
         cache: args.cache.clone(),
         cache_max_size: args.cache_max_size,
+        chunk_dict: args.chunk_dict.clone(),
         prefetch: prefetch_patterns(args.prefetch_patterns.as_deref())?,
         prefetch_entrypoint: args.prefetch_entrypoint,
         limits: args.limits.limits(),

@@ -34,10 +34,13 @@ use std::time::Instant;
 
 use serde_json::Value;
 
+mod dict;
+use dict::{DictSource, LoadedDict};
+
 use crate::blob::chunk::ChunkIndex;
 use crate::blob::chunk::{BlobInfo, BlobOptions, ChunkTable};
 use crate::blob::sink::ChunkSink;
-use crate::blob::writer::{BlobWriter, WriterCounts, merged_blob_info};
+use crate::blob::writer::{AddedBlob, BlobWriter, WriterCounts, merged_blob_info};
 use crate::cache::{self, CacheKey, CachedLayer, LayerCache, Lookup};
 use crate::common::error::{Error, Result};
 use crate::common::path::ImagePath;
@@ -96,6 +99,9 @@ pub struct ConvertOptions {
     pub cache: Option<PathBuf>,
     /// `--cache-max-size`: once done, evict least recently used cache entries down to this.
     pub cache_max_size: Option<u64>,
+    /// `--chunk-dict bootstrap=PATH`: chunks this bootstrap's (or Nydus image's) blobs hold are
+    /// referred to, not stored ([`dict`]).
+    pub chunk_dict: Option<PathBuf>,
 }
 
 /// Convert the images `options` selects from `input` into a Nydus image at `output`.
@@ -181,6 +187,7 @@ fn convert_all(
     let mut chains = Chains {
         keep: images.len() > 1,
         cache: open_cache(inputs, output, options)?,
+        dict: open_dict(options, output)?,
         ..Chains::default()
     };
     let mut platforms = Vec::new();
@@ -210,6 +217,7 @@ fn convert_all(
         });
     }
     interrupt::check()?;
+    warn_missing_dict_blobs(&chains);
     progress.commit();
     layout.commit(tagged)?;
     progress.end();
@@ -512,6 +520,9 @@ struct LayerRecord {
     /// Its blob as the layer's own bootstrap describes it (`chunk_count` 0: no data).
     info: BlobInfo,
     stored: StoredBlob,
+    /// What it added to the image's blob table, as the merged bootstrap describes them: its
+    /// own blob if it stored a chunk, and chunk dictionary blobs it was the first to use.
+    added: Vec<BlobInfo>,
     /// Length of the chunk table once this layer was done.
     table_len: usize,
     /// Its key in the layer cache (computed with or without one: the next layer's depends on it).
@@ -534,6 +545,11 @@ struct Chains {
     keep: bool,
     /// `--cache`: where converted layers are taken from and kept.
     cache: Option<LayerCache>,
+    /// `--chunk-dict`: the chunk dictionary.
+    dict: Option<DictSource>,
+    /// Chunk dictionary blobs the images refer to, by id: copied into the output (`Some`), or
+    /// not available to copy (`None`, a bare bootstrap).
+    dict_blobs: HashMap<String, Option<StoredBlob>>,
 }
 
 /// `--prefetch-entrypoint`: the prefetch list of `image` derived from its entrypoint (a reading
@@ -665,6 +681,7 @@ impl Chains {
                     entries: Arc::clone(&layer.entries),
                     info: layer.info.clone(),
                     stored: layer.stored.clone(),
+                    added: layer.added.clone(),
                     table_len: layer.table_len,
                     key: layer.key.clone(),
                     report: LayerReport {
@@ -675,11 +692,11 @@ impl Chains {
             }
         }
         // The merged bootstrap's blob table: blobs that hold at least one chunk, in layer order.
-        let mut blobs: Vec<BlobInfo> = records
-            .iter()
-            .filter(|r| r.info.chunk_count > 0)
-            .map(|r| merged_blob_info(&r.info, r.stored.hex()))
-            .collect();
+        let mut blobs: Vec<BlobInfo> = records.iter().flat_map(|r| r.added.clone()).collect();
+        let dict = match &mut self.dict {
+            Some(source) => Some(source.for_image(image, options.blob)?),
+            None => None,
+        };
 
         // The merged bootstrap, once the last layer's tree is applied (see below).
         let mut merged_bootstrap: Option<v6::Bootstrap> = None;
@@ -733,6 +750,9 @@ impl Chains {
             let mut reader = ReadAhead::open(source.store(), layer, Arc::clone(&read))?;
             let blob_index = u32::try_from(blobs.len()).expect("fewer than 2^32 blobs");
             let mut writer = BlobWriter::new(layout.blob()?, blob_index, options.blob, &mut table)?;
+            if let Some(dict) = &dict {
+                writer = writer.with_dict(&dict.dict, &blobs);
+            }
             let counts = writer.counts();
             progress.layer_start(
                 &LayerStart {
@@ -795,10 +815,10 @@ impl Chains {
             let mut pending = if bottom { None } else { packed.as_ref() };
             // A bottom layer without whiteouts is its own merged tree: one tree, not two.
             let layer_tree: &Tree = own_tree.as_ref().unwrap_or(&merged);
+            let added = writer.added().to_vec();
+            let added_as = |own: &BlobInfo| added_blobs(&added, own, dict.as_deref());
             let mut layer_blobs = blobs.clone();
-            if info.chunk_count > 0 {
-                layer_blobs.push(info.clone());
-            }
+            layer_blobs.extend(added_as(&info));
             // Bootstraps go to a temporary file, not memory: the one of 200,000 files is over
             // 40 MiB.
             let layer_bootstrap = v6::write_temp(
@@ -823,9 +843,7 @@ impl Chains {
                     merged.apply_packed(entries).map_err(|e| e.context(&what))?;
                 }
                 let mut final_blobs = blobs.clone();
-                if info.chunk_count > 0 {
-                    final_blobs.push(merged_blob_info(&info, &"0".repeat(64)));
-                }
+                final_blobs.extend(added_as(&merged_blob_info(&info, &"0".repeat(64))));
                 merged_bootstrap = Some(v6::write_temp(
                     &BootstrapInput {
                         tree: &merged,
@@ -855,6 +873,7 @@ impl Chains {
                     file_bytes: WriterCounts::get(&counts.file_bytes),
                     chunks: u64::from(info.chunk_count),
                     dedup_hits: hits,
+                    dict_hits: WriterCounts::get(&counts.dict_hits),
                     dedup_ratio: ratio(hits, u64::from(info.chunk_count)),
                 },
                 shared: false,
@@ -869,9 +888,8 @@ impl Chains {
             if let Some(entries) = pending.take() {
                 merged.apply_packed(entries).map_err(|e| e.context(&what))?;
             }
-            if info.chunk_count > 0 {
-                blobs.push(merged_blob_info(&info, stored.hex()));
-            }
+            let added = added_as(&merged_blob_info(&info, stored.hex()));
+            blobs.extend(added.iter().cloned());
             if let Some(bootstrap) = &merged_bootstrap {
                 v6::set_blob_ids(bootstrap, &blobs, options.blob)?;
             }
@@ -899,6 +917,7 @@ impl Chains {
                 },
                 info,
                 stored,
+                added,
                 table_len: table.len(),
                 key,
                 report,
@@ -913,6 +932,10 @@ impl Chains {
         progress.bootstrap(&image.platform);
         let mut layers: Vec<Value> = records.iter().map(|r| oci::blob_layer(&r.stored)).collect();
         let mut diff_ids: Vec<String> = records.iter().map(|r| r.stored.digest.clone()).collect();
+        for stored in self.dict_blobs_of(&blobs, layout)? {
+            layers.push(oci::blob_layer(&stored));
+            diff_ids.push(stored.digest);
+        }
         let bootstrap = match merged_bootstrap {
             Some(bootstrap) => bootstrap,
             // Every layer was converted for an earlier platform.
@@ -1091,9 +1114,11 @@ impl Chains {
             merged
                 .apply_packed(&entries)
                 .map_err(|e| e.context(layer.label()))?;
-            if info.chunk_count > 0 {
-                blobs.push(merged_blob_info(&info, stored.hex()));
-            }
+            let added: Vec<BlobInfo> = (info.chunk_count > 0)
+                .then(|| merged_blob_info(&info, stored.hex()))
+                .into_iter()
+                .collect();
+            blobs.extend(added.iter().cloned());
             records.push(LayerRecord {
                 digest: layer.digest.to_string(),
                 diff_id: layer.diff_id.to_string(),
@@ -1105,11 +1130,98 @@ impl Chains {
                 report,
                 info,
                 stored,
+                added,
                 table_len: table.len(),
                 key,
             });
         }
         Ok(records.len() - start)
+    }
+}
+
+/// The blob table entries a layer adds, `added` in order: `own` for its own blob, the
+/// dictionary's description for a dictionary blob.
+fn added_blobs(added: &[AddedBlob], own: &BlobInfo, dict: Option<&LoadedDict>) -> Vec<BlobInfo> {
+    added
+        .iter()
+        .map(|a| match (a, dict) {
+            (AddedBlob::Own, _) => own.clone(),
+            (AddedBlob::Dict(i), Some(dict)) => dict.dict.blobs()[*i as usize].clone(),
+            (AddedBlob::Dict(_), None) => unreachable!("a dictionary blob without a dictionary"),
+        })
+        .collect()
+}
+
+/// `--chunk-dict`: the dictionary, opened (it is read at the first image that needs it).
+fn open_dict(options: &ConvertOptions, output: &Path) -> Result<Option<DictSource>> {
+    let Some(path) = &options.chunk_dict else {
+        return Ok(None);
+    };
+    crate::output::layout::refuse_overlap(path, output)?;
+    if options.cache.is_some() {
+        return Err(Error::usage(
+            "--chunk-dict and --cache cannot be used together yet: a cached layer does not \
+             record which dictionary blobs it refers to",
+        ));
+    }
+    DictSource::open(path).map(Some)
+}
+
+/// Say which dictionary blobs the output refers to and does not hold (a bare bootstrap given
+/// as the dictionary): nydusd needs them where it finds the image's blobs.
+fn warn_missing_dict_blobs(chains: &Chains) {
+    let mut missing: Vec<&str> = chains
+        .dict_blobs
+        .iter()
+        .filter(|(_, stored)| stored.is_none())
+        .map(|(id, _)| id.as_str())
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    missing.sort_unstable();
+    crate::common::error::warn(format!(
+        "the image refers to {} blob(s) of the chunk dictionary that are not in the output \
+         (it is a bare bootstrap): {}; nydusd needs them beside the image's blobs (push the \
+         dictionary's image to the same repository, or put them in the localfs blob directory)",
+        missing.len(),
+        missing.join(", ")
+    ));
+}
+
+impl Chains {
+    /// The chunk dictionary blobs in `blobs` (an image's blob table), copied into the output
+    /// once each when the dictionary is an image; what a bare bootstrap's image needs is noted
+    /// for [`warn_missing_dict_blobs`].
+    fn dict_blobs_of(
+        &mut self,
+        blobs: &[BlobInfo],
+        layout: &mut LayoutWriter,
+    ) -> Result<Vec<StoredBlob>> {
+        let Some(source) = &mut self.dict else {
+            return Ok(Vec::new());
+        };
+        let loaded: Vec<Arc<LoadedDict>> = source.loaded().collect();
+        let mut out = Vec::new();
+        for blob in blobs {
+            let Some(dict) = loaded
+                .iter()
+                .find(|d| d.dict.blobs().iter().any(|b| b.id == blob.id))
+            else {
+                continue;
+            };
+            let stored = match self.dict_blobs.get(&blob.id) {
+                Some(done) => done.clone(),
+                None => {
+                    let copied = dict.copy_blobs(source.image_source(), &[blob], layout)?;
+                    let stored = copied.and_then(|mut c| c.pop());
+                    self.dict_blobs.insert(blob.id.clone(), stored.clone());
+                    stored
+                }
+            };
+            out.extend(stored);
+        }
+        Ok(out)
     }
 }
 
@@ -1136,6 +1248,8 @@ fn hit_report(
             file_bytes: hit.file_bytes,
             chunks,
             dedup_hits: hit.dedup_hits,
+            // The cache is not used with a chunk dictionary.
+            dict_hits: 0,
             dedup_ratio: ratio(hit.dedup_hits, chunks),
         },
         shared: false,

@@ -74,6 +74,8 @@ pub struct Totals {
     /// Chunks stored, and chunks found already stored.
     pub chunks: u64,
     pub dedup_hits: u64,
+    /// Of `dedup_hits`, chunks found in the chunk dictionary (`--chunk-dict`).
+    pub dict_hits: u64,
     pub dedup_ratio: f64,
 }
 
@@ -85,6 +87,7 @@ impl Totals {
         self.blob_size += layer.blob.size;
         self.chunks += layer.blob.chunks;
         self.dedup_hits += layer.blob.dedup_hits;
+        self.dict_hits += layer.blob.dict_hits;
         self.dedup_ratio = ratio(self.dedup_hits, self.chunks);
     }
 }
@@ -178,9 +181,11 @@ pub struct BlobReport {
     pub file_bytes: u64,
     /// Chunks stored in this blob.
     pub chunks: u64,
-    /// Chunks of the layer's files already stored (in this blob or a lower one), not stored
-    /// again.
+    /// Chunks of the layer's files already stored (in this blob, a lower one or the chunk
+    /// dictionary), not stored again.
     pub dedup_hits: u64,
+    /// Of `dedup_hits`, chunks found in the chunk dictionary (`--chunk-dict`).
+    pub dict_hits: u64,
     /// `dedup_hits / (chunks + dedup_hits)`.
     pub dedup_ratio: f64,
 }

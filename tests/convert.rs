@@ -66,6 +66,12 @@ fn judge(input: &Path, skopeo_ref: &str, scratch: &Path) {
 
 /// [`judge`] of the output `convert ARGS` writes.
 fn judge_with(input: &Path, skopeo_ref: &str, scratch: &Path, args: &[&str]) {
+    judge_output(input, skopeo_ref, scratch, args, usize::MAX);
+}
+
+/// [`judge_with`] of an output whose first `own_layers` blob layers are the image's layers (the
+/// rest are chunk dictionary blobs it refers to, which no layer bootstrap stands for).
+fn judge_output(input: &Path, skopeo_ref: &str, scratch: &Path, args: &[&str], own_layers: usize) {
     let rootfs = unpack::umoci(skopeo_ref, scratch, "expected", false);
     let out = convert(input, scratch, "out", args);
 
@@ -75,7 +81,7 @@ fn judge_with(input: &Path, skopeo_ref: &str, scratch: &Path, args: &[&str]) {
     let boots = scratch.join("layer-bootstraps");
     fs::create_dir_all(&boots).unwrap();
     let mut layer_boots = Vec::new();
-    for (hex, blob) in blob_layers(&out) {
+    for (hex, blob) in blob_layers(&out).into_iter().take(own_layers) {
         let boot = boots.join(&hex);
         reference::inlined_bootstrap(&blob, &boot);
         reference::check(&boot, &out.blob_dir);
@@ -189,6 +195,87 @@ fn debian_minbase_laid_out_for_its_entrypoint_matches_umoci_through_every_reader
         &format!("oci:{}:latest", image.display()),
         scratch.path(),
         &["--prefetch-entrypoint"],
+    );
+}
+
+/// Blob chunk counts of a `--json` report's layers: (stored, found already stored).
+fn chunk_counts(report: &serde_json::Value) -> Vec<(u64, u64)> {
+    report["platforms"][0]["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let b = &l["blob"];
+            (
+                b["chunks"].as_u64().unwrap(),
+                b["dedup_hits"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn convert_json(input: &Path, output: &Path, args: &[&str]) -> serde_json::Value {
+    let out = run(Command::new(env!("CARGO_BIN_EXE_nydus-offline"))
+        .arg("convert")
+        .arg(input)
+        .arg(output)
+        .arg("--json")
+        .args(args));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// debian-python against a chunk dictionary made of debian-minbase (our conversion of it, its
+/// OCI layout given as the dictionary): the base layer both share stores no chunk, the other
+/// layers store exactly what they store without a dictionary (the dictionary holds the base
+/// layer's chunks only), and the output, which holds the dictionary's blob it refers to, reads
+/// as umoci's tree through every reader, pushed and pulled included.
+#[test]
+fn debian_python_over_a_minbase_chunk_dict_stores_only_new_chunks_and_matches_umoci() {
+    let scratch = common::scratch();
+    let base = convert(
+        &common::corpus("debian-minbase.oci"),
+        scratch.path(),
+        "dict",
+        &[],
+    );
+    let dict = format!("bootstrap={}", base.layout.display());
+    let image = common::corpus("debian-python.oci");
+
+    let plain = chunk_counts(&convert_json(&image, &scratch.path().join("plain"), &[]));
+    let args = ["--chunk-dict", dict.as_str()];
+    let with_dict = convert_json(&image, &scratch.path().join("with-dict"), &args);
+    let counts = chunk_counts(&with_dict);
+    assert_eq!(counts.len(), 4);
+    assert_eq!(
+        counts[0],
+        (0, plain[0].0 + plain[0].1),
+        "the base layer stores nothing"
+    );
+    assert_eq!(
+        counts[1..],
+        plain[1..],
+        "the upper layers store what they store alone"
+    );
+    let layers = &with_dict["platforms"][0]["layers"];
+    // Each chunk the base stores alone is found in the dictionary once; its repeats then in
+    // the chunk table, as without one.
+    assert_eq!(layers[0]["blob"]["dict_hits"], plain[0].0);
+
+    // The same bytes again, with one worker.
+    let again = scratch.path().join("again");
+    convert_json(
+        &image,
+        &again,
+        &["--chunk-dict", dict.as_str(), "--jobs", "1"],
+    );
+    common::assert_same_files(&scratch.path().join("with-dict"), &again);
+
+    judge_output(
+        &image,
+        &format!("oci:{}:latest", image.display()),
+        scratch.path(),
+        &args,
+        4,
     );
 }
 

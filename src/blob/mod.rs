@@ -3,6 +3,7 @@
 
 pub mod chunk;
 pub(crate) mod compress;
+pub mod dict;
 pub mod pipeline;
 pub mod reader;
 pub mod sink;

@@ -31,6 +31,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::chunk::{BlobInfo, BlobOptions, ChunkInfo, ChunkTable, Compressor};
 use super::compress::PieceCompressor;
+use super::dict::ChunkDict;
 use super::pipeline::{BATCH_BYTES, Batch, Item, Workers};
 use crate::blob::chunk::INLINED_BLOB_ID_PLACEHOLDER;
 use crate::blob::chunk::{ChunkIndex, FileData};
@@ -76,7 +77,13 @@ const UNCOMPRESSED_ALIGNMENT: u64 = 4096;
 /// [`finish_data`](BlobWriter::finish_data).
 pub struct BlobWriter<'t, W: BlobOut> {
     out: Counted<W>,
-    blob_index: u32,
+    /// Where the blobs this layer adds to the image's blob table start (the lower blobs' count).
+    base_index: u32,
+    /// The blobs this layer adds, in the order of first use: its own once it stores a chunk,
+    /// and each chunk dictionary blob it is the first to refer to.
+    added: Vec<AddedBlob>,
+    /// The chunk dictionary, with the place each of its blobs has in the image's blob table.
+    dict: Option<DictPlaces<'t>>,
     options: BlobOptions,
     table: &'t mut ChunkTable,
     /// Threads digesting and compressing chunks; results come back in reading order.
@@ -95,6 +102,25 @@ pub struct BlobWriter<'t, W: BlobOut> {
     counts: Arc<WriterCounts>,
 }
 
+/// A blob a layer adds to the image's blob table (see [`BlobWriter::added`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddedBlob {
+    /// The layer's own blob, once it stores a chunk.
+    Own,
+    /// The chunk dictionary's blob at this position of its blob table.
+    Dict(u32),
+}
+
+/// A chunk dictionary and where its blobs are in the image's blob table (`None`: not yet).
+#[derive(Debug)]
+struct DictPlaces<'d> {
+    dict: &'d ChunkDict,
+    placed: Vec<Option<u32>>,
+}
+
+/// Most blobs one RAFS v6 blob table may hold: chunk indexes give the blob a byte.
+pub const MAX_BLOBS: u32 = 256;
+
 /// What a [`BlobWriter`] has done so far, readable from another thread while it works: a
 /// progress display polls it. Updated once per batch of chunks (about
 /// [`BATCH_BYTES`](super::pipeline::BATCH_BYTES)), with relaxed atomics: cheap, and exact once
@@ -103,8 +129,11 @@ pub struct BlobWriter<'t, W: BlobOut> {
 pub struct WriterCounts {
     /// Chunks stored in the blob.
     pub chunks: AtomicU64,
-    /// Chunks found already stored (in this blob or a lower one) and not stored again.
+    /// Chunks found already stored (in this blob, a lower one or the chunk dictionary) and not
+    /// stored again.
     pub dedup_hits: AtomicU64,
+    /// Of `dedup_hits`, those found in the chunk dictionary.
+    pub dict_hits: AtomicU64,
     /// File content bytes cut into chunks, stored or not.
     pub file_bytes: AtomicU64,
     /// Bytes of chunk data written to the blob (compressed where that helped).
@@ -119,12 +148,13 @@ impl WriterCounts {
 }
 
 impl<'t, W: BlobOut> BlobWriter<'t, W> {
-    /// Starts the blob that will sit at position `blob_index` of the image's blob table,
+    /// Starts the blob of a layer whose lower layers' blob table holds `blob_index` blobs,
     /// writing it to `out` from its first byte on (nydus's blob offset 0).
     ///
-    /// `blob_index` is recorded in every new [`ChunkInfo`]. Count only blobs that stored
-    /// chunks: a blob without chunks is left out of the blob tables, so the next layer's writer
-    /// may get the same index again.
+    /// The blob takes the next place in the blob table when it stores its first chunk (without
+    /// a chunk dictionary: place `blob_index`), and that place is recorded in every new
+    /// [`ChunkInfo`]. Count only blobs that stored chunks: a blob without chunks is left out of
+    /// the blob tables, so the next layer's writer may get the same index again.
     ///
     /// Fails if `options.chunk_size` is not a power of two from 4 KiB to 16 MiB (the CLI
     /// validates it first; here it would be a bug).
@@ -144,7 +174,9 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
         let batch = workers.empty_batch();
         Ok(BlobWriter {
             out: Counted { inner: out, pos: 0 },
-            blob_index,
+            base_index: blob_index,
+            added: Vec::new(),
+            dict: None,
             options,
             table,
             workers,
@@ -156,6 +188,67 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
             info: None,
             counts: Arc::default(),
         })
+    }
+
+    /// Refer to the chunks of `dict` instead of storing them. `lower` is the blob table of the
+    /// layers below (`blob_index` entries): a dictionary blob already in it keeps its place.
+    pub fn with_dict(mut self, dict: &'t ChunkDict, lower: &[BlobInfo]) -> Self {
+        let placed = dict
+            .blobs()
+            .iter()
+            .map(|b| lower.iter().position(|l| l.id == b.id).map(|i| i as u32))
+            .collect();
+        self.dict = Some(DictPlaces { dict, placed });
+        self
+    }
+
+    /// The blobs this layer adds to the image's blob table, in order, after the lower layers'
+    /// (complete once [`finish_data`](Self::finish_data) returned).
+    pub fn added(&self) -> &[AddedBlob] {
+        &self.added
+    }
+
+    /// The place in the image's blob table of the next blob this layer adds.
+    fn next_place(&mut self, blob: AddedBlob) -> Result<u32> {
+        let place = self.base_index + self.added.len() as u32;
+        if place >= MAX_BLOBS {
+            return Err(Error::bad_input(
+                "image",
+                format!("needs more than {MAX_BLOBS} blobs, the most a RAFS v6 blob table holds"),
+            ));
+        }
+        self.added.push(blob);
+        Ok(place)
+    }
+
+    /// The place of this layer's own blob, taken at its first stored chunk.
+    fn own_place(&mut self) -> Result<u32> {
+        match self.added.iter().position(|&b| b == AddedBlob::Own) {
+            Some(i) => Ok(self.base_index + i as u32),
+            None => self.next_place(AddedBlob::Own),
+        }
+    }
+
+    /// The chunk dictionary's chunk with this content, its blob placed in the image's table.
+    fn dict_chunk(&mut self, digest: &[u8; 32], size: u32) -> Result<Option<ChunkInfo>> {
+        let Some(found) = self.dict.as_ref().and_then(|d| d.dict.find(digest, size)) else {
+            return Ok(None);
+        };
+        let inner = found.blob_index;
+        let place = match self.dict.as_ref().and_then(|d| d.placed[inner as usize]) {
+            Some(place) => place,
+            None => {
+                let place = self.next_place(AddedBlob::Dict(inner))?;
+                if let Some(d) = self.dict.as_mut() {
+                    d.placed[inner as usize] = Some(place);
+                }
+                place
+            }
+        };
+        Ok(Some(ChunkInfo {
+            blob_index: place,
+            ..found
+        }))
     }
 
     /// The image's chunk table as it stands, lower layers' chunks and this blob's so far: what
@@ -238,13 +331,24 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
     /// not have yet is written and described; a repeat becomes an alias of the stored chunk.
     fn store_batch(&mut self, batch: Batch) -> Result<()> {
         let (chunks_before, pos_before) = (self.chunk_count, self.out.pos);
-        let mut hits = 0;
+        let (mut hits, mut dict_hits) = (0, 0);
         for item in &batch.items {
             let size = item.len as u32;
             if let Some(existing) = self.table.find(&item.digest, size) {
                 let alias = self.table.get(existing).clone();
                 self.table.fill(item.index, alias, false);
                 hits += 1;
+                continue;
+            }
+            if let Some(chunk) = self.dict_chunk(&item.digest, size)? {
+                // Found by content from now on, as if this layer had stored it.
+                let chunk = ChunkInfo {
+                    file_offset: item.file_offset,
+                    ..chunk
+                };
+                self.table.fill(item.index, chunk, true);
+                hits += 1;
+                dict_hits += 1;
                 continue;
             }
             if self.chunk_count >= MAX_CHUNKS_PER_BLOB {
@@ -274,11 +378,12 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
             self.uncompressed_size += u64::from(size).next_multiple_of(UNCOMPRESSED_ALIGNMENT);
             let ci_index = self.chunk_count;
             self.chunk_count += 1;
+            let blob_index = self.own_place()?;
             self.table.fill(
                 item.index,
                 ChunkInfo {
                     digest: item.digest,
-                    blob_index: self.blob_index,
+                    blob_index,
                     ci_index,
                     compressed_offset,
                     compressed_size,
@@ -298,6 +403,7 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
             Ordering::Relaxed,
         );
         counts.dedup_hits.fetch_add(hits, Ordering::Relaxed);
+        counts.dict_hits.fetch_add(dict_hits, Ordering::Relaxed);
         counts
             .file_bytes
             .fetch_add(file_bytes as u64, Ordering::Relaxed);
