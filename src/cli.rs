@@ -162,6 +162,10 @@ pub struct CheckArgs {
     /// every path and every file's content with it.
     #[arg(long, value_name = "INPUT")]
     pub source: Option<PathBuf>,
+    /// The chunk dictionary bootstrap the image was converted with (convert --chunk-dict
+    /// bootstrap=PATH, a bare bootstrap): the blobs it names may be missing from the image.
+    #[arg(long, value_name = "bootstrap=PATH", value_parser = parse_chunk_dict)]
+    pub chunk_dict: Option<PathBuf>,
     /// Print the result as JSON on stdout instead of lines: the output and source checked,
     /// `ok`, every problem, and what was counted.
     #[arg(long)]
@@ -588,6 +592,10 @@ fn check(args: &CheckArgs) -> Result<()> {
     let options = crate::check::CheckOptions {
         source: args.source.clone(),
         limits: args.limits.limits(),
+        external_blobs: match &args.chunk_dict {
+            Some(path) => crate::check::dict_blob_ids(path)?,
+            None => Vec::new(),
+        },
     };
     let report = crate::check::check(&args.output, &options)?;
     let text = if args.json {

@@ -691,7 +691,8 @@ impl Chains {
                 });
             }
         }
-        // The merged bootstrap's blob table: blobs that hold at least one chunk, in layer order.
+        // The merged bootstrap's blob table: blobs that hold at least one chunk (and chunk
+        // dictionary blobs), in the order of their first use.
         let mut blobs: Vec<BlobInfo> = records.iter().flat_map(|r| r.added.clone()).collect();
         let dict = match &mut self.dict {
             Some(source) => Some(source.for_image(image, options.blob)?),

@@ -87,7 +87,8 @@ impl Default for BlobOptions {
 pub struct ChunkInfo {
     /// Digest of the uncompressed bytes.
     pub digest: [u8; 32],
-    /// Position of the blob holding it in the image's blob table (layer order).
+    /// Position of the blob holding it in the image's blob table (blobs enter it in the order
+    /// of their first use).
     pub blob_index: u32,
     /// Sequence number inside its blob (the ci table index).
     pub ci_index: u32,

@@ -242,9 +242,13 @@ impl Bootstrap {
     /// The blob table and device slots (`RafsV6Blob::validate`), against the manifest's blob
     /// layers. For an inlined bootstrap, `inlined` names the blob holding it and the merged
     /// bootstrap, whose entries its own must repeat.
+    ///
+    /// A blob in `external` (a chunk dictionary's, given to `check --chunk-dict`) may be
+    /// missing from the manifest: the image refers to it where nydusd finds it.
     pub fn check_blob_table(
         &self,
         layers: &[BlobLayer],
+        external: &[String],
         inlined: Option<(&str, &Bootstrap)>,
         f: &mut Findings,
     ) {
@@ -260,7 +264,7 @@ impl Bootstrap {
             RAFS_SUPER_FLAG_COMPRESSION_ZSTD => Some(COMPRESSOR_ZSTD),
             _ => None,
         };
-        let mut last_layer = None;
+        let mut seen: Vec<usize> = Vec::new();
         for (i, b) in self.blobs.iter().enumerate() {
             let what = format!("{}: blob table entry {i}", self.what);
             let mut rule = |ok: bool, problem: String| {
@@ -366,18 +370,22 @@ impl Bootstrap {
                 Some((hex_id, _)) if own => hex_id.to_string(),
                 _ => id.clone(),
             };
+            // Blobs enter the table in the order of their first use (a chunk dictionary's blob
+            // may come before a layer's own), so only a blob named twice is wrong.
             match layers.iter().position(|l| l.hex == file_id) {
                 Some(pos) => {
                     rule(
-                        last_layer.is_none_or(|l| l < pos),
-                        "blobs are not in layer order".to_string(),
+                        !seen.contains(&pos),
+                        "names a blob named before".to_string(),
                     );
-                    last_layer = Some(pos);
+                    seen.push(pos);
                 }
                 None => rule(
-                    false,
+                    external.contains(&file_id),
                     format!(
-                        "blob {file_id} is not a layer of the manifest (the registry backend fetches blobs by this id)"
+                        "blob {file_id} is not a layer of the manifest (the registry backend \
+                         fetches blobs by this id; a chunk dictionary's blob? give check \
+                         --chunk-dict)"
                     ),
                 ),
             }

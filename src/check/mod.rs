@@ -42,6 +42,9 @@ pub struct CheckOptions {
     pub source: Option<PathBuf>,
     /// What the source's layers may declare beyond the bytes they store.
     pub limits: crate::layer::entries::Limits,
+    /// Blob ids the image may name without holding them: the blobs of the chunk dictionary it
+    /// was converted with (`--chunk-dict`, a bare bootstrap), which reach nydusd another way.
+    pub external_blobs: Vec<String>,
 }
 
 /// What a check found and what it looked at.
@@ -155,7 +158,7 @@ pub fn check(out: &Path, options: &CheckOptions) -> Result<Report> {
 pub fn bootstrap_problems(bytes: Vec<u8>) -> Vec<String> {
     let mut findings = Findings::default();
     if let Some(boot) = bootstrap::Bootstrap::parse("bootstrap".to_string(), bytes, &mut findings) {
-        boot.check_blob_table(&[], None, &mut findings);
+        boot.check_blob_table(&[], &[], None, &mut findings);
         let listing = boot.walk(&mut findings);
         boot.check_chunks(&listing, &blob::BlobSet::default(), None, &mut findings);
     }
@@ -179,6 +182,23 @@ pub fn blob_problems(path: &Path, hex: &str) -> Result<Vec<String>> {
     Ok(findings.problems)
 }
 
+/// The blob ids of the chunk dictionary bootstrap at `path` (`check --chunk-dict`): blobs an
+/// image converted with it may name without holding.
+pub fn dict_blob_ids(path: &Path) -> Result<Vec<String>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let reader = crate::ondisk::rafs_v6::reader::BootstrapReader::open(bytes).map_err(|p| {
+        Error::bad_input(
+            format!("chunk dictionary {}", path.display()),
+            format!("not a RAFS v6 bootstrap: {p}"),
+        )
+    })?;
+    Ok(reader
+        .blob_table()
+        .iter()
+        .filter_map(|b| b.blob_id().ok().map(str::to_string))
+        .collect())
+}
+
 /// [`check`] of a layout directory.
 fn check_layout(out: &Path, options: &CheckOptions) -> Result<Report> {
     let mut findings = Findings::default();
@@ -190,7 +210,7 @@ fn check_layout(out: &Path, options: &CheckOptions) -> Result<Report> {
     };
     for image in &images {
         report.manifests += 1;
-        let checked = check_image(image, &mut findings, &mut report)?;
+        let checked = check_image(image, &options.external_blobs, &mut findings, &mut report)?;
         if let (Some(source), Some(checked)) = (&source, checked) {
             report.compared += source.compare(image, &checked, &mut findings)?;
         }
@@ -220,6 +240,7 @@ pub(crate) struct CheckedImage {
 /// unreadable (the problems say why), so there is no tree to compare.
 fn check_image(
     image: &layout::NydusManifest,
+    external: &[String],
     findings: &mut Findings,
     report: &mut Report,
 ) -> Result<Option<CheckedImage>> {
@@ -249,7 +270,7 @@ fn check_image(
         return Ok(None);
     };
     report.bootstraps += 1;
-    merged.check_blob_table(&image.blobs, None, findings);
+    merged.check_blob_table(&image.blobs, external, None, findings);
     let merged_listing = merged.walk(findings);
     merged.check_chunks(&merged_listing, &blobs, None, findings);
 
@@ -268,7 +289,12 @@ fn check_image(
             continue;
         };
         report.bootstraps += 1;
-        boot.check_blob_table(&image.blobs, Some((&layer.hex, &merged)), findings);
+        boot.check_blob_table(
+            &image.blobs,
+            external,
+            Some((&layer.hex, &merged)),
+            findings,
+        );
         let listing = boot.walk(findings);
         boot.check_chunks(&listing, &blobs, Some(&layer.hex), findings);
         layers.push(Some((boot, listing)));
