@@ -68,6 +68,10 @@ pub struct BlobOptions {
     /// Threads digesting and compressing chunks; 0 means one per CPU. The output does not
     /// depend on it.
     pub jobs: usize,
+    /// `--batch-size`: chunks of single-chunk files smaller than half of it are compressed
+    /// together, in frames of up to this many bytes (nydus 2.3+ readers); 0: off. A power of
+    /// two from 4 KiB to the chunk size.
+    pub batch_size: u32,
 }
 
 impl Default for BlobOptions {
@@ -77,6 +81,7 @@ impl Default for BlobOptions {
             compressor: Compressor::Zstd,
             digester: Digester::Blake3,
             jobs: 0,
+            batch_size: 0,
         }
     }
 }

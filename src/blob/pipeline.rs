@@ -35,6 +35,9 @@ pub struct Item {
     /// Where its bytes are in the batch buffer.
     pub start: usize,
     pub len: usize,
+    /// Whether it is its file's only chunk (only those may join a `--batch-size` batch, as
+    /// nydus-image decides).
+    pub whole_file: bool,
     /// Filled by a worker: digest of the uncompressed bytes.
     pub digest: [u8; 32],
     /// Filled by a worker: where the compressed bytes are in the batch's `compressed` buffer,
@@ -237,6 +240,7 @@ mod tests {
                 file_offset: 0,
                 start,
                 len: c.len(),
+                whole_file: true,
                 digest: [0; 32],
                 compressed: None,
             });

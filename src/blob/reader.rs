@@ -32,10 +32,28 @@ pub const MAX_CHUNKS: u64 = RAFS_V6_MAX_CI_INDEX as u64 + 1;
 pub fn section_limit(name: &str) -> u64 {
     match name {
         TOC_ENTRY_BLOB_META_HEADER => BlobCompressionContextHeader::SIZE as u64,
-        TOC_ENTRY_BLOB_META => MAX_CHUNKS * BlobChunkInfoV1Ondisk::SIZE as u64,
+        TOC_ENTRY_BLOB_META => MAX_CHUNKS * BlobChunkInfoV2Ondisk::SIZE as u64 + BATCHES_LIMIT,
         TOC_ENTRY_BLOB_DIGEST => MAX_CHUNKS * 32,
         _ => SECTION_LIMIT,
     }
+}
+
+/// Most bytes of batch contexts a ci table may end with: one batch per chunk.
+const BATCHES_LIMIT: u64 = MAX_CHUNKS * BatchInflateContext::SIZE as u64;
+
+/// A blob's ci table as readers use it: what each chunk's entry says, whatever the format, and
+/// for a batch blob, every batch's context.
+#[derive(Clone, Debug, Default)]
+pub struct CiTable {
+    pub entries: Vec<ChunkCi>,
+    pub batches: Vec<BatchInflateContext>,
+}
+
+/// The last batch a reader decompressed, kept for its next members (a batch holds many).
+#[derive(Debug, Default)]
+pub struct BatchCache {
+    batch: Option<u32>,
+    bytes: Vec<u8>,
 }
 
 /// Why something could not be read: the file failed (`Io`), or the blob is not what it claims
@@ -254,12 +272,17 @@ impl BlobReader {
             .map_err(|e| BlobError::Bad(format!("ci header: {e}")))
     }
 
-    /// The raw (decompressed) ci table a blob table entry points at.
+    /// The raw (decompressed) ci data a blob table entry points at.
     pub fn ci_bytes(&self, entry: &RafsV6Blob) -> Read<Vec<u8>> {
-        let expected = u64::from(entry.chunk_count) * BlobChunkInfoV1Ondisk::SIZE as u64;
+        let batches = if entry.features & BLOB_FEATURE_BATCH != 0 {
+            self.ci_header(entry)?.s_ci_zran_count
+        } else {
+            0
+        };
+        let expected = ci_size(entry, batches);
         if entry.ci_uncompressed_size != expected || expected > SECTION_LIMIT {
             return Err(format!(
-                "ci_uncompressed_size {} is not 16 × {} chunks",
+                "ci_uncompressed_size {} is not what {} chunks and {batches} batches take ({expected})",
                 entry.ci_uncompressed_size, entry.chunk_count
             )
             .into());
@@ -270,34 +293,126 @@ impl BlobReader {
     }
 
     /// The ci table a blob table entry points at, decoded.
-    pub fn ci_table(&self, entry: &RafsV6Blob) -> Read<Vec<BlobChunkInfoV1Ondisk>> {
-        self.ci_bytes(entry)?
-            .chunks_exact(BlobChunkInfoV1Ondisk::SIZE)
-            .map(|c| BlobChunkInfoV1Ondisk::decode(c).map_err(|e| BlobError::Bad(e.to_string())))
-            .collect()
+    pub fn ci_table(&self, entry: &RafsV6Blob) -> Read<CiTable> {
+        Ok(decode_ci(entry, &self.ci_bytes(entry)?)?)
     }
 
     /// The bytes of the chunk `ci` describes, decompressed with `compressor` (the blob table
-    /// entry's) when the chunk is stored compressed.
-    pub fn chunk(&self, ci: &BlobChunkInfoV1Ondisk, compressor: u32) -> Read<Vec<u8>> {
+    /// entry's) when the chunk is stored compressed. A batch member is cut out of its batch
+    /// (`table`'s context), which `cache` keeps for the next members.
+    pub fn chunk(
+        &self,
+        ci: &ChunkCi,
+        table: &CiTable,
+        compressor: u32,
+        cache: &mut BatchCache,
+    ) -> Read<Vec<u8>> {
         // The size is the blob's word: a chunk is never larger than the largest chunk size,
         // and nothing is allocated for more.
-        if ci.uncompressed_size() > BLOB_CHUNK_MAX_SIZE {
-            return Err(format!(
-                "is {} bytes, more than a chunk holds",
-                ci.uncompressed_size()
-            )
-            .into());
+        if ci.uncompressed_size > BLOB_CHUNK_MAX_SIZE {
+            return Err(
+                format!("is {} bytes, more than a chunk holds", ci.uncompressed_size).into(),
+            );
         }
-        let stored = self.read(ci.compressed_offset(), u64::from(ci.compressed_size()))?;
-        let algo = if ci.is_compressed() {
-            compressor
-        } else {
-            COMPRESSOR_NONE
+        let Some(batch) = ci.batch else {
+            let stored = self.read(ci.compressed_offset, u64::from(ci.compressed_size))?;
+            let algo = if ci.compressed {
+                compressor
+            } else {
+                COMPRESSOR_NONE
+            };
+            return decompress(algo, &stored, ci.uncompressed_size as usize)
+                .map_err(|e| format!("cannot be decompressed: {e}").into());
         };
-        decompress(algo, &stored, ci.uncompressed_size() as usize)
-            .map_err(|e| format!("cannot be decompressed: {e}").into())
+        if cache.batch != Some(batch.index) {
+            cache.batch = None;
+            cache.bytes = self.batch(ci.compressed_offset, batch.index, table, compressor)?;
+            cache.batch = Some(batch.index);
+        }
+        let start = batch.offset as usize;
+        cache
+            .bytes
+            .get(start..start + ci.uncompressed_size as usize)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| {
+                format!(
+                    "lies at {start} (+{}) in batch {}, which holds {} bytes",
+                    ci.uncompressed_size,
+                    batch.index,
+                    cache.bytes.len()
+                )
+                .into()
+            })
     }
+
+    /// The uncompressed bytes of batch `index`, stored at `offset`.
+    fn batch(&self, offset: u64, index: u32, table: &CiTable, compressor: u32) -> Read<Vec<u8>> {
+        let context = table
+            .batches
+            .get(index as usize)
+            .ok_or_else(|| format!("names batch {index}, the blob has {}", table.batches.len()))?;
+        let (csize, usize) = (context.compressed_size, context.uncompressed_batch_size);
+        if usize > BLOB_CHUNK_MAX_SIZE || csize == 0 || csize > usize {
+            return Err(
+                format!("batch {index}: sizes {csize} and {usize} cannot be a batch").into(),
+            );
+        }
+        let stored = self.read(offset, u64::from(csize))?;
+        let algo = if csize == usize {
+            COMPRESSOR_NONE
+        } else {
+            compressor
+        };
+        decompress(algo, &stored, usize as usize)
+            .map_err(|e| format!("batch {index} cannot be decompressed: {e}").into())
+    }
+}
+
+/// Bytes of the ci data of a blob of this entry's chunks, with `batches` batch contexts: V1
+/// entries, or V2 entries and the contexts.
+pub fn ci_size(entry: &RafsV6Blob, batches: u32) -> u64 {
+    let chunks = u64::from(entry.chunk_count);
+    if entry.features & BLOB_FEATURE_CHUNK_INFO_V2 != 0 {
+        chunks * BlobChunkInfoV2Ondisk::SIZE as u64
+            + u64::from(batches) * BatchInflateContext::SIZE as u64
+    } else {
+        chunks * BlobChunkInfoV1Ondisk::SIZE as u64
+    }
+}
+
+/// The ci data `bytes` (of [`ci_size`]) of a blob with `entry`'s features, decoded.
+pub fn decode_ci(entry: &RafsV6Blob, bytes: &[u8]) -> Result<CiTable, String> {
+    let chunks = entry.chunk_count as usize;
+    if entry.features & BLOB_FEATURE_CHUNK_INFO_V2 == 0 {
+        let entries = bytes
+            .chunks_exact(BlobChunkInfoV1Ondisk::SIZE)
+            .map(|c| {
+                BlobChunkInfoV1Ondisk::decode(c)
+                    .map(|v1| ChunkCi::from(&v1))
+                    .map_err(|e| e.to_string())
+            })
+            .collect::<Result<_, _>>()?;
+        return Ok(CiTable {
+            entries,
+            batches: Vec::new(),
+        });
+    }
+    let split = (chunks * BlobChunkInfoV2Ondisk::SIZE).min(bytes.len());
+    let (entries, contexts) = bytes.split_at(split);
+    Ok(CiTable {
+        entries: entries
+            .chunks_exact(BlobChunkInfoV2Ondisk::SIZE)
+            .map(|c| {
+                BlobChunkInfoV2Ondisk::decode(c)
+                    .and_then(|v2| v2.ci())
+                    .map_err(|e| e.to_string())
+            })
+            .collect::<Result<_, _>>()?,
+        batches: contexts
+            .chunks_exact(BatchInflateContext::SIZE)
+            .map(|c| BatchInflateContext::decode(c).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?,
+    })
 }
 
 /// The compressor id a TOC entry's flags name.

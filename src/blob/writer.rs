@@ -47,6 +47,10 @@ use crate::ondisk::blob::{
     TOC_ENTRY_BLOB_META_HEADER, TOC_ENTRY_BLOB_RAW, TOC_ENTRY_BLOB_TOC, TOC_ENTRY_BOOTSTRAP,
     TOC_FLAG_COMPRESSION_NONE, TOC_FLAG_COMPRESSION_ZSTD, TocEntry,
 };
+use crate::ondisk::blob::{
+    BLOB_FEATURE_BATCH, BLOB_FEATURE_CHUNK_INFO_V2, BatchInflateContext, BatchRef,
+    BlobChunkInfoV2Ondisk, ChunkCi,
+};
 
 /// Features of every blob this writer produces, with or without chunks: 4 KiB-aligned
 /// uncompressed chunks, bootstrap inlined, reverse tar headers, TOC, "built by ≥ 2.2".
@@ -100,6 +104,24 @@ pub struct BlobWriter<'t, W: BlobOut> {
     info: Option<BlobInfo>,
     /// Running counts for whoever watches (progress display); updated once per batch.
     counts: Arc<WriterCounts>,
+    /// `--batch-size`: the batch being filled and those written.
+    batching: Option<Batching>,
+}
+
+/// Small chunks compressed together (`--batch-size`), as nydus-image 2.4 does it: a new chunk
+/// that is its file's only one and smaller than half the batch size joins the current batch
+/// (which is written first when the chunk would fill it); any other new chunk writes the
+/// current batch before itself. Each member keeps its own 4 KiB-aligned place in the
+/// uncompressed space; its ci entry (V2) names the batch and its offset in it.
+struct Batching {
+    size: u32,
+    /// The members' bytes, back to back.
+    buf: Vec<u8>,
+    /// Where each written batch starts in the blob, and its context.
+    written: Vec<(u64, BatchInflateContext)>,
+    /// Per stored chunk (ci index): the batch it is in, if any.
+    members: Vec<Option<BatchRef>>,
+    compressor: PieceCompressor,
 }
 
 /// A blob a layer adds to the image's blob table (see [`BlobWriter::added`]).
@@ -170,6 +192,22 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
                 "blob writer: chunk size {cs:#x} is not a power of two from 4 KiB to 16 MiB"
             )));
         }
+        let bs = options.batch_size;
+        if bs != 0 && (!bs.is_power_of_two() || !(0x1000..=cs).contains(&bs)) {
+            return Err(Error::internal(format!(
+                "blob writer: batch size {bs:#x} is not a power of two from 4 KiB to the chunk size"
+            )));
+        }
+        let batching = match bs {
+            0 => None,
+            size => Some(Batching {
+                size,
+                buf: Vec::with_capacity(size as usize),
+                written: Vec::new(),
+                members: Vec::new(),
+                compressor: PieceCompressor::new(options.compressor)?,
+            }),
+        };
         let mut workers = Workers::new(options.jobs, options.digester, options.compressor)?;
         let batch = workers.empty_batch();
         Ok(BlobWriter {
@@ -187,6 +225,7 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
             toc: Vec::new(),
             info: None,
             counts: Arc::default(),
+            batching,
         })
     }
 
@@ -352,17 +391,20 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
                 continue;
             }
             if self.chunk_count >= MAX_CHUNKS_PER_BLOB {
-                return Err(Error::bad_input(
-                    "layer",
-                    format!(
-                        "more than {MAX_CHUNKS_PER_BLOB} distinct chunks in one layer; \
-                         choose a larger chunk size"
-                    ),
-                ));
+                return Err(too_many_chunks());
+            }
+            let data = &batch.data[item.start..item.start + item.len];
+            if self.joins_batch(item) {
+                self.store_in_batch(item, data)?;
+                continue;
+            }
+            self.write_pending_batch()?;
+            if let Some(b) = &mut self.batching {
+                b.members.push(None);
             }
             let (stored, compressed) = match item.compressed {
                 Some((start, len)) => (&batch.compressed[start..start + len], true),
-                None => (&batch.data[item.start..item.start + item.len], false),
+                None => (data, false),
             };
             let compressed_offset = self.out.pos;
             let compressed_size = stored.len() as u32;
@@ -414,6 +456,86 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
         Ok(())
     }
 
+    /// Whether the new chunk `item` goes into a batch.
+    fn joins_batch(&self, item: &Item) -> bool {
+        self.batching
+            .as_ref()
+            .is_some_and(|b| item.whole_file && (item.len as u64) < u64::from(b.size / 2))
+    }
+
+    /// Add a new chunk to the current batch (writing that first if the chunk would fill it).
+    fn store_in_batch(&mut self, item: &Item, data: &[u8]) -> Result<()> {
+        if self.chunk_count >= MAX_CHUNKS_PER_BLOB {
+            return Err(too_many_chunks());
+        }
+        let size = item.len as u32;
+        let full = self
+            .batching
+            .as_ref()
+            .is_some_and(|b| b.buf.len() + item.len >= b.size as usize);
+        if full {
+            self.write_pending_batch()?;
+        }
+        let uncompressed_offset = self.uncompressed_size;
+        self.uncompressed_size += u64::from(size).next_multiple_of(UNCOMPRESSED_ALIGNMENT);
+        let ci_index = self.chunk_count;
+        self.chunk_count += 1;
+        let blob_index = self.own_place()?;
+        let b = self.batching.as_mut().expect("batching");
+        b.members.push(Some(BatchRef {
+            index: b.written.len() as u32,
+            offset: b.buf.len() as u32,
+        }));
+        b.buf.extend_from_slice(data);
+        // The bootstrap's chunk record of a batch member has no compressed place of its own:
+        // readers find it through the ci table (nydus-image writes 0 and 0 there too).
+        self.table.fill(
+            item.index,
+            ChunkInfo {
+                digest: item.digest,
+                blob_index,
+                ci_index,
+                compressed_offset: 0,
+                compressed_size: 0,
+                uncompressed_offset,
+                uncompressed_size: size,
+                compressed: false,
+                file_offset: item.file_offset,
+            },
+            true,
+        );
+        self.stored.push(item.index);
+        Ok(())
+    }
+
+    /// Write the current batch, if it has members: compressed when that makes it smaller
+    /// (readers tell by the context's two sizes), else as it is.
+    fn write_pending_batch(&mut self) -> Result<()> {
+        let Some(b) = self.batching.as_mut() else {
+            return Ok(());
+        };
+        if b.buf.is_empty() {
+            return Ok(());
+        }
+        let start = self.out.pos;
+        let stored = match b.compressor.compress(&b.buf)? {
+            Some(compressed) => compressed,
+            None => &b.buf[..],
+        };
+        let context = BatchInflateContext {
+            compressed_size: stored.len() as u32,
+            uncompressed_batch_size: b.buf.len() as u32,
+            ..BatchInflateContext::default()
+        };
+        self.out.write(stored)?;
+        b.written.push((start, context));
+        b.buf.clear();
+        self.counts
+            .stored_bytes
+            .fetch_add(self.out.pos - start, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Ends the chunk data: writes `T(image.blob)`, the ci table (zstd, or raw if that is not
     /// smaller) with its 4096-byte header and `T(blob.meta)`, then the chunk digests and
     /// `T(blob.digest)`. Returns the blob as the layer's own (inlined) bootstrap describes it:
@@ -444,8 +566,12 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
             toc_size: 0,
             toc_digest: [0; 32],
         };
+        self.write_pending_batch()?;
         if self.chunk_count > 0 {
             info.features = LAYER_BLOB_FEATURES;
+            if self.batching.is_some() {
+                info.features |= BLOB_FEATURE_BATCH | BLOB_FEATURE_CHUNK_INFO_V2;
+            }
             self.write_chunk_data_header()?;
             self.write_ci(&mut info)?;
             self.write_chunk_digests()?;
@@ -478,17 +604,14 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
     /// The ci table, its header, `T(blob.meta)` and their two TOC entries; fills `info`'s ci
     /// fields.
     fn write_ci(&mut self, info: &mut BlobInfo) -> Result<()> {
-        let mut table = Vec::with_capacity(self.chunk_count as usize * BlobChunkInfoV1Ondisk::SIZE);
-        for index in self.chunks() {
-            let c = self.table.get(index);
-            let ci = BlobChunkInfoV1Ondisk::new(
-                c.uncompressed_offset,
-                c.uncompressed_size,
-                c.compressed_offset,
-                c.compressed_size,
-            )?;
-            table.extend_from_slice(&ci.to_bytes());
-        }
+        let (table, batches) = match &self.batching {
+            None => (self.ci_v1()?, 0),
+            Some(b) => (self.ci_v2(b)?, b.written.len() as u32),
+        };
+        let batch_offset = match self.batching {
+            Some(_) => u64::from(self.chunk_count) * BlobChunkInfoV2Ondisk::SIZE as u64,
+            None => 0,
+        };
         let mut zstd = PieceCompressor::new(Compressor::Zstd)?;
         let (stored, ci_compressor, toc_flag) = match zstd.compress(&table)? {
             Some(c) => (c, COMPRESSOR_ZSTD, TOC_FLAG_COMPRESSION_ZSTD),
@@ -503,6 +626,10 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
             s_ci_offset: ci_offset,
             s_ci_compressed_size: ci_compressed_size,
             s_ci_uncompressed_size: table.len() as u64,
+            // Batch blobs keep their batch contexts where zran blobs keep theirs.
+            s_ci_zran_offset: batch_offset,
+            s_ci_zran_size: u64::from(batches) * BatchInflateContext::SIZE as u64,
+            s_ci_zran_count: batches,
             ..BlobCompressionContextHeader::default()
         }
         .to_bytes();
@@ -532,6 +659,58 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
         info.ci_compressed_size = ci_compressed_size;
         info.ci_uncompressed_size = table.len() as u64;
         Ok(())
+    }
+
+    /// The V1 ci table: 16 bytes per chunk, in ci-index order.
+    fn ci_v1(&self) -> Result<Vec<u8>> {
+        let mut table = Vec::with_capacity(self.chunk_count as usize * BlobChunkInfoV1Ondisk::SIZE);
+        for index in self.chunks() {
+            let c = self.table.get(index);
+            let ci = BlobChunkInfoV1Ondisk::new(
+                c.uncompressed_offset,
+                c.uncompressed_size,
+                c.compressed_offset,
+                c.compressed_size,
+            )?;
+            table.extend_from_slice(&ci.to_bytes());
+        }
+        Ok(table)
+    }
+
+    /// The V2 ci data of a batch blob: 24 bytes per chunk, then every batch's context.
+    fn ci_v2(&self, b: &Batching) -> Result<Vec<u8>> {
+        let mut table = Vec::with_capacity(
+            self.chunk_count as usize * BlobChunkInfoV2Ondisk::SIZE
+                + b.written.len() * BatchInflateContext::SIZE,
+        );
+        for (index, member) in self.chunks().zip(&b.members) {
+            let c = self.table.get(index);
+            let ci = match member {
+                Some(batch) => ChunkCi {
+                    compressed_offset: b.written[batch.index as usize].0,
+                    compressed_size: 0,
+                    // Members count as compressed whatever their batch became: readers decide
+                    // by the batch context's sizes (as for nydus-image's batches).
+                    compressed: true,
+                    batch: Some(*batch),
+                    uncompressed_offset: c.uncompressed_offset,
+                    uncompressed_size: c.uncompressed_size,
+                },
+                None => ChunkCi {
+                    compressed_offset: c.compressed_offset,
+                    compressed_size: c.compressed_size,
+                    compressed: c.compressed,
+                    batch: None,
+                    uncompressed_offset: c.uncompressed_offset,
+                    uncompressed_size: c.uncompressed_size,
+                },
+            };
+            table.extend_from_slice(&BlobChunkInfoV2Ondisk::new(&ci)?.to_bytes());
+        }
+        for (_, context) in &b.written {
+            table.extend_from_slice(&context.to_bytes());
+        }
+        Ok(table)
     }
 
     /// The 32-byte digest of every chunk in ci-index order, stored raw, `T(blob.digest)` and
@@ -635,6 +814,7 @@ impl<W: BlobOut> ChunkSink for BlobWriter<'_, W> {
                 file_offset,
                 start,
                 len: len as usize,
+                whole_file: size <= chunk_size,
                 digest: [0; 32],
                 compressed: None,
             });
@@ -646,6 +826,16 @@ impl<W: BlobOut> ChunkSink for BlobWriter<'_, W> {
         }
         Ok(FileData { size, chunks })
     }
+}
+
+fn too_many_chunks() -> Error {
+    Error::bad_input(
+        "layer",
+        format!(
+            "more than {MAX_CHUNKS_PER_BLOB} distinct chunks in one layer; choose a larger chunk \
+             size"
+        ),
+    )
 }
 
 /// The blob table entry of a layer blob in the image's merged bootstrap, from the one

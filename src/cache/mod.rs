@@ -101,12 +101,17 @@ pub fn options_key(
     };
     format!(
         "nydus-offline {} record {} rafs v{fs_version} chunk-size {} compressor {:?} \
-         digester {:?} max-sparse-holes {max_sparse_holes} prefetch {prefetch}",
+         digester {:?} max-sparse-holes {max_sparse_holes} prefetch {prefetch}{}",
         env!("CARGO_PKG_VERSION"),
         record::VERSION,
         blob.chunk_size,
         blob.compressor,
         blob.digester,
+        // Named only when set, so that the keys of earlier entries stay what they were.
+        match blob.batch_size {
+            0 => String::new(),
+            size => format!(" batch-size {size}"),
+        },
     )
 }
 

@@ -14,7 +14,8 @@ use sha2::{Digest as _, Sha256};
 use super::Findings;
 use super::layout::BlobLayer;
 use crate::blob::reader::{
-    BlobError, BlobReader, Read, SECTION_LIMIT, chunk_digest, toc_compressor,
+    BatchCache, BlobError, BlobReader, CiTable, Read, SECTION_LIMIT, chunk_digest, ci_size,
+    decode_ci, toc_compressor,
 };
 use crate::common::error::Result;
 pub(crate) use crate::common::hex::hex;
@@ -36,9 +37,9 @@ pub(crate) struct Chunk {
 pub(crate) struct BlobData {
     /// Its id: the hex of its layer digest.
     pub id: String,
-    /// The decoded ci table, in ci-index order (empty for a blob without chunks, or when it is
-    /// unreadable).
-    pub ci: Vec<BlobChunkInfoV1Ondisk>,
+    /// The decoded ci table, in ci-index order, with its batch contexts (empty for a blob
+    /// without chunks, or when it is unreadable).
+    pub ci: CiTable,
     /// Each chunk, in ci-index order, parallel to `ci`.
     pub chunks: Vec<Chunk>,
     /// The bootstrap inlined in the blob (TOC entry `image.boot`), decompressed and verified.
@@ -99,7 +100,7 @@ pub(crate) fn check(
     };
     let mut data = BlobData {
         id: layer.hex.clone(),
-        ci: Vec::new(),
+        ci: CiTable::default(),
         chunks: Vec::new(),
         inlined_bootstrap: None,
     };
@@ -130,11 +131,14 @@ pub(crate) fn check(
     let Some(ci_bytes) = ci_bytes else {
         return Ok(Some(data));
     };
-    data.ci = ci_bytes
-        .chunks_exact(BlobChunkInfoV1Ondisk::SIZE)
-        .filter_map(|e| f.take(BlobChunkInfoV1Ondisk::decode(e)).ok().flatten())
-        .collect();
-    if data.ci.len() != entry.chunk_count as usize {
+    match decode_ci(entry, &ci_bytes) {
+        Ok(ci) => data.ci = ci,
+        Err(problem) => {
+            f.problem(&what, format!("ci table: {problem}"));
+            return Ok(Some(data));
+        }
+    }
+    if data.ci.entries.len() != entry.chunk_count as usize {
         return Ok(Some(data));
     }
     let tar_header = if entry.features & BLOB_FEATURE_HAS_TAR_HEADER != 0 {
@@ -144,10 +148,11 @@ pub(crate) fn check(
     };
     let data_end = entry.ci_offset.saturating_sub(tar_header);
     check_ci_rules(&data.ci, &what, data_end, entry.uncompressed_size, f);
+    let chunk_count = data.ci.entries.len();
     let recorded: Option<Vec<[u8; 32]>> = if entry.features & BLOB_FEATURE_INLINED_CHUNK_DIGEST != 0
     {
         match section(TOC_ENTRY_BLOB_DIGEST) {
-            Some(Some(bytes)) if bytes.len() == 32 * data.ci.len() => Some(
+            Some(Some(bytes)) if bytes.len() == 32 * chunk_count => Some(
                 bytes
                     .chunks_exact(32)
                     .map(|d| d.try_into().expect("32 bytes"))
@@ -159,7 +164,7 @@ pub(crate) fn check(
                     format!(
                         "blob.digest holds {} bytes for {} chunks",
                         bytes.len(),
-                        data.ci.len()
+                        chunk_count
                     ),
                 );
                 None
@@ -179,15 +184,20 @@ pub(crate) fn check(
     // Each byte of chunk data is read at most once: a chunk that overlaps or precedes an
     // earlier one (the ci rules report it) is not read again, or 2^24 entries naming one
     // region would read 2^48 bytes.
+    // A batch is read once for all its members (they follow each other).
     let mut read_end = 0;
-    for (k, ci) in data.ci.iter().enumerate() {
-        let (offset, csize) = (ci.compressed_offset(), u64::from(ci.compressed_size()));
+    let mut cache = BatchCache::default();
+    let mut last_batch = None;
+    for (k, ci) in data.ci.entries.iter().enumerate() {
+        let (offset, csize) = stored_extent(ci, &data.ci);
         let chunk_what = format!("{what}: chunk {k}");
         let mut chunk = Chunk {
             digest: recorded.as_ref().map(|d| d[k]).unwrap_or([0; 32]),
             sha256: None,
         };
-        if offset < read_end
+        let batch = ci.batch.map(|b| b.index);
+        let read_already = batch.is_some() && batch == last_batch;
+        if (offset < read_end && !read_already)
             || offset.saturating_add(csize) > data_end
             || !blob.holds(offset, csize)
         {
@@ -196,7 +206,8 @@ pub(crate) fn check(
             continue;
         }
         read_end = offset + csize;
-        match blob.chunk(ci, entry.compression_algo) {
+        last_batch = batch;
+        match blob.chunk(ci, &data.ci, entry.compression_algo, &mut cache) {
             Ok(bytes) => {
                 let digest = chunk_digest(entry.digest_algo, &bytes);
                 if recorded.is_none() {
@@ -221,6 +232,20 @@ pub(crate) fn check(
         data.chunks.push(chunk);
     }
     Ok(Some(data))
+}
+
+/// Where a chunk's stored bytes are: its own, or its batch's for a batch member (0 bytes when
+/// the batch is unknown; the ci rules report that).
+fn stored_extent(c: &ChunkCi, ci: &CiTable) -> (u64, u64) {
+    match c.batch {
+        Some(b) => (
+            c.compressed_offset,
+            ci.batches
+                .get(b.index as usize)
+                .map_or(0, |ctx| u64::from(ctx.compressed_size)),
+        ),
+        None => (c.compressed_offset, u64::from(c.compressed_size)),
+    }
 }
 
 /// Read the TOC from the blob's end, check every entry and its tar header, and return each
@@ -359,7 +384,8 @@ fn check_toc_entry(
     let per_chunk = |bytes: u64| blob_entry.map(|e| u64::from(e.chunk_count) * bytes);
     let expected = match name {
         TOC_ENTRY_BLOB_META_HEADER => Some(BlobCompressionContextHeader::SIZE as u64),
-        TOC_ENTRY_BLOB_META => per_chunk(BlobChunkInfoV1Ondisk::SIZE as u64),
+        // V1 or V2 entries and any batch contexts: what the entry's own fields are held to.
+        TOC_ENTRY_BLOB_META => blob_entry.map(|e| e.ci_uncompressed_size),
         TOC_ENTRY_BLOB_DIGEST => per_chunk(32),
         _ => None,
     };
@@ -390,6 +416,7 @@ fn check_ci(
         return Ok(None);
     }
     let hwhat = format!("{what}: ci header");
+    let mut batches = 0;
     if let Some(h) = judged(blob.ci_header(entry), what, f)? {
         let mut mismatch = |field: &str, header: u64, table: u64| {
             if header != table {
@@ -427,15 +454,24 @@ fn check_ci(
             h.s_ci_uncompressed_size,
             entry.ci_uncompressed_size,
         );
-        if h.s_ci_zran_offset != 0
-            || h.s_ci_zran_size != 0
-            || h.s_ci_zran_count != 0
-            || h.s_reserved.iter().any(|&b| b != 0)
-        {
-            f.problem(&hwhat, "zran or reserved fields are not zero");
+        // A batch blob keeps its batch contexts where a zran blob keeps its contexts.
+        let batch = entry.features & BLOB_FEATURE_BATCH != 0;
+        let batches_ok = if batch {
+            h.s_ci_zran_offset == ci_size(entry, 0)
+                && h.s_ci_zran_size
+                    == u64::from(h.s_ci_zran_count) * BatchInflateContext::SIZE as u64
+        } else {
+            h.s_ci_zran_offset == 0 && h.s_ci_zran_size == 0 && h.s_ci_zran_count == 0
+        };
+        if !batches_ok || h.s_reserved.iter().any(|&b| b != 0) {
+            f.problem(
+                &hwhat,
+                "zran (batch) or reserved fields do not describe the ci data",
+            );
         }
+        batches = if batch { h.s_ci_zran_count } else { 0 };
     }
-    let expected = u64::from(entry.chunk_count) * BlobChunkInfoV1Ondisk::SIZE as u64;
+    let expected = ci_size(entry, batches);
     if entry.ci_uncompressed_size != expected || expected > SECTION_LIMIT {
         // Reported with the blob table.
         return Ok(None);
@@ -447,7 +483,7 @@ fn check_ci(
 /// space, ascending compressed offsets, everything inside the chunk data and the blob's
 /// uncompressed size.
 fn check_ci_rules(
-    ci: &[BlobChunkInfoV1Ondisk],
+    ci: &CiTable,
     what: &str,
     data_end: u64,
     uncompressed_size: u64,
@@ -455,26 +491,69 @@ fn check_ci_rules(
 ) {
     let mut next_uncompressed = 0;
     let mut compressed_end = 0;
-    for (k, c) in ci.iter().enumerate() {
+    // Batch members share their batch's bytes: the batch, not each member, follows the
+    // previous stored bytes, and batches come in order.
+    let mut last_batch: Option<u32> = None;
+    for (k, c) in ci.entries.iter().enumerate() {
         let cwhat = format!("{what}: ci entry {k}");
-        if c.uncompressed_offset() != next_uncompressed {
-            f.problem(&cwhat, format!("uncompressed offset {:#x}, expected {next_uncompressed:#x} (right after the previous chunk)", c.uncompressed_offset()));
+        if c.uncompressed_offset != next_uncompressed {
+            f.problem(&cwhat, format!("uncompressed offset {:#x}, expected {next_uncompressed:#x} (right after the previous chunk)", c.uncompressed_offset));
         }
-        if c.compressed_offset() < compressed_end {
+        next_uncompressed =
+            c.uncompressed_offset + u64::from(c.uncompressed_size).next_multiple_of(4096);
+        if let Some(b) = c.batch {
+            let Some(context) = ci.batches.get(b.index as usize) else {
+                f.problem(
+                    &cwhat,
+                    format!("names batch {}, the blob has {}", b.index, ci.batches.len()),
+                );
+                continue;
+            };
+            if u64::from(b.offset) + u64::from(c.uncompressed_size)
+                > u64::from(context.uncompressed_batch_size)
+            {
+                f.problem(
+                    &cwhat,
+                    format!(
+                        "lies at {} (+{}) in batch {}, which holds {} bytes",
+                        b.offset, c.uncompressed_size, b.index, context.uncompressed_batch_size
+                    ),
+                );
+            }
+            if last_batch == Some(b.index) {
+                continue;
+            }
+            if b.index != last_batch.map_or(0, |l| l + 1) {
+                f.problem(
+                    &cwhat,
+                    format!("batch {} does not follow batch {last_batch:?}", b.index),
+                );
+            }
+            last_batch = Some(b.index);
+        }
+        let (offset, size) = stored_extent(c, ci);
+        if offset < compressed_end {
             f.problem(
                 &cwhat,
-                format!(
-                    "compressed offset {:#x} overlaps the previous chunk",
-                    c.compressed_offset()
-                ),
+                format!("compressed offset {offset:#x} overlaps the previous chunk"),
             );
         }
-        compressed_end = c.compressed_offset() + u64::from(c.compressed_size());
+        compressed_end = offset + size;
         if compressed_end > data_end {
             f.problem(&cwhat, format!("compressed data ends at {compressed_end:#x}, past the chunk data ({data_end:#x})"));
         }
-        next_uncompressed =
-            c.uncompressed_offset() + u64::from(c.uncompressed_size()).next_multiple_of(4096);
+    }
+    if ci.entries.iter().any(|c| c.batch.is_some())
+        && last_batch.map_or(0, |l| l as usize + 1) != ci.batches.len()
+    {
+        f.problem(
+            what,
+            format!(
+                "{} batch contexts, members name {:?} as the last",
+                ci.batches.len(),
+                last_batch
+            ),
+        );
     }
     if next_uncompressed != uncompressed_size {
         f.problem(what, format!("chunks end at {next_uncompressed:#x} in uncompressed space, the blob table says {uncompressed_size:#x}"));

@@ -11,6 +11,7 @@ use super::Findings;
 use super::blob::{BlobSet, hex};
 use super::layout::BlobLayer;
 use crate::blob::chunk::INLINED_BLOB_ID_PLACEHOLDER;
+use crate::blob::reader::ci_size;
 use crate::ondisk::blob::*;
 use crate::ondisk::rafs_v6::reader::{BootstrapReader, Budget, Dirent, Inode, Kind, child_path};
 use crate::ondisk::rafs_v6::*;
@@ -315,24 +316,35 @@ impl Bootstrap {
                 b.features & BLOB_FEATURE_ALIGNED != 0,
                 format!("features {:#x} lack ALIGNED", b.features),
             );
+            // Batch blobs (nydus 2.3+) are the one feature beyond 2.2.0 this program writes.
+            let batch = b.features & BLOB_FEATURE_BATCH != 0;
             rule(
-                b.features & BLOB_FEATURE_INCOMPAT_MASK & !BLOB_FEATURE_INCOMPAT_V2_2 == 0
+                b.features
+                    & BLOB_FEATURE_INCOMPAT_MASK
+                    & !(BLOB_FEATURE_INCOMPAT_V2_2 | BLOB_FEATURE_BATCH)
+                    == 0
                     && b.features & BLOB_FEATURE_V5_NO_EXT_BLOB_TABLE == 0,
-                format!("features {:#x} have bits nydus 2.2.0 rejects", b.features),
+                format!("features {:#x} have bits nydus readers reject", b.features),
             );
             rule(
-                b.features & BLOB_FEATURE_CHUNK_INFO_V2 == 0,
-                "ci V2 entries are not written by tar-rafs builds".to_string(),
+                (b.features & BLOB_FEATURE_CHUNK_INFO_V2 != 0) == batch,
+                "ci V2 entries are written by tar-rafs builds with batch chunks only".to_string(),
             );
             rule(
                 b.ci_compressed_size <= b.ci_uncompressed_size,
                 "ci compressed size exceeds its uncompressed size".to_string(),
             );
+            // A batch blob's ci data ends with its batch contexts (their number is in the ci
+            // header, checked with the blob).
+            let entries = ci_size(b, 0);
             rule(
-                b.ci_uncompressed_size
-                    == u64::from(b.chunk_count) * BlobChunkInfoV1Ondisk::SIZE as u64,
+                b.ci_uncompressed_size == entries
+                    || (batch
+                        && b.ci_uncompressed_size > entries
+                        && (b.ci_uncompressed_size - entries)
+                            .is_multiple_of(BatchInflateContext::SIZE as u64)),
                 format!(
-                    "ci_uncompressed_size {} is not 16 × {} chunks",
+                    "ci_uncompressed_size {} is not what {} ci entries take",
                     b.ci_uncompressed_size, b.chunk_count
                 ),
             );
@@ -672,9 +684,12 @@ impl Bootstrap {
         for (r, c) in self.chunk_table.iter().enumerate() {
             let what = format!("{}: chunk info {r}", self.what);
             let ci_entry = self.blob_id_of(c.blob_index, own).and_then(|id| {
-                blobs
-                    .get(&id)
-                    .map(|b| (b.ci.get(c.index as usize), b.chunks.get(c.index as usize)))
+                blobs.get(&id).map(|b| {
+                    (
+                        b.ci.entries.get(c.index as usize),
+                        b.chunks.get(c.index as usize),
+                    )
+                })
             });
             let Some(blob) = self.blobs.get(c.blob_index as usize) else {
                 f.problem(
@@ -707,11 +722,17 @@ impl Bootstrap {
                 continue;
             }
             if let Some((Some(ci), chunk)) = ci_entry {
-                let same = ci.compressed_offset() == c.compressed_offset
-                    && ci.compressed_size() == c.compressed_size
-                    && ci.uncompressed_offset() == c.uncompressed_offset
-                    && ci.uncompressed_size() == c.uncompressed_size
-                    && ci.is_compressed() == (c.flags & BLOB_CHUNK_FLAG_COMPRESSED != 0);
+                // A batch member's record has no compressed place (nydus-image writes 0, 0 and
+                // no flag): readers find its bytes through the ci table.
+                let (offset, size, compressed) = match ci.batch {
+                    Some(_) => (0, 0, false),
+                    None => (ci.compressed_offset, ci.compressed_size, ci.compressed),
+                };
+                let same = offset == c.compressed_offset
+                    && size == c.compressed_size
+                    && ci.uncompressed_offset == c.uncompressed_offset
+                    && ci.uncompressed_size == c.uncompressed_size
+                    && compressed == (c.flags & BLOB_CHUNK_FLAG_COMPRESSED != 0);
                 if !same {
                     f.problem(&what, "differs from the blob's ci table entry");
                 }
@@ -766,20 +787,19 @@ impl Bootstrap {
                 if let Some(ci) = self.blob_id_of(bi, own).and_then(|id| {
                     blobs
                         .get(&id)
-                        .and_then(|b| b.ci.get(ci_index as usize).copied())
+                        .and_then(|b| b.ci.entries.get(ci_index as usize).copied())
                 }) {
-                    if ci.uncompressed_offset() != u64::from(c.c_blk_addr) * BLOCK {
+                    if ci.uncompressed_offset != u64::from(c.c_blk_addr) * BLOCK {
                         f.problem(
                             &cwhat,
                             format!(
                                 "block {} but the ci table puts chunk {ci_index} at {:#x}",
-                                c.c_blk_addr,
-                                ci.uncompressed_offset()
+                                c.c_blk_addr, ci.uncompressed_offset
                             ),
                         );
                     }
-                    if ci.uncompressed_size() != piece {
-                        f.problem(&cwhat, format!("the ci table's chunk {ci_index} holds {} bytes, the file needs {piece} here", ci.uncompressed_size()));
+                    if ci.uncompressed_size != piece {
+                        f.problem(&cwhat, format!("the ci table's chunk {ci_index} holds {} bytes, the file needs {piece} here", ci.uncompressed_size));
                     }
                 }
                 if !table.contains_key(&(bi, ci_index, c.c_blk_addr)) {

@@ -150,6 +150,8 @@ fn feature_names(features: u32) -> Vec<String> {
         (BLOB_FEATURE_ZRAN, "zran"),
         (BLOB_FEATURE_SEPARATE, "separate"),
         (BLOB_FEATURE_INLINED_CHUNK_DIGEST, "inlined_chunk_digest"),
+        (BLOB_FEATURE_BATCH, "batch"),
+        (BLOB_FEATURE_ENCRYPTED, "encrypted"),
         (BLOB_FEATURE_HAS_TAR_HEADER, "has_tar_header"),
         (BLOB_FEATURE_HAS_TOC, "has_toc"),
         (BLOB_FEATURE_CAP_TAR_TOC, "cap_tar_toc"),

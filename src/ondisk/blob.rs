@@ -57,6 +57,12 @@ pub const BLOB_FEATURE_HAS_TOC: u32 = 0x2000_0000;
 /// Blob feature: built by nydus-image 2.2 or newer; set on every blob by 2.2.0.
 /// (`BlobFeatures::CAP_TAR_TOC`)
 pub const BLOB_FEATURE_CAP_TAR_TOC: u32 = 0x4000_0000;
+/// Blob feature: chunks of single-chunk files are compressed together, several to a frame
+/// ("batch chunks", nydus 2.3 and newer; needs [`BLOB_FEATURE_CHUNK_INFO_V2`]); the ci data
+/// ends with one [`BatchInflateContext`] per batch. (`BlobFeatures::BATCH`)
+pub const BLOB_FEATURE_BATCH: u32 = 0x0000_0080;
+/// Blob feature: chunk data (and the ci table) are encrypted. (`BlobFeatures::ENCRYPTED`)
+pub const BLOB_FEATURE_ENCRYPTED: u32 = 0x0000_0100;
 /// Internal nydus flag that must never reach the disk; readers reject it.
 /// (`BlobFeatures::_V5_NO_EXT_BLOB_TABLE`)
 pub const BLOB_FEATURE_V5_NO_EXT_BLOB_TABLE: u32 = 0x8000_0000;
@@ -223,6 +229,217 @@ impl BlobChunkInfoV1Ondisk {
             ));
         }
         Ok(ci)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Compression context entry (V2) and batch contexts
+// ---------------------------------------------------------------------------------------------
+
+const CI_V2_COMP_OFFSET_MASK: u64 = 0xff_ffff_ffff; // bits 0..40 of comp_info
+const CI_V2_COMP_SIZE_SHIFT: u32 = 40; // compressed size (not minus one) in bits 40..64
+const CI_V2_UNCOMP_OFFSET_MASK: u64 = 0xffff_ffff; // uncompressed offset / 4096, bits 0..32
+const CI_V2_UNCOMP_SIZE_SHIFT: u32 = 32; // uncompressed size - 1 in bits 32..56
+const CI_V2_SIZE_MASK: u64 = 0xff_ffff;
+const CI_V2_FLAGS_SHIFT: u32 = 56; // flags in bits 56..64 of uncomp_info
+
+/// ci V2 flag: the stored bytes are compressed (V2 says so; V1 compared sizes).
+pub const CI_V2_FLAG_COMPRESSED: u8 = 0x01;
+/// ci V2 flag: a chunk of an original gzip layer (OCI-ref images).
+pub const CI_V2_FLAG_ZRAN: u8 = 0x02;
+/// ci V2 flag: the chunk is inside a batch; `data` holds the batch index (high 32 bits) and
+/// its offset in the batch's uncompressed bytes (low 32 bits).
+pub const CI_V2_FLAG_BATCH: u8 = 0x04;
+/// ci V2 flag: the stored bytes are encrypted.
+pub const CI_V2_FLAG_ENCRYPTED: u8 = 0x08;
+/// ci V2 flag: `data` holds a CRC32 of the chunk (nydus 2.4 writes it by default).
+pub const CI_V2_FLAG_HAS_CRC32: u8 = 0x10;
+
+/// One chunk's place in the blob, 24 bytes: the V2 form of [`BlobChunkInfoV1Ondisk`], with
+/// explicit flags and a word of data, written when a blob has batch or encrypted chunks.
+///
+/// Mirrors `BlobChunkInfoV2Ondisk` (nydus v2.4 `storage/src/meta/chunk_info_v2.rs`):
+///
+/// ```text
+/// uncomp_info: 63..56 flags | 55..32 usize-1 | 31..0 uncompressed offset / 4096
+/// comp_info:   63..40 csize (0 for a batch member) | 39..0 compressed offset
+/// data:        batch index << 32 | offset in the batch (batch), CRC32 (HAS_CRC32), or 0
+/// ```
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlobChunkInfoV2Ondisk {
+    pub uncomp_info: u64,
+    pub comp_info: u64,
+    pub data: u64,
+}
+const _: () = assert!(size_of::<BlobChunkInfoV2Ondisk>() == BlobChunkInfoV2Ondisk::SIZE);
+
+impl BlobChunkInfoV2Ondisk {
+    /// Bytes on disk.
+    pub const SIZE: usize = 24;
+    const WHAT: &'static str = "ci entry (V2)";
+
+    /// Packs a chunk as [`ChunkCi`] describes it. Fails if a field does not fit the format.
+    pub fn new(c: &ChunkCi) -> Result<BlobChunkInfoV2Ondisk> {
+        let fits = c.uncompressed_offset.is_multiple_of(4096)
+            && c.uncompressed_offset >> 12 <= CI_V2_UNCOMP_OFFSET_MASK
+            && c.compressed_offset <= CI_V2_COMP_OFFSET_MASK
+            && (1..=BLOB_CHUNK_MAX_SIZE).contains(&c.uncompressed_size)
+            && u64::from(c.compressed_size) <= CI_V2_SIZE_MASK;
+        if !fits {
+            return Err(Error::internal(format!(
+                "{}: {c:?} does not fit",
+                Self::WHAT
+            )));
+        }
+        let mut flags = if c.compressed {
+            CI_V2_FLAG_COMPRESSED
+        } else {
+            0
+        };
+        let mut data = 0;
+        if let Some(b) = c.batch {
+            flags |= CI_V2_FLAG_BATCH;
+            data = u64::from(b.index) << 32 | u64::from(b.offset);
+        }
+        Ok(BlobChunkInfoV2Ondisk {
+            uncomp_info: u64::from(flags) << CI_V2_FLAGS_SHIFT
+                | u64::from(c.uncompressed_size - 1) << CI_V2_UNCOMP_SIZE_SHIFT
+                | c.uncompressed_offset >> 12,
+            comp_info: u64::from(c.compressed_size) << CI_V2_COMP_SIZE_SHIFT | c.compressed_offset,
+            data,
+        })
+    }
+
+    /// The flags byte.
+    pub fn flags(&self) -> u8 {
+        (self.uncomp_info >> CI_V2_FLAGS_SHIFT) as u8
+    }
+
+    /// What the entry says, for the chunks this program reads: plain or batch members, with
+    /// or without a CRC32. Zran and encrypted entries, and unknown flags, are refused.
+    pub fn ci(&self) -> Result<ChunkCi> {
+        let flags = self.flags();
+        let known = CI_V2_FLAG_COMPRESSED | CI_V2_FLAG_BATCH | CI_V2_FLAG_HAS_CRC32;
+        if flags & !known != 0 {
+            return Err(Error::bad_input(
+                Self::WHAT,
+                format!("flags {flags:#x}: zran, encrypted or unknown chunks cannot be read"),
+            ));
+        }
+        let batch = (flags & CI_V2_FLAG_BATCH != 0).then(|| BatchRef {
+            index: (self.data >> 32) as u32,
+            offset: self.data as u32,
+        });
+        Ok(ChunkCi {
+            uncompressed_offset: (self.uncomp_info & CI_V2_UNCOMP_OFFSET_MASK) << 12,
+            uncompressed_size: ((self.uncomp_info >> CI_V2_UNCOMP_SIZE_SHIFT) & CI_V2_SIZE_MASK)
+                as u32
+                + 1,
+            compressed_offset: self.comp_info & CI_V2_COMP_OFFSET_MASK,
+            compressed_size: (self.comp_info >> CI_V2_COMP_SIZE_SHIFT) as u32,
+            compressed: flags & CI_V2_FLAG_COMPRESSED != 0,
+            batch,
+        })
+    }
+
+    /// The 24 bytes on disk.
+    pub fn to_bytes(&self) -> [u8; Self::SIZE] {
+        let mut w = LeWriter::new();
+        w.u64(self.uncomp_info);
+        w.u64(self.comp_info);
+        w.u64(self.data);
+        w.finish()
+    }
+
+    /// Reads an entry from the first 24 bytes of `buf`. Fails only on short input.
+    pub fn decode(buf: &[u8]) -> Result<BlobChunkInfoV2Ondisk> {
+        let mut r = LeReader::new(Self::WHAT, buf, Self::SIZE)?;
+        let ci = BlobChunkInfoV2Ondisk {
+            uncomp_info: r.u64(),
+            comp_info: r.u64(),
+            data: r.u64(),
+        };
+        r.finish();
+        Ok(ci)
+    }
+}
+
+/// Where a batch member lies: which batch, and where in the batch's uncompressed bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchRef {
+    pub index: u32,
+    pub offset: u32,
+}
+
+/// What a ci entry says of a chunk, whatever its format (V1 or V2): what readers and the
+/// writer work with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkCi {
+    pub uncompressed_offset: u64,
+    pub uncompressed_size: u32,
+    /// For a batch member: where its batch starts (its bytes are the batch's).
+    pub compressed_offset: u64,
+    /// 0 for a batch member (its batch's context has the size).
+    pub compressed_size: u32,
+    pub compressed: bool,
+    pub batch: Option<BatchRef>,
+}
+
+impl From<&BlobChunkInfoV1Ondisk> for ChunkCi {
+    fn from(v1: &BlobChunkInfoV1Ondisk) -> ChunkCi {
+        ChunkCi {
+            uncompressed_offset: v1.uncompressed_offset(),
+            uncompressed_size: v1.uncompressed_size(),
+            compressed_offset: v1.compressed_offset(),
+            compressed_size: v1.compressed_size(),
+            compressed: v1.is_compressed(),
+            batch: None,
+        }
+    }
+}
+
+/// One batch of a batch blob, 40 bytes, after the V2 entries in the ci data (the ci header's
+/// `s_ci_zran_*` fields say where and how many). The batch's bytes lie at the compressed offset
+/// of its members' entries.
+///
+/// Mirrors `BatchInflateContext` (nydus v2.4 `storage/src/meta/batch.rs`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchInflateContext {
+    /// Bytes of the batch in the blob; equal to the next field when stored uncompressed.
+    pub compressed_size: u32,
+    /// Bytes of its members back to back, unaligned.
+    pub uncompressed_batch_size: u32,
+    /// Zeros.
+    pub reserved: [u8; 32],
+}
+const _: () = assert!(size_of::<BatchInflateContext>() == BatchInflateContext::SIZE);
+
+impl BatchInflateContext {
+    /// Bytes on disk.
+    pub const SIZE: usize = 40;
+    const WHAT: &'static str = "batch context";
+
+    /// The 40 bytes on disk.
+    pub fn to_bytes(&self) -> [u8; Self::SIZE] {
+        let mut w = LeWriter::new();
+        w.u32(self.compressed_size);
+        w.u32(self.uncompressed_batch_size);
+        w.bytes(&self.reserved);
+        w.finish()
+    }
+
+    /// Reads a context from the first 40 bytes of `buf`. Fails only on short input.
+    pub fn decode(buf: &[u8]) -> Result<BatchInflateContext> {
+        let mut r = LeReader::new(Self::WHAT, buf, Self::SIZE)?;
+        let c = BatchInflateContext {
+            compressed_size: r.u32(),
+            uncompressed_batch_size: r.u32(),
+            reserved: r.bytes(),
+        };
+        r.finish();
+        Ok(c)
     }
 }
 

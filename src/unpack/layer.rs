@@ -12,11 +12,11 @@ use std::os::unix::ffi::OsStrExt;
 
 use super::links::LayerTree;
 use crate::blob::chunk::INLINED_BLOB_ID_PLACEHOLDER;
-use crate::blob::reader::{BlobError, BlobReader, chunk_digest};
+use crate::blob::reader::{BatchCache, BlobError, BlobReader, CiTable, chunk_digest};
 use crate::common::digest::{from_io, into_io};
 use crate::common::error::{Error, Result};
 use crate::common::hex::hex;
-use crate::ondisk::blob::{BlobChunkInfoV1Ondisk, TOC_ENTRY_BLOB_DIGEST};
+use crate::ondisk::blob::TOC_ENTRY_BLOB_DIGEST;
 use crate::ondisk::rafs_v6::RafsV6Blob;
 use crate::ondisk::rafs_v6::reader::{BootstrapReader, Inode, Kind};
 
@@ -29,8 +29,10 @@ pub trait BlobOpener {
 struct OpenBlob {
     reader: BlobReader,
     entry: RafsV6Blob,
-    ci: Vec<BlobChunkInfoV1Ondisk>,
+    ci: CiTable,
     digests: Option<Vec<[u8; 32]>>,
+    /// The batch last read (batch blobs).
+    batch: BatchCache,
 }
 
 /// The blobs one layer's bootstrap names, opened as its files need them.
@@ -80,22 +82,22 @@ impl<'a> Blobs<'a> {
             let blob = self.open_blob(index)?;
             self.open.insert(index, blob);
         }
-        let blob = &self.open[&index];
+        let blob = self.open.get_mut(&index).expect("opened above");
         let what = || {
             format!(
                 "blob {}: chunk {ci_index}",
                 blob.entry.blob_id().unwrap_or("?")
             )
         };
-        let ci = blob.ci.get(ci_index as usize).ok_or_else(|| {
+        let ci = blob.ci.entries.get(ci_index as usize).ok_or_else(|| {
             Error::bad_input(
                 what(),
-                format!("is beyond the blob's {} chunks", blob.ci.len()),
+                format!("is beyond the blob's {} chunks", blob.ci.entries.len()),
             )
         })?;
         let bytes = blob
             .reader
-            .chunk(ci, blob.entry.compression_algo)
+            .chunk(ci, &blob.ci, blob.entry.compression_algo, &mut blob.batch)
             .map_err(|e| blob_error(e, &what()))?;
         if let Some(digests) = &blob.digests {
             let actual = chunk_digest(blob.entry.digest_algo, &bytes);
@@ -135,6 +137,7 @@ impl<'a> Blobs<'a> {
             entry,
             ci,
             digests,
+            batch: BatchCache::default(),
         })
     }
 }
