@@ -327,7 +327,7 @@ impl BlobChunkInfoV2Ondisk {
                 format!("flags {flags:#x}: zran, encrypted or unknown chunks cannot be read"),
             ));
         }
-        let batch = (flags & CI_V2_FLAG_BATCH != 0).then(|| BatchRef {
+        let batch = (flags & CI_V2_FLAG_BATCH != 0).then_some(BatchRef {
             index: (self.data >> 32) as u32,
             offset: self.data as u32,
         });
