@@ -257,6 +257,45 @@ fn nydusd(
     name: &str,
     tuning: serde_json::Value,
 ) -> Mounted {
+    try_nydusd(version, bootstrap, backend, scratch, name, tuning).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// nydusd `version` over the blobs in `blob_dir` must refuse `bootstrap`: it exits without
+/// mounting. Returns its log, which says why.
+pub fn nydusd_localfs_refuses(
+    version: &str,
+    bootstrap: &Path,
+    blob_dir: &Path,
+    scratch: &Path,
+    name: &str,
+) -> String {
+    let backend = serde_json::json!({ "type": "localfs", "config": { "dir": blob_dir } });
+    match try_nydusd(
+        version,
+        bootstrap,
+        backend,
+        scratch,
+        name,
+        harness_tuning(false),
+    ) {
+        Ok(mounted) => panic!(
+            "nydusd {version} mounted {} at {}, expected a refusal",
+            bootstrap.display(),
+            mounted.dir.display()
+        ),
+        Err(log) => log,
+    }
+}
+
+/// [`nydusd`], or why it did not mount (nydusd's exit status and log).
+fn try_nydusd(
+    version: &str,
+    bootstrap: &Path,
+    backend: serde_json::Value,
+    scratch: &Path,
+    name: &str,
+    tuning: serde_json::Value,
+) -> Result<Mounted, String> {
     let name = &format!("{name}-nydusd-{version}");
     let dir = scratch.join(name);
     let cache = scratch.join(format!("{name}.cache"));
@@ -301,21 +340,21 @@ fn nydusd(
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if is_mounted(&mounted.dir) {
-            return mounted;
+            return Ok(mounted);
         }
         if let Some(status) = mounted.nydusd.as_mut().unwrap().try_wait().unwrap() {
-            panic!(
+            return Err(format!(
                 "nydusd exited ({status}) before mounting {}:\n{}",
                 bootstrap.display(),
                 mounted.log()
-            );
+            ));
         }
         if Instant::now() > deadline {
-            panic!(
+            return Err(format!(
                 "nydusd did not mount {} within 30 s:\n{}",
                 bootstrap.display(),
                 mounted.log()
-            );
+            ));
         }
         // Short: the startup measurements time from mount start to a program's output.
         sleep(Duration::from_millis(5));

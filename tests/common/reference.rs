@@ -296,3 +296,20 @@ pub fn check(bootstrap: &Path, blob_dir: &Path) -> String {
         .arg(bootstrap));
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
+
+/// [`check`] with nydus-image `version` (one of [`super::mounts::NYDUSD`]): the newest reads
+/// features 2.2.0 refuses.
+pub fn check_with(version: &str, bootstrap: &Path, blob_dir: &Path) -> String {
+    let bin = super::mounts::nydusd_bin(version).with_file_name("nydus-image");
+    let bin = if version == super::mounts::NYDUSD[0] {
+        nydus_bin("nydus-image")
+    } else {
+        bin
+    };
+    let out = run(Command::new(bin)
+        .args(["check", "--log-level", "warn", "-D"])
+        .arg(blob_dir)
+        .arg("-B")
+        .arg(bootstrap));
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
