@@ -140,6 +140,7 @@ fn bootstrap(c: &mut Criterion) {
             ci_uncompressed_size: 16,
             toc_size: 0,
             toc_digest: [0; 32],
+            cipher: None,
         };
         group.throughput(Throughput::Elements(files as u64));
         group.bench_with_input(BenchmarkId::from_parameter(files), &tree, |b, tree| {

@@ -387,6 +387,12 @@ pub struct ConvertArgs {
     /// Needs nydusd 2.3 or newer to read (2.2 refuses the image).
     #[arg(long, value_name = "SIZE", default_value = "0", value_parser = parse_batch_size)]
     pub batch_size: u32,
+    /// Encrypt every blob's chunk data (AES-128-XTS, as nydus-image --encrypt), so that a blob
+    /// alone reveals nothing; the key of each blob is in the bootstrap, so the image as a whole
+    /// does not keep its content from whoever can read its bootstrap layer. Needs nydusd 2.3 or
+    /// newer (2.2 refuses the image).
+    #[arg(long, conflicts_with_all = ["cache", "chunk_dict"])]
+    pub encrypt: bool,
     /// How each chunk is compressed; a chunk that does not shrink is stored as it is.
     #[arg(long, value_enum, default_value_t = CompressorArg::Zstd)]
     pub compressor: CompressorArg,
@@ -906,6 +912,7 @@ fn convert(args: &ConvertArgs) -> Result<()> {
             },
             jobs: args.jobs,
             batch_size: args.batch_size,
+            encrypt: args.encrypt,
         },
         force: args.force,
         tag: args.tag.clone(),

@@ -39,6 +39,7 @@ use dict::{DictSource, LoadedDict};
 
 use crate::blob::chunk::ChunkIndex;
 use crate::blob::chunk::{BlobInfo, BlobOptions, ChunkTable};
+use crate::blob::cipher::BlobCipher;
 use crate::blob::sink::ChunkSink;
 use crate::blob::writer::{AddedBlob, BlobWriter, WriterCounts, merged_blob_info};
 use crate::cache::{self, CacheKey, CachedLayer, LayerCache, Lookup};
@@ -186,7 +187,10 @@ fn convert_all(
     }
     let mut chains = Chains {
         keep: images.len() > 1,
-        cache: open_cache(inputs, output, options)?,
+        cache: {
+            refuse_encrypted_cache(options)?;
+            open_cache(inputs, output, options)?
+        },
         dict: open_dict(options, output)?,
         ..Chains::default()
     };
@@ -754,6 +758,8 @@ impl Chains {
             if let Some(dict) = &dict {
                 writer = writer.with_dict(&dict.dict, &blobs);
             }
+            // A key per layer chain and options, the same on every run.
+            writer = writer.with_cipher(BlobCipher::derive(key.hex().as_bytes()));
             let counts = writer.counts();
             progress.layer_start(
                 &LayerStart {
@@ -1016,6 +1022,17 @@ impl Chains {
 
 /// `--cache DIR`, opened (created if need be); it may not be, hold or lie in an input or the
 /// output.
+/// `--encrypt` with `--cache`: refused (a cache record does not keep blob keys yet).
+fn refuse_encrypted_cache(options: &ConvertOptions) -> Result<()> {
+    if options.blob.encrypt && options.cache.is_some() {
+        return Err(Error::usage(
+            "--encrypt and --cache cannot be used together yet: a cached layer does not keep \
+             its blob's key",
+        ));
+    }
+    Ok(())
+}
+
 fn open_cache(
     inputs: &[PathBuf],
     output: &Path,
@@ -1159,6 +1176,12 @@ fn open_dict(options: &ConvertOptions, output: &Path) -> Result<Option<DictSourc
         return Ok(None);
     };
     crate::output::layout::refuse_overlap(path, output)?;
+    if options.blob.encrypt {
+        return Err(Error::usage(
+            "--chunk-dict and --encrypt cannot be used together yet: the dictionary's blobs \
+             are not encrypted with the image's keys",
+        ));
+    }
     if options.cache.is_some() {
         return Err(Error::usage(
             "--chunk-dict and --cache cannot be used together yet: a cached layer does not \

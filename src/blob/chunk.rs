@@ -65,6 +65,8 @@ pub struct BlobOptions {
     pub chunk_size: u32,
     pub compressor: Compressor,
     pub digester: Digester,
+    /// `--encrypt`: every blob's chunks and ci data encrypted (AES-128-XTS, a key per blob).
+    pub encrypt: bool,
     /// Threads digesting and compressing chunks; 0 means one per CPU. The output does not
     /// depend on it.
     pub jobs: usize,
@@ -82,6 +84,7 @@ impl Default for BlobOptions {
             digester: Digester::Blake3,
             jobs: 0,
             batch_size: 0,
+            encrypt: false,
         }
     }
 }
@@ -381,6 +384,15 @@ pub struct BlobInfo {
     /// TOC entries + their tar header, 0 when unknown (always 0 in an inlined bootstrap).
     pub toc_size: u32,
     pub toc_digest: [u8; 32],
+    /// `--encrypt`: the blob's AES-128-XTS key and IV (the blob table keeps them).
+    pub cipher: Option<CipherKey>,
+}
+
+/// An encrypted blob's key and IV.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CipherKey {
+    pub key: [u8; 32],
+    pub iv: [u8; 16],
 }
 
 /// The placeholder blob id of a blob's own inlined bootstrap.

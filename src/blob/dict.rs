@@ -272,5 +272,6 @@ fn dict_blob(b: &RafsV6Blob, options: BlobOptions) -> std::result::Result<BlobIn
         ci_uncompressed_size: b.ci_uncompressed_size,
         toc_size: b.blob_toc_size,
         toc_digest: b.blob_toc_digest,
+        cipher: None,
     })
 }

@@ -2,6 +2,7 @@
 //! its compression-context table, header, inlined bootstrap and TOC.
 
 pub mod chunk;
+pub mod cipher;
 pub(crate) mod compress;
 pub mod dict;
 pub mod pipeline;

@@ -29,7 +29,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest as _, Sha256};
 
-use super::chunk::{BlobInfo, BlobOptions, ChunkInfo, ChunkTable, Compressor};
+use super::chunk::{BlobInfo, BlobOptions, ChunkInfo, ChunkTable, CipherKey, Compressor};
+use super::cipher::BlobCipher;
 use super::compress::PieceCompressor;
 use super::dict::ChunkDict;
 use super::pipeline::{BATCH_BYTES, Batch, Item, Workers};
@@ -48,8 +49,8 @@ use crate::ondisk::blob::{
     TOC_FLAG_COMPRESSION_NONE, TOC_FLAG_COMPRESSION_ZSTD, TocEntry,
 };
 use crate::ondisk::blob::{
-    BLOB_FEATURE_BATCH, BLOB_FEATURE_CHUNK_INFO_V2, BatchInflateContext, BatchRef,
-    BlobChunkInfoV2Ondisk, ChunkCi,
+    BLOB_FEATURE_BATCH, BLOB_FEATURE_CHUNK_INFO_V2, BLOB_FEATURE_ENCRYPTED, BatchInflateContext,
+    BatchRef, BlobChunkInfoV2Ondisk, ChunkCi,
 };
 
 /// Features of every blob this writer produces, with or without chunks: 4 KiB-aligned
@@ -68,6 +69,9 @@ pub const LAYER_BLOB_FEATURES: u32 = FEATURES_ALWAYS | BLOB_FEATURE_INLINED_CHUN
 /// out ci indexes up to `0xff_fffe` (`BlobContext::alloc_chunk_index`); a V1 ci table of that
 /// many entries stays under nydusd's 256 MiB limit.
 pub const MAX_CHUNKS_PER_BLOB: u32 = 0xff_ffff;
+
+/// Bytes XTS encrypts without padding.
+const XTS_UNIT: usize = 16;
 
 /// Uncompressed chunks start on 4 KiB boundaries (RAFS v6, `ALIGNED`).
 const UNCOMPRESSED_ALIGNMENT: u64 = 4096;
@@ -106,6 +110,8 @@ pub struct BlobWriter<'t, W: BlobOut> {
     counts: Arc<WriterCounts>,
     /// `--batch-size`: the batch being filled and those written.
     batching: Option<Batching>,
+    /// `--encrypt`: the blob's cipher.
+    cipher: Option<BlobCipher>,
 }
 
 /// Small chunks compressed together (`--batch-size`), as nydus-image 2.4 does it: a new chunk
@@ -226,6 +232,9 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
             info: None,
             counts: Arc::default(),
             batching,
+            // Replaced by `with_cipher` with the layer's own; this one keeps a writer made
+            // without it from writing plain chunks into a blob called encrypted.
+            cipher: options.encrypt.then(|| BlobCipher::derive(&[])),
         })
     }
 
@@ -238,6 +247,14 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
             .map(|b| lower.iter().position(|l| l.id == b.id).map(|i| i as u32))
             .collect();
         self.dict = Some(DictPlaces { dict, placed });
+        self
+    }
+
+    /// Encrypt the blob with `cipher` (with `BlobOptions::encrypt`).
+    pub fn with_cipher(mut self, cipher: BlobCipher) -> Self {
+        if self.options.encrypt {
+            self.cipher = Some(cipher);
+        }
         self
     }
 
@@ -406,6 +423,14 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
                 Some((start, len)) => (&batch.compressed[start..start + len], true),
                 None => (data, false),
             };
+            let sealed;
+            let stored = match &self.cipher {
+                Some(cipher) => {
+                    sealed = cipher.encrypt(stored);
+                    &sealed[..]
+                }
+                None => stored,
+            };
             let compressed_offset = self.out.pos;
             let compressed_size = stored.len() as u32;
             let uncompressed_offset = self.uncompressed_size;
@@ -458,9 +483,13 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
 
     /// Whether the new chunk `item` goes into a batch.
     fn joins_batch(&self, item: &Item) -> bool {
-        self.batching
-            .as_ref()
-            .is_some_and(|b| item.whole_file && (item.len as u64) < u64::from(b.size / 2))
+        // Encrypted, a member must fill an XTS unit (16 bytes) so that a batch is never padded:
+        // readers tell a raw batch by its stored size equal to its uncompressed size.
+        self.batching.as_ref().is_some_and(|b| {
+            item.whole_file
+                && (item.len as u64) < u64::from(b.size / 2)
+                && (self.cipher.is_none() || item.len >= XTS_UNIT)
+        })
     }
 
     /// Add a new chunk to the current batch (writing that first if the chunk would fill it).
@@ -519,8 +548,18 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
         }
         let start = self.out.pos;
         let stored = match b.compressor.compress(&b.buf)? {
-            Some(compressed) => compressed,
-            None => &b.buf[..],
+            // Encrypted, a compressed batch under 16 bytes would be padded and could then
+            // seem raw (readers compare the stored size with the uncompressed one).
+            Some(compressed) if self.cipher.is_none() || compressed.len() >= XTS_UNIT => compressed,
+            _ => &b.buf[..],
+        };
+        let sealed;
+        let stored = match &self.cipher {
+            Some(cipher) => {
+                sealed = cipher.encrypt(stored);
+                &sealed[..]
+            }
+            None => stored,
         };
         let context = BatchInflateContext {
             compressed_size: stored.len() as u32,
@@ -565,12 +604,20 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
             ci_uncompressed_size: 0,
             toc_size: 0,
             toc_digest: [0; 32],
+            cipher: None,
         };
         self.write_pending_batch()?;
         if self.chunk_count > 0 {
             info.features = LAYER_BLOB_FEATURES;
             if self.batching.is_some() {
                 info.features |= BLOB_FEATURE_BATCH | BLOB_FEATURE_CHUNK_INFO_V2;
+            }
+            if let Some(cipher) = &self.cipher {
+                info.features |= BLOB_FEATURE_ENCRYPTED | BLOB_FEATURE_CHUNK_INFO_V2;
+                info.cipher = Some(CipherKey {
+                    key: cipher.key(),
+                    iv: cipher.iv(),
+                });
             }
             self.write_chunk_data_header()?;
             self.write_ci(&mut info)?;
@@ -604,10 +651,9 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
     /// The ci table, its header, `T(blob.meta)` and their two TOC entries; fills `info`'s ci
     /// fields.
     fn write_ci(&mut self, info: &mut BlobInfo) -> Result<()> {
-        let (table, batches) = match &self.batching {
-            None => (self.ci_v1()?, 0),
-            Some(b) => (self.ci_v2(b)?, b.written.len() as u32),
-        };
+        let v2 = info.features & BLOB_FEATURE_CHUNK_INFO_V2 != 0;
+        let batches = self.batching.as_ref().map_or(0, |b| b.written.len() as u32);
+        let table = if v2 { self.ci_v2()? } else { self.ci_v1()? };
         let batch_offset = match self.batching {
             Some(_) => u64::from(self.chunk_count) * BlobChunkInfoV2Ondisk::SIZE as u64,
             None => 0,
@@ -616,6 +662,16 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
         let (stored, ci_compressor, toc_flag) = match zstd.compress(&table)? {
             Some(c) => (c, COMPRESSOR_ZSTD, TOC_FLAG_COMPRESSION_ZSTD),
             None => (&table[..], COMPRESSOR_NONE, TOC_FLAG_COMPRESSION_NONE),
+        };
+        // Encrypted after compression, the header too (readers decrypt both with the blob
+        // table's key); the TOC keeps the digests of the plain bytes, as nydus-image's does.
+        let sealed;
+        let stored = match &self.cipher {
+            Some(cipher) => {
+                sealed = cipher.encrypt(stored);
+                &sealed[..]
+            }
+            None => stored,
         };
         let ci_offset = self.out.pos;
         let ci_compressed_size = stored.len() as u64;
@@ -634,7 +690,10 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
         }
         .to_bytes();
         self.out.write(stored)?;
-        self.out.write(&header)?;
+        match &self.cipher {
+            Some(cipher) => self.out.write(&cipher.encrypt(&header))?,
+            None => self.out.write(&header)?,
+        }
         let section = ci_compressed_size + header.len() as u64;
         self.out
             .write(&BlobTarHeader::new(TOC_ENTRY_BLOB_META, section)?.to_bytes())?;
@@ -677,22 +736,31 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
         Ok(table)
     }
 
-    /// The V2 ci data of a batch blob: 24 bytes per chunk, then every batch's context.
-    fn ci_v2(&self, b: &Batching) -> Result<Vec<u8>> {
+    /// The V2 ci data of a batch or encrypted blob: 24 bytes per chunk, then every batch's
+    /// context.
+    fn ci_v2(&self) -> Result<Vec<u8>> {
+        let (written, members): (&[(u64, BatchInflateContext)], &[Option<BatchRef>]) =
+            match &self.batching {
+                Some(b) => (&b.written, &b.members),
+                None => (&[], &[]),
+            };
+        let encrypted = self.cipher.is_some();
         let mut table = Vec::with_capacity(
             self.chunk_count as usize * BlobChunkInfoV2Ondisk::SIZE
-                + b.written.len() * BatchInflateContext::SIZE,
+                + written.len() * BatchInflateContext::SIZE,
         );
-        for (index, member) in self.chunks().zip(&b.members) {
+        for (k, index) in self.chunks().enumerate() {
             let c = self.table.get(index);
+            let member = members.get(k).copied().flatten();
             let ci = match member {
                 Some(batch) => ChunkCi {
-                    compressed_offset: b.written[batch.index as usize].0,
+                    compressed_offset: written[batch.index as usize].0,
                     compressed_size: 0,
                     // Members count as compressed whatever their batch became: readers decide
                     // by the batch context's sizes (as for nydus-image's batches).
                     compressed: true,
-                    batch: Some(*batch),
+                    encrypted,
+                    batch: Some(batch),
                     uncompressed_offset: c.uncompressed_offset,
                     uncompressed_size: c.uncompressed_size,
                 },
@@ -700,6 +768,7 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
                     compressed_offset: c.compressed_offset,
                     compressed_size: c.compressed_size,
                     compressed: c.compressed,
+                    encrypted,
                     batch: None,
                     uncompressed_offset: c.uncompressed_offset,
                     uncompressed_size: c.uncompressed_size,
@@ -707,7 +776,7 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
             };
             table.extend_from_slice(&BlobChunkInfoV2Ondisk::new(&ci)?.to_bytes());
         }
-        for (_, context) in &b.written {
+        for (_, context) in written {
             table.extend_from_slice(&context.to_bytes());
         }
         Ok(table)

@@ -108,9 +108,9 @@ pub fn options_key(
         blob.compressor,
         blob.digester,
         // Named only when set, so that the keys of earlier entries stay what they were.
-        match blob.batch_size {
-            0 => String::new(),
-            size => format!(" batch-size {size}"),
+        match (blob.batch_size, blob.encrypt) {
+            (0, false) => String::new(),
+            (size, encrypt) => format!(" batch-size {size} encrypt {encrypt}"),
         },
     )
 }

@@ -319,6 +319,7 @@ impl<'b> In<'b> {
             ci_uncompressed_size: self.u64()?,
             toc_size: self.u32()?,
             toc_digest: self.array()?,
+            cipher: None,
         })
     }
 
@@ -398,6 +399,7 @@ pub(crate) mod tests {
                 ci_uncompressed_size: 7,
                 toc_size: 8,
                 toc_digest: [9; 32],
+                cipher: None,
             },
             blob_digest: format!("sha256:{}", "ab".repeat(32)),
             blob_size: 4242,

@@ -297,6 +297,9 @@ impl BlobChunkInfoV2Ondisk {
         } else {
             0
         };
+        if c.encrypted {
+            flags |= CI_V2_FLAG_ENCRYPTED;
+        }
         let mut data = 0;
         if let Some(b) = c.batch {
             flags |= CI_V2_FLAG_BATCH;
@@ -316,15 +319,16 @@ impl BlobChunkInfoV2Ondisk {
         (self.uncomp_info >> CI_V2_FLAGS_SHIFT) as u8
     }
 
-    /// What the entry says, for the chunks this program reads: plain or batch members, with
-    /// or without a CRC32. Zran and encrypted entries, and unknown flags, are refused.
+    /// What the entry says, for the chunks this program reads: plain or batch members,
+    /// encrypted or not, with or without a CRC32. Zran entries and unknown flags are refused.
     pub fn ci(&self) -> Result<ChunkCi> {
         let flags = self.flags();
-        let known = CI_V2_FLAG_COMPRESSED | CI_V2_FLAG_BATCH | CI_V2_FLAG_HAS_CRC32;
+        let known =
+            CI_V2_FLAG_COMPRESSED | CI_V2_FLAG_BATCH | CI_V2_FLAG_ENCRYPTED | CI_V2_FLAG_HAS_CRC32;
         if flags & !known != 0 {
             return Err(Error::bad_input(
                 Self::WHAT,
-                format!("flags {flags:#x}: zran, encrypted or unknown chunks cannot be read"),
+                format!("flags {flags:#x}: zran or unknown chunks cannot be read"),
             ));
         }
         let batch = (flags & CI_V2_FLAG_BATCH != 0).then_some(BatchRef {
@@ -339,6 +343,7 @@ impl BlobChunkInfoV2Ondisk {
             compressed_offset: self.comp_info & CI_V2_COMP_OFFSET_MASK,
             compressed_size: (self.comp_info >> CI_V2_COMP_SIZE_SHIFT) as u32,
             compressed: flags & CI_V2_FLAG_COMPRESSED != 0,
+            encrypted: flags & CI_V2_FLAG_ENCRYPTED != 0,
             batch,
         })
     }
@@ -383,6 +388,8 @@ pub struct ChunkCi {
     /// 0 for a batch member (its batch's context has the size).
     pub compressed_size: u32,
     pub compressed: bool,
+    /// The stored bytes (the batch's, for a member) are encrypted.
+    pub encrypted: bool,
     pub batch: Option<BatchRef>,
 }
 
@@ -394,6 +401,7 @@ impl From<&BlobChunkInfoV1Ondisk> for ChunkCi {
             compressed_offset: v1.compressed_offset(),
             compressed_size: v1.compressed_size(),
             compressed: v1.is_compressed(),
+            encrypted: false,
             batch: None,
         }
     }

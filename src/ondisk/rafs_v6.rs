@@ -299,6 +299,9 @@ pub const RAFS_SUPER_FLAG_COMPRESSION_ZSTD: u64 = 0x0000_0080;
 /// Super flag: every blob carries a `blob.digest` section (set by 2.2.0 also when there are no
 /// blobs). (`RafsSuperFlags::INLINED_CHUNK_DIGEST`)
 pub const RAFS_SUPER_FLAG_INLINED_CHUNK_DIGEST: u64 = 0x0000_0100;
+/// Super flag: chunks are encrypted with AES-128-XTS (nydus 2.3+; a compatible bit for 2.2.0,
+/// whose blob features then refuse the blobs). (`RafsSuperFlags::ENCRYPTION_ASE_128_XTS`)
+pub const RAFS_SUPER_FLAG_ENCRYPTION_AES_128_XTS: u64 = 0x0200_0000;
 /// Bits reserved for compatible additions, tolerated by 2.2.0.
 /// (`RafsSuperFlags::PRESERVED_COMPAT_0..7`)
 pub const RAFS_SUPER_FLAG_PRESERVED_COMPAT: u64 = 0xff00_0000;
@@ -543,13 +546,24 @@ pub struct RafsV6Blob {
     pub ci_uncompressed_size: u64,
     /// sha256 of TOC entries ‖ TOC tar header; zeros when `blob_toc_size` is 0.
     pub blob_toc_digest: [u8; 32],
-    /// zran/separate blobs only: sha256 of the meta blob; zeros otherwise.
+    /// zran/separate blobs only: sha256 of the meta blob; an encrypted blob's key (nydus
+    /// reuses the field); zeros otherwise.
     pub blob_meta_digest: [u8; 32],
-    /// zran/separate blobs only: size of the meta blob; 0 otherwise.
+    /// zran/separate blobs only: size of the meta blob; an encrypted blob's IV bytes 0..8
+    /// (little-endian); 0 otherwise.
     pub blob_meta_size: u64,
+    /// An encrypted blob's IV bytes 8..16; zeros otherwise.
+    pub cipher_iv: [u8; 8],
+    /// `CIPHER_*`: how the blob's chunks and ci data are encrypted.
+    pub cipher_algo: u32,
     /// Zeros.
-    pub reserved: [u8; 48],
+    pub reserved: [u8; 36],
 }
+
+/// `RafsV6Blob::cipher_algo`: not encrypted. (`crypt::Algorithm::None`)
+pub const CIPHER_NONE: u32 = 0;
+/// `RafsV6Blob::cipher_algo`: AES-128-XTS, one key and IV per blob. (`crypt::Algorithm::Aes128Xts`)
+pub const CIPHER_AES128_XTS: u32 = 1;
 const _: () = assert!(size_of::<RafsV6Blob>() == RafsV6Blob::SIZE);
 
 impl Default for RafsV6Blob {
@@ -572,7 +586,9 @@ impl Default for RafsV6Blob {
             blob_toc_digest: [0; 32],
             blob_meta_digest: [0; 32],
             blob_meta_size: 0,
-            reserved: [0; 48],
+            cipher_iv: [0; 8],
+            cipher_algo: CIPHER_NONE,
+            reserved: [0; 36],
         }
     }
 }
@@ -607,6 +623,8 @@ impl RafsV6Blob {
         w.bytes(&self.blob_toc_digest);
         w.bytes(&self.blob_meta_digest);
         w.u64(self.blob_meta_size);
+        w.bytes(&self.cipher_iv);
+        w.u32(self.cipher_algo);
         w.bytes(&self.reserved);
         w.finish()
     }
@@ -637,6 +655,8 @@ impl RafsV6Blob {
             blob_toc_digest: r.bytes(),
             blob_meta_digest: r.bytes(),
             blob_meta_size: r.u64(),
+            cipher_iv: r.bytes(),
+            cipher_algo: r.u32(),
             reserved: r.bytes(),
         };
         r.finish();
@@ -1367,6 +1387,8 @@ impl RafsV6Dirent {
 
 /// Chunk flag: the chunk's bytes in the blob are compressed. (`BlobChunkFlags::COMPRESSED`)
 pub const BLOB_CHUNK_FLAG_COMPRESSED: u32 = 0x0000_0001;
+/// Chunk flag: the chunk's stored bytes are encrypted. (`BlobChunkFlags::ENCRYPTED`)
+pub const BLOB_CHUNK_FLAG_ENCRYPTED: u32 = 0x0000_0004;
 /// Chunk flag: the chunk is a hole (all zeros); defined but never written by nydus.
 /// (`BlobChunkFlags::_HOLECHUNK`)
 pub const BLOB_CHUNK_FLAG_HOLE: u32 = 0x0000_0002;

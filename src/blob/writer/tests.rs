@@ -27,6 +27,7 @@ fn options(chunk_size: u32, compressor: Compressor, digester: Digester) -> BlobO
         digester,
         jobs: 2,
         batch_size: 0,
+        encrypt: false,
     }
 }
 

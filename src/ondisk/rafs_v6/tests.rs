@@ -289,7 +289,8 @@ fn plain_device_slot_and_blob_entry_match_nydus_and_the_blob() {
     assert_eq!(blob.uncompressed_size, 16384);
     assert_eq!((blob.blob_toc_size, blob.blob_toc_digest), (0, [0; 32]));
     assert_eq!((blob.blob_meta_size, blob.blob_meta_digest), (0, [0; 32]));
-    assert_eq!(blob.reserved, [0; 48]);
+    assert_eq!((blob.cipher_iv, blob.cipher_algo), ([0; 8], CIPHER_NONE));
+    assert_eq!(blob.reserved, [0; 36]);
 
     // The entry agrees with the ci header at the end of the blob file itself.
     let blob_file = fixture("plain.blob");

@@ -29,7 +29,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::blob::chunk::ChunkIndex;
-use crate::blob::chunk::{BlobInfo, BlobOptions, ChunkTable, Compressor, Digester};
+use crate::blob::chunk::{BlobInfo, BlobOptions, ChunkTable, CipherKey, Compressor, Digester};
 use crate::common::error::{Error, ErrorKind, Result};
 use crate::common::path::ImagePath;
 use crate::ondisk::blob::BLOB_FEATURE_INLINED_CHUNK_DIGEST;
@@ -531,7 +531,7 @@ fn blob_tables(blobs: &[BlobInfo], options: BlobOptions) -> Result<Vec<(u64, Vec
             ci_compressed_size: blob.ci_compressed_size,
             ci_uncompressed_size: blob.ci_uncompressed_size,
             blob_toc_digest: blob.toc_digest,
-            ..RafsV6Blob::default()
+            ..cipher_fields(blob.cipher)
         };
         out.push((
             blob_table_offset + (i * RafsV6Blob::SIZE) as u64,
@@ -539,6 +539,21 @@ fn blob_tables(blobs: &[BlobInfo], options: BlobOptions) -> Result<Vec<(u64, Vec
         ));
     }
     Ok(out)
+}
+
+/// The blob table fields that hold an encrypted blob's key and IV, where nydus keeps them (the
+/// zran fields, unused by such a blob); the rest default.
+fn cipher_fields(cipher: Option<CipherKey>) -> RafsV6Blob {
+    match cipher {
+        None => RafsV6Blob::default(),
+        Some(c) => RafsV6Blob {
+            blob_meta_digest: c.key,
+            blob_meta_size: u64::from_le_bytes(c.iv[..8].try_into().expect("8 bytes")),
+            cipher_iv: c.iv[8..].try_into().expect("8 bytes"),
+            cipher_algo: CIPHER_AES128_XTS,
+            ..RafsV6Blob::default()
+        },
+    }
 }
 
 /// Give a bootstrap written by [`write_temp`] the blob table of `blobs`, which must differ from
@@ -647,6 +662,9 @@ pub fn write_to(input: &BootstrapInput, out: &mut dyn Write) -> Result<u64> {
         .all(|b| b.features & BLOB_FEATURE_INLINED_CHUNK_DIGEST != 0)
     {
         flags |= RAFS_SUPER_FLAG_INLINED_CHUNK_DIGEST;
+    }
+    if input.options.encrypt {
+        flags |= RAFS_SUPER_FLAG_ENCRYPTION_AES_128_XTS;
     }
     let ext = RafsV6SuperBlockExt {
         s_flags: flags,
@@ -800,8 +818,13 @@ pub fn write_to(input: &BootstrapInput, out: &mut dyn Write) -> Result<u64> {
         let record = RafsV5ChunkInfo {
             block_id: info.digest,
             blob_index: info.blob_index,
+            // An encrypted image's every chunk is (`--encrypt` covers all its blobs).
             flags: if info.compressed {
                 BLOB_CHUNK_FLAG_COMPRESSED
+            } else {
+                0
+            } | if input.options.encrypt {
+                BLOB_CHUNK_FLAG_ENCRYPTED
             } else {
                 0
             },
@@ -1077,6 +1100,7 @@ mod tests {
             ci_uncompressed_size: 48,
             toc_size: 0,
             toc_digest: [7; 32],
+            cipher: None,
         };
         let chunks = ChunkTable::new();
         let input = |blobs| BootstrapInput {
