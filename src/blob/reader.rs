@@ -12,11 +12,12 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
+use super::cipher::BlobCipher;
 use super::compress::decompress;
 use crate::common::error::Error;
 use crate::common::hex::hex;
 use crate::ondisk::blob::*;
-use crate::ondisk::rafs_v6::{RAFS_V6_MAX_CI_INDEX, RafsV6Blob};
+use crate::ondisk::rafs_v6::{CIPHER_AES128_XTS, RAFS_V6_MAX_CI_INDEX, RafsV6Blob};
 
 /// A blob's TOC and its tar header must fit the last 4096 bytes, where readers look for them.
 pub const TOC_LIMIT: u64 = 4096;
@@ -229,6 +230,17 @@ impl BlobReader {
     /// The content of TOC entry `entry`, decompressed and held to its digest. `toc_at` is where
     /// the TOC starts (every section ends before it).
     pub fn section(&self, entry: &TocEntry, toc_at: u64) -> Read<Vec<u8>> {
+        self.section_sealed(entry, toc_at, None)
+    }
+
+    /// [`section`](Self::section) of a section stored encrypted with `cipher` (an encrypted
+    /// blob's ci table and header; the TOC's digest is of the plain bytes).
+    pub fn section_sealed(
+        &self,
+        entry: &TocEntry,
+        toc_at: u64,
+        cipher: Option<&BlobCipher>,
+    ) -> Read<Vec<u8>> {
         let (offset, csize, size) = (
             entry.compressed_offset,
             entry.compressed_size,
@@ -243,7 +255,8 @@ impl BlobReader {
         if size > limit || !self.holds(offset, csize) {
             return Err(format!("is {size} bytes, more than a reader accepts ({limit})").into());
         }
-        let content = decompress(algo, &self.read(offset, csize)?, size as usize)
+        let stored = open_sealed(cipher, self.read(offset, csize)?)?;
+        let content = decompress(algo, &stored, size as usize)
             .map_err(|e| format!("cannot be decompressed: {e}"))?;
         let actual: [u8; 32] = Sha256::digest(&content).into();
         if actual != entry.uncompressed_digest {
@@ -268,7 +281,8 @@ impl BlobReader {
             )
             .into());
         }
-        BlobCompressionContextHeader::decode(&self.read(at, hsize)?)
+        let header = open_sealed(cipher_of(entry)?.as_ref(), self.read(at, hsize)?)?;
+        BlobCompressionContextHeader::decode(&header)
             .map_err(|e| BlobError::Bad(format!("ci header: {e}")))
     }
 
@@ -288,6 +302,7 @@ impl BlobReader {
             .into());
         }
         let stored = self.read(entry.ci_offset, entry.ci_compressed_size)?;
+        let stored = open_sealed(cipher_of(entry)?.as_ref(), stored)?;
         decompress(entry.ci_compressor, &stored, expected as usize)
             .map_err(|e| format!("ci table cannot be decompressed: {e}").into())
     }
@@ -304,9 +319,15 @@ impl BlobReader {
         &self,
         ci: &ChunkCi,
         table: &CiTable,
-        compressor: u32,
+        entry: &RafsV6Blob,
         cache: &mut BatchCache,
     ) -> Read<Vec<u8>> {
+        let compressor = entry.compression_algo;
+        let cipher = if ci.encrypted {
+            Some(cipher_of(entry)?.ok_or("is encrypted, but its blob has no key")?)
+        } else {
+            None
+        };
         // The size is the blob's word: a chunk is never larger than the largest chunk size,
         // and nothing is allocated for more.
         if ci.uncompressed_size > BLOB_CHUNK_MAX_SIZE {
@@ -316,6 +337,7 @@ impl BlobReader {
         }
         let Some(batch) = ci.batch else {
             let stored = self.read(ci.compressed_offset, u64::from(ci.compressed_size))?;
+            let stored = open_sealed(cipher.as_ref(), stored)?;
             let algo = if ci.compressed {
                 compressor
             } else {
@@ -326,7 +348,9 @@ impl BlobReader {
         };
         if cache.batch != Some(batch.index) {
             cache.batch = None;
-            cache.bytes = self.batch(ci.compressed_offset, batch.index, table, compressor)?;
+            let sealed = cipher.as_ref();
+            cache.bytes =
+                self.batch(ci.compressed_offset, batch.index, table, compressor, sealed)?;
             cache.batch = Some(batch.index);
         }
         let start = batch.offset as usize;
@@ -346,7 +370,14 @@ impl BlobReader {
     }
 
     /// The uncompressed bytes of batch `index`, stored at `offset`.
-    fn batch(&self, offset: u64, index: u32, table: &CiTable, compressor: u32) -> Read<Vec<u8>> {
+    fn batch(
+        &self,
+        offset: u64,
+        index: u32,
+        table: &CiTable,
+        compressor: u32,
+        cipher: Option<&BlobCipher>,
+    ) -> Read<Vec<u8>> {
         let context = table
             .batches
             .get(index as usize)
@@ -357,7 +388,7 @@ impl BlobReader {
                 format!("batch {index}: sizes {csize} and {usize} cannot be a batch").into(),
             );
         }
-        let stored = self.read(offset, u64::from(csize))?;
+        let stored = open_sealed(cipher, self.read(offset, u64::from(csize))?)?;
         let algo = if csize == usize {
             COMPRESSOR_NONE
         } else {
@@ -365,6 +396,33 @@ impl BlobReader {
         };
         decompress(algo, &stored, usize as usize)
             .map_err(|e| format!("batch {index} cannot be decompressed: {e}").into())
+    }
+}
+
+/// The cipher of an encrypted blob, from its blob table entry; `None` for a plain one.
+pub fn cipher_of(entry: &RafsV6Blob) -> Result<Option<BlobCipher>, String> {
+    if entry.features & BLOB_FEATURE_ENCRYPTED == 0 {
+        return Ok(None);
+    }
+    if entry.cipher_algo != CIPHER_AES128_XTS {
+        return Err(format!(
+            "is encrypted with cipher {}, not AES-128-XTS (1)",
+            entry.cipher_algo
+        ));
+    }
+    let mut iv = [0; 16];
+    iv[..8].copy_from_slice(&entry.blob_meta_size.to_le_bytes());
+    iv[8..].copy_from_slice(&entry.cipher_iv);
+    Ok(Some(BlobCipher::new(entry.blob_meta_digest, iv)))
+}
+
+/// `stored` decrypted with `cipher`, or as it is without one.
+fn open_sealed(cipher: Option<&BlobCipher>, stored: Vec<u8>) -> Result<Vec<u8>, String> {
+    match cipher {
+        Some(c) => c
+            .decrypt(&stored)
+            .map_err(|e| format!("cannot be decrypted: {e}")),
+        None => Ok(stored),
     }
 }
 

@@ -207,7 +207,7 @@ pub(crate) fn check(
         }
         read_end = offset + csize;
         last_batch = batch;
-        match blob.chunk(ci, &data.ci, entry.compression_algo, &mut cache) {
+        match blob.chunk(ci, &data.ci, entry, &mut cache) {
             Ok(bytes) => {
                 let digest = chunk_digest(entry.digest_algo, &bytes);
                 if recorded.is_none() {
@@ -399,7 +399,14 @@ fn check_toc_entry(
         );
         return Ok(None);
     }
-    judged(blob.section(toc, toc_at), what, f)
+    // An encrypted blob's ci table and header are stored encrypted.
+    let cipher = match (name, blob_entry) {
+        (TOC_ENTRY_BLOB_META | TOC_ENTRY_BLOB_META_HEADER, Some(e)) => {
+            crate::blob::reader::cipher_of(e).ok().flatten()
+        }
+        _ => None,
+    };
+    judged(blob.section_sealed(toc, toc_at, cipher.as_ref()), what, f)
 }
 
 /// The ci header against the blob table entry, and the ci table decompressed.

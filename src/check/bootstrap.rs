@@ -316,19 +316,37 @@ impl Bootstrap {
                 b.features & BLOB_FEATURE_ALIGNED != 0,
                 format!("features {:#x} lack ALIGNED", b.features),
             );
-            // Batch blobs (nydus 2.3+) are the one feature beyond 2.2.0 this program writes.
+            // Batch and encrypted blobs (nydus 2.3+) are the features beyond 2.2.0 this program
+            // writes; both need V2 ci entries.
             let batch = b.features & BLOB_FEATURE_BATCH != 0;
+            let encrypted = b.features & BLOB_FEATURE_ENCRYPTED != 0;
             rule(
                 b.features
                     & BLOB_FEATURE_INCOMPAT_MASK
-                    & !(BLOB_FEATURE_INCOMPAT_V2_2 | BLOB_FEATURE_BATCH)
+                    & !(BLOB_FEATURE_INCOMPAT_V2_2 | BLOB_FEATURE_BATCH | BLOB_FEATURE_ENCRYPTED)
                     == 0
                     && b.features & BLOB_FEATURE_V5_NO_EXT_BLOB_TABLE == 0,
                 format!("features {:#x} have bits nydus readers reject", b.features),
             );
             rule(
-                (b.features & BLOB_FEATURE_CHUNK_INFO_V2 != 0) == batch,
-                "ci V2 entries are written by tar-rafs builds with batch chunks only".to_string(),
+                (b.features & BLOB_FEATURE_CHUNK_INFO_V2 != 0) == (batch || encrypted),
+                "ci V2 entries are written by tar-rafs builds with batch or encrypted chunks only"
+                    .to_string(),
+            );
+            // An encrypted blob keeps its key and IV where zran blobs keep their meta blob.
+            rule(
+                if encrypted {
+                    b.cipher_algo == CIPHER_AES128_XTS
+                } else {
+                    b.cipher_algo == CIPHER_NONE
+                        && b.cipher_iv == [0; 8]
+                        && b.blob_meta_digest == [0; 32]
+                        && b.blob_meta_size == 0
+                },
+                format!(
+                    "cipher {} and its key fields do not fit the ENCRYPTED feature",
+                    b.cipher_algo
+                ),
             );
             rule(
                 b.ci_compressed_size <= b.ci_uncompressed_size,
@@ -702,7 +720,12 @@ impl Bootstrap {
                 );
                 continue;
             };
-            if c.flags & !BLOB_CHUNK_FLAG_COMPRESSED != 0 || c.reserved != 0 {
+            // ENCRYPTED exactly on the chunks of an encrypted blob.
+            let encrypted = blob.features & BLOB_FEATURE_ENCRYPTED != 0;
+            if c.flags & !(BLOB_CHUNK_FLAG_COMPRESSED | BLOB_CHUNK_FLAG_ENCRYPTED) != 0
+                || (c.flags & BLOB_CHUNK_FLAG_ENCRYPTED != 0) != encrypted
+                || c.reserved != 0
+            {
                 f.problem(
                     &what,
                     format!(

@@ -97,7 +97,7 @@ impl<'a> Blobs<'a> {
         })?;
         let bytes = blob
             .reader
-            .chunk(ci, &blob.ci, blob.entry.compression_algo, &mut blob.batch)
+            .chunk(ci, &blob.ci, &blob.entry, &mut blob.batch)
             .map_err(|e| blob_error(e, &what()))?;
         if let Some(digests) = &blob.digests {
             let actual = chunk_digest(blob.entry.digest_algo, &bytes);
