@@ -129,6 +129,16 @@ pub enum Command {
         nydus-offline cache prune /var/cache/nydus --max-size 50GiB\n  \
         nydus-offline cache prune /var/cache/nydus --all")]
     Cache(CacheArgs),
+    /// Make a chunk dictionary from local images: the chunks that repeat across them, as one
+    /// Nydus image that convert --chunk-dict bootstrap=DICT refers to instead of storing them.
+    #[command(after_help = "Examples:\n  \
+        nydus-offline chunkdict generate ./mirror -o ./dict\n  \
+        nydus-offline convert --chunk-dict bootstrap=./dict ./mirror ./mirror-nydus --all-images\n  \
+        nydus-offline chunkdict generate app1.tar app2.tar app3.tar -o ./dict --min-images 3\n\n\
+        Use the --chunk-size and --digester the conversions will use (the defaults match\n\
+        convert's). The dictionary is an ordinary Nydus image: convert copies the one blob it\n\
+        uses into each output, so skopeo pushes it with the image.")]
+    Chunkdict(ChunkdictArgs),
     /// Print a shell completion script for bash, zsh, fish, elvish or powershell.
     #[command(after_help = "Examples:\n  \
         nydus-offline completions bash > /etc/bash_completion.d/nydus-offline\n  \
@@ -574,6 +584,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Inspect(args) => args.quiet,
         Command::Unpack(args) => args.quiet,
         Command::Completions(_) | Command::Man(_) | Command::Cache(_) => false,
+        Command::Chunkdict(ChunkdictArgs {
+            command: ChunkdictCommand::Generate(args),
+        }) => args.quiet,
     };
     init_log(cli.verbose, quiet);
     match cli.command {
@@ -582,6 +595,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Check(args) => check(&args),
         Command::Unpack(args) => unpack(&args),
         Command::Cache(args) => cache(&args),
+        Command::Chunkdict(ChunkdictArgs {
+            command: ChunkdictCommand::Generate(args),
+        }) => chunkdict_generate(&args),
         Command::Completions(args) => completions(&args),
         Command::Man(args) => man(&args),
     }
@@ -895,6 +911,65 @@ fn print_prefetch_lists(args: &ConvertArgs, options: &ConvertOptions) -> Result<
     write_stdout(&text)
 }
 
+/// The blob options of `--chunk-size`, `--compressor`, `--digester`.
+fn blob_options(chunk_size: u32, compressor: CompressorArg, digester: DigesterArg) -> BlobOptions {
+    BlobOptions {
+        chunk_size,
+        compressor: match compressor {
+            CompressorArg::None => Compressor::None,
+            CompressorArg::Lz4Block => Compressor::Lz4Block,
+            CompressorArg::Zstd => Compressor::Zstd,
+        },
+        digester: match digester {
+            DigesterArg::Blake3 => Digester::Blake3,
+            DigesterArg::Sha256 => Digester::Sha256,
+        },
+        ..BlobOptions::default()
+    }
+}
+
+/// `chunkdict generate`: the summary goes to stdout.
+fn chunkdict_generate(args: &ChunkdictGenerateArgs) -> Result<()> {
+    crate::output::interrupt::install()?;
+    let options = crate::chunkdict::ChunkdictOptions {
+        selection: Selection {
+            image: None,
+            platform: match &args.platform {
+                Some(p) => PlatformChoice::Only(p.clone()),
+                None => PlatformChoice::Host,
+            },
+        },
+        blob: blob_options(args.chunk_size, args.compressor, args.digester),
+        min_images: args.min_images,
+        limits: args.limits.limits(),
+        tag: args.tag.clone(),
+    };
+    let summary = crate::chunkdict::generate(&args.inputs, &args.output, &options)?;
+    if args.json {
+        let mut json = serde_json::to_string_pretty(&summary)
+            .map_err(|e| Error::internal(format!("the summary as JSON: {e}")))?;
+        json.push('\n');
+        return write_stdout(json.as_bytes());
+    }
+    if args.quiet {
+        return Ok(());
+    }
+    write_stdout(
+        format!(
+            "{}: {} repeated in at least {} of {} images ({} of {} distinct chunks read), tag {}, {}\n",
+            args.output.display(),
+            count(summary.dict_chunks, "chunk"),
+            args.min_images,
+            summary.images,
+            summary.dict_chunks,
+            summary.distinct_chunks,
+            summary.tag,
+            summary.digest,
+        )
+        .as_bytes(),
+    )
+}
+
 /// `convert`: the options become [`ConvertOptions`]; the summary goes to stdout.
 fn convert(args: &ConvertArgs) -> Result<()> {
     let options = ConvertOptions {
@@ -1031,6 +1106,61 @@ fn convert(args: &ConvertArgs) -> Result<()> {
         }
     }
     write_stdout(text.as_bytes())
+}
+
+/// Options of `chunkdict`.
+#[derive(Debug, clap::Args)]
+pub struct ChunkdictArgs {
+    #[command(subcommand)]
+    pub command: ChunkdictCommand,
+}
+
+/// What `chunkdict` does.
+#[derive(Debug, Subcommand)]
+pub enum ChunkdictCommand {
+    /// Read every image of the inputs, and write the chunks found in at least --min-images of
+    /// them, once each, as a Nydus image.
+    Generate(ChunkdictGenerateArgs),
+}
+
+/// Options of `chunkdict generate`.
+#[derive(Debug, clap::Args)]
+pub struct ChunkdictGenerateArgs {
+    /// The images: OCI layouts, oci-archives, docker save tarballs (every image of each; the
+    /// same image twice counts once).
+    #[arg(value_name = "INPUT", required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Where the dictionary goes: an OCI layout directory, or an oci-archive for a path ending
+    /// in .tar. Never an input; an existing layout gets the image added.
+    #[arg(short = 'o', long, value_name = "DICT")]
+    pub output: PathBuf,
+    /// In how many images a chunk must be found to enter the dictionary.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub min_images: usize,
+    /// The dictionary image's tag.
+    #[arg(long, value_name = "NAME", default_value = "chunkdict")]
+    pub tag: String,
+    /// Which platform of multi-platform images (a dictionary serves one platform); default:
+    /// the only one, else this machine's.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = parse_platform)]
+    pub platform: Option<Platform>,
+    /// The chunk size of the conversions that will use the dictionary.
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = parse_chunk_size)]
+    pub chunk_size: u32,
+    /// The compressor of the conversions that will use the dictionary.
+    #[arg(long, value_enum, default_value_t = CompressorArg::Zstd)]
+    pub compressor: CompressorArg,
+    /// The digester of the conversions that will use the dictionary.
+    #[arg(long, value_enum, default_value_t = DigesterArg::Blake3)]
+    pub digester: DigesterArg,
+    /// Print what was found and written as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Print nothing but errors.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 /// Options of `cache`.

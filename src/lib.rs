@@ -27,7 +27,9 @@
 //! report/   what a conversion wrote, as `--json` prints it
 //! cache/    converted layers kept on disk for later runs (`--cache DIR`), keyed by their chain
 //! progress/ a conversion's display on stderr
-//! inspect/  check/  unpack/  convert/   the commands;  cli/  the command line
+//! inspect/  check/  unpack/  convert/   the commands
+//! chunkdict/ a chunk dictionary from local images, converted by `convert`;  cli/  the
+//!           command line
 //! ```
 //!
 //! `blob` sits below `layer` although the tar is read first: the layer reader pushes each file's
@@ -44,6 +46,7 @@
 pub mod blob;
 pub mod cache;
 pub mod check;
+pub mod chunkdict;
 pub mod cli;
 pub mod common;
 pub mod convert;

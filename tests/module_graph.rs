@@ -12,8 +12,24 @@ use std::path::{Path, PathBuf};
 
 /// The top-level modules, bottom first: each may import only those before it.
 const LAYERS: &[&str] = &[
-    "common", "ondisk", "source", "blob", "layer", "tree", "prefetch", "rafs", "output", "report",
-    "cache", "progress", "inspect", "check", "unpack", "convert", "cli",
+    "common",
+    "ondisk",
+    "source",
+    "blob",
+    "layer",
+    "tree",
+    "prefetch",
+    "rafs",
+    "output",
+    "report",
+    "cache",
+    "progress",
+    "inspect",
+    "check",
+    "unpack",
+    "convert",
+    "chunkdict",
+    "cli",
 ];
 
 fn src() -> PathBuf {

@@ -99,18 +99,26 @@ impl Source {
             return Ok(0);
         };
         let source = self.inner.load(entry, manifest)?;
-        if source.layers.len() != image.blobs.len() {
+        let (boot, listing) = &checked.merged;
+        // One blob layer per source layer; any after them must be chunk dictionary blobs the
+        // image refers to (convert --chunk-dict with a Nydus image).
+        let referenced = |hex: &str| boot.blobs.iter().any(|b| b.blob_id().ok() == Some(hex));
+        if source.layers.len() > image.blobs.len()
+            || image.blobs[source.layers.len()..]
+                .iter()
+                .any(|b| !referenced(&b.hex))
+        {
             f.problem(
                 &image.label,
                 format!(
-                    "has {} blob layers, the source image {} has {} layers",
+                    "has {} blob layers, the source image {} has {} layers (and no more blobs \
+                     the bootstrap refers to)",
                     image.blobs.len(),
                     source.manifest.digest,
                     source.layers.len()
                 ),
             );
         }
-        let (boot, listing) = &checked.merged;
         let mut sink = HashSink {
             chunk_size: u64::from(boot.ext.s_chunk_size.clamp(4096, BLOB_CHUNK_MAX_SIZE)),
             pieces: Vec::new(),

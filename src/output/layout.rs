@@ -620,7 +620,7 @@ impl BlobFile {
 }
 
 /// The `sha256:<hex>` digest and the size of the file at `path`.
-fn sha256_of_file(path: &Path) -> io::Result<(String, u64)> {
+pub fn sha256_of_file(path: &Path) -> io::Result<(String, u64)> {
     let mut file = File::open(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
