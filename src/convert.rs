@@ -237,6 +237,7 @@ fn convert_all(
         digest: first.digest.clone(),
         digest_names: first.digest_names,
         tag: first.tags[0].clone(),
+        options: output_options(options),
         images: if options.all_images || inputs.len() > 1 {
             std::iter::once(first).chain(written).collect()
         } else {
@@ -249,6 +250,27 @@ fn convert_all(
             peak_rss_bytes: peak_rss_bytes(),
         },
     })
+}
+
+/// The options of the run, for the report.
+fn output_options(options: &ConvertOptions) -> crate::report::OutputOptions {
+    use crate::blob::chunk::{Compressor, Digester};
+    let blob = options.blob;
+    crate::report::OutputOptions {
+        chunk_size: blob.chunk_size,
+        compressor: match blob.compressor {
+            Compressor::None => "none",
+            Compressor::Lz4Block => "lz4_block",
+            Compressor::Zstd => "zstd",
+        },
+        digester: match blob.digester {
+            Digester::Blake3 => "blake3",
+            Digester::Sha256 => "sha256",
+        },
+        batch_size: blob.batch_size,
+        encrypt: blob.encrypt,
+        chunk_dict: options.chunk_dict.as_ref().map(|p| p.display().to_string()),
+    }
 }
 
 /// The images of one output tag (or several tags naming one image): its platforms, loaded.

@@ -19,6 +19,8 @@ pub struct ConvertSummary {
     /// `index` or `manifest`: what [`digest`](Self::digest) names.
     pub digest_names: &'static str,
     pub tag: String,
+    /// The output options every blob and bootstrap of the run was written with.
+    pub options: OutputOptions,
     /// With `--all-images`, one entry per image written (its tags, what they name, its
     /// platforms), in the input's order; `digest` and `tag` above are the first's. Empty (and
     /// left out) otherwise.
@@ -31,6 +33,22 @@ pub struct ConvertSummary {
     pub timing: RunTiming,
 }
 
+/// What a run wrote its images with (`--chunk-size`, `--compressor`, `--digester`,
+/// `--batch-size`, `--encrypt`, `--chunk-dict`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct OutputOptions {
+    pub chunk_size: u32,
+    /// nydus-image's spelling: `none`, `lz4_block`, `zstd`.
+    pub compressor: &'static str,
+    /// `blake3` or `sha256`.
+    pub digester: &'static str,
+    /// 0: no batches.
+    pub batch_size: u32,
+    pub encrypt: bool,
+    /// The chunk dictionary given, as given.
+    pub chunk_dict: Option<String>,
+}
+
 impl ConvertSummary {
     /// The summary of a run with no image to convert (a `--shard` that holds none): nothing
     /// was written.
@@ -39,6 +57,7 @@ impl ConvertSummary {
             digest: String::new(),
             digest_names: "nothing",
             tag: String::new(),
+            options: OutputOptions::default(),
             images: Vec::new(),
             platforms: Vec::new(),
             totals: Totals::default(),
