@@ -81,11 +81,7 @@ fn a_batch_image_reads_as_umoci_shows_it_through_nydus_2_4_and_2_2_refuses_it() 
     common::assert_same_files(&out, &again);
 
     // Our own reading: every batch decompressed, every file compared with the source.
-    run(Command::new(env!("CARGO_BIN_EXE_nydus-offline"))
-        .arg("check")
-        .arg(&out)
-        .arg("--source")
-        .arg(&input));
+    common::check_with_source(&out, &input);
 
     let boot = s.join("out.boot");
     reference::merged_bootstrap(&out, "latest", &boot);
@@ -94,22 +90,8 @@ fn a_batch_image_reads_as_umoci_shows_it_through_nydus_2_4_and_2_2_refuses_it() 
     let checked = reference::check_with(newest, &boot, &blobs);
     assert!(checked.contains("batch"), "{checked}");
 
-    let rootfs = unpack::umoci(
-        &format!("oci:{}:latest", input.display()),
-        s,
-        "expected",
-        false,
-    );
-    let expected = tree::list(&rootfs, ListOptions::NYDUSD);
-    {
-        let mnt = mounts::nydusd_localfs(newest, &boot, &blobs, s, "localfs");
-        let actual = tree::list(&mnt.dir, ListOptions::NYDUSD);
-        tree::assert_same_nydusd(
-            &expected,
-            &actual,
-            "nydusd 2.4.4 (localfs) of a batch image",
-        );
-    }
+    let expected = unpack::expected_nydusd(&input, s);
+    mounts::assert_localfs_shows(&[newest], &boot, &blobs, s, &expected, "a batch image");
     {
         let registry = registry::Registry::start();
         registry.push(&out, "latest", "batched");

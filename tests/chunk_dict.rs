@@ -8,10 +8,9 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use common::layers::{self, Entry, Tar, noise};
-use common::tree::{self, ListOptions};
 use common::{mounts, nydus_bin, reference, run, unpack};
 use nydus_offline::ondisk::rafs_v6::reader::BootstrapReader;
 
@@ -35,14 +34,6 @@ fn image(dir: &Path) -> PathBuf {
         .add(Entry::file("opt/a-copy", noise(5 * MIB / 2, 1)))
         .finish();
     layers::oci_layout(dir, &[base_layer(), upper])
-}
-
-fn nydus_offline(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nydus-offline"));
-    for a in args {
-        cmd.arg(a);
-    }
-    cmd.output().unwrap()
 }
 
 /// The dictionary nydus-image 2.2.0 writes for the base layer: (bootstrap, blob directory).
@@ -84,7 +75,8 @@ fn a_nydus_image_2_2_0_dictionary_is_referred_to_and_the_image_reads_right_with_
     let (dict_boot, dict_blobs) = nydus_image_dict(s);
     let out = s.join("out");
     let dict = format!("bootstrap={}", dict_boot.display());
-    let result = nydus_offline(&[&"convert", &input, &out, &"--json", &"--chunk-dict", &dict]);
+    let result =
+        common::nydus_offline(&[&"convert", &input, &out, &"--json", &"--chunk-dict", &dict]);
     assert!(result.status.success(), "{result:?}");
     let report: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
     let layers = report["platforms"][0]["layers"].as_array().unwrap();
@@ -103,10 +95,10 @@ fn a_nydus_image_2_2_0_dictionary_is_referred_to_and_the_image_reads_right_with_
     assert!(!out.join("blobs/sha256").join(&dict_id).exists());
 
     // check refuses the foreign blob unless told it is the dictionary's.
-    let plain = nydus_offline(&[&"check", &out]);
+    let plain = common::nydus_offline(&[&"check", &out]);
     assert_eq!(plain.status.code(), Some(5), "{plain:?}");
     assert!(String::from_utf8_lossy(&plain.stdout).contains("give check --chunk-dict"));
-    let told = nydus_offline(&[&"check", &out, &"--chunk-dict", &dict]);
+    let told = common::nydus_offline(&[&"check", &out, &"--chunk-dict", &dict]);
     assert!(told.status.success(), "{told:?}");
 
     // The readers, with the dictionary's blob beside the image's.
@@ -114,22 +106,9 @@ fn a_nydus_image_2_2_0_dictionary_is_referred_to_and_the_image_reads_right_with_
     reference::merged_bootstrap(&out, "latest", &boot);
     let blobs = blob_dir(s, &[&out.join("blobs/sha256"), &dict_blobs]);
     reference::check(&boot, &blobs);
-    let rootfs = unpack::umoci(
-        &format!("oci:{}:latest", input.display()),
-        s,
-        "expected",
-        false,
-    );
-    let expected = tree::list(&rootfs, ListOptions::NYDUSD);
-    for version in mounts::NYDUSD {
-        let mnt = mounts::nydusd_localfs(version, &boot, &blobs, s, "mnt");
-        let actual = tree::list(&mnt.dir, ListOptions::NYDUSD);
-        tree::assert_same_nydusd(
-            &expected,
-            &actual,
-            &format!("nydusd {version} of an image over nydus-image's dictionary"),
-        );
-    }
+    let expected = unpack::expected_nydusd(&input, s);
+    let what = "an image over nydus-image's dictionary";
+    mounts::assert_localfs_shows(&mounts::NYDUSD, &boot, &blobs, s, &expected, what);
 }
 
 /// A dictionary of our own (the base converted, its merged bootstrap), for damaging.
@@ -230,7 +209,7 @@ fn unfit_and_damaged_dictionaries_are_refused_naming_the_dictionary_and_the_prob
 fn a_dictionary_kind_other_than_bootstrap_is_a_usage_error() {
     let scratch = common::scratch();
     let out = scratch.path().join("out");
-    let result = nydus_offline(&[
+    let result = common::nydus_offline(&[
         &"convert",
         &common::sample_image(),
         &out,

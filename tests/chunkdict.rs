@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::layers::{self, Entry, Tar, noise};
-use common::tree::{self, ListOptions};
-use common::{mounts, reference, run, unpack};
+use common::{mounts, reference, unpack};
 
 const MIB: usize = 1 << 20;
 
@@ -32,14 +31,6 @@ fn images(dir: &Path) -> Vec<PathBuf> {
             layers::oci_layout(&dir.join(format!("image-{i}")), &[tar.finish()])
         })
         .collect()
-}
-
-fn nydus_offline(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nydus-offline"));
-    for a in args {
-        cmd.arg(a);
-    }
-    cmd.output().unwrap()
 }
 
 fn json(out: &Output) -> serde_json::Value {
@@ -78,7 +69,7 @@ fn a_dictionary_of_repeated_chunks_makes_images_store_only_their_own() {
     let spec = format!("bootstrap={}", dict.display());
     for (i, input) in inputs.iter().enumerate() {
         let out = s.join(format!("out-{i}"));
-        let report = json(&nydus_offline(&[
+        let report = json(&common::nydus_offline(&[
             &"convert",
             input,
             &out,
@@ -93,31 +84,13 @@ fn a_dictionary_of_repeated_chunks_makes_images_store_only_their_own() {
 
     // The readers, with the dictionary's blob the output now holds.
     let out = s.join("out-0");
-    run(Command::new(env!("CARGO_BIN_EXE_nydus-offline"))
-        .arg("check")
-        .arg(&out)
-        .arg("--source")
-        .arg(&inputs[0]));
+    common::check_with_source(&out, &inputs[0]);
     let boot = s.join("out-0.boot");
     reference::merged_bootstrap(&out, "latest", &boot);
     let blobs = out.join("blobs/sha256");
     reference::check(&boot, &blobs);
-    let rootfs = unpack::umoci(
-        &format!("oci:{}:latest", inputs[0].display()),
-        s,
-        "expected",
-        false,
-    );
-    let expected = tree::list(&rootfs, ListOptions::NYDUSD);
-    for version in mounts::NYDUSD {
-        let mnt = mounts::nydusd_localfs(version, &boot, &blobs, s, "mnt");
-        let actual = tree::list(&mnt.dir, ListOptions::NYDUSD);
-        tree::assert_same_nydusd(
-            &expected,
-            &actual,
-            &format!("nydusd {version} over a chunkdict"),
-        );
-    }
+    let expected = unpack::expected_nydusd(&inputs[0], s);
+    mounts::assert_localfs_shows(&mounts::NYDUSD, &boot, &blobs, s, &expected, "a chunkdict");
 }
 
 #[test]
@@ -133,14 +106,14 @@ fn images_that_share_nothing_give_no_dictionary_and_no_output() {
         &[Tar::new().add(Entry::file("y", "two")).finish()],
     );
     let out = s.join("dict");
-    let result = nydus_offline(&[&"chunkdict", &"generate", &a, &b, &"-o", &out]);
+    let result = common::nydus_offline(&[&"chunkdict", &"generate", &a, &b, &"-o", &out]);
     assert_eq!(result.status.code(), Some(3), "{result:?}");
     assert!(String::from_utf8_lossy(&result.stderr).contains("nothing to put in a dictionary"));
     assert!(!out.exists());
     // Nor is a dictionary written over an input.
-    let result = nydus_offline(&[&"chunkdict", &"generate", &a, &b, &"-o", &a]);
+    let result = common::nydus_offline(&[&"chunkdict", &"generate", &a, &b, &"-o", &a]);
     assert_ne!(result.status.code(), Some(0));
-    let result = nydus_offline(&[
+    let result = common::nydus_offline(&[
         &"chunkdict",
         &"generate",
         &a,

@@ -92,21 +92,13 @@ fn an_encrypted_image_hides_file_bytes_and_reads_right_through_nydus_2_4_only() 
         convert(&input, &again, &rerun);
         common::assert_same_files(&out, &again);
 
-        run(Command::new(env!("CARGO_BIN_EXE_nydus-offline"))
-            .arg("check")
-            .arg(&out)
-            .arg("--source")
-            .arg(&input));
+        common::check_with_source(&out, &input);
         let boot = s.join(format!("{name}.boot"));
         reference::merged_bootstrap(&out, "latest", &boot);
         let blobs = out.join("blobs/sha256");
         let checked = reference::check_with(newest, &boot, &blobs);
         assert!(checked.contains("encrypt"), "{name}: {checked}");
-        {
-            let mnt = mounts::nydusd_localfs(newest, &boot, &blobs, s, name);
-            let actual = tree::list(&mnt.dir, ListOptions::NYDUSD);
-            tree::assert_same_nydusd(&expected, &actual, &format!("nydusd 2.4.4 of {name}"));
-        }
+        mounts::assert_localfs_shows(&[newest], &boot, &blobs, s, &expected, name);
         let log = mounts::nydusd_localfs_refuses(mounts::NYDUSD[0], &boot, &blobs, s, name);
         assert!(log.contains("invalid blob features"), "{name}: {log}");
     }

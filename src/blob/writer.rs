@@ -23,6 +23,7 @@
 //! `chunk_count` 0 and such a blob must be left out of every blob table (nydus readers reject
 //! blob table entries without chunks).
 
+use std::borrow::Cow;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -423,45 +424,18 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
                 Some((start, len)) => (&batch.compressed[start..start + len], true),
                 None => (data, false),
             };
-            let sealed;
-            let stored = match &self.cipher {
-                Some(cipher) => {
-                    sealed = cipher.encrypt(stored);
-                    &sealed[..]
-                }
-                None => stored,
-            };
+            let stored = sealed(&self.cipher, stored);
             let compressed_offset = self.out.pos;
             let compressed_size = stored.len() as u32;
-            let uncompressed_offset = self.uncompressed_size;
             // Checks now, before writing, that the ci entry can describe this chunk.
             BlobChunkInfoV1Ondisk::new(
-                uncompressed_offset,
+                self.uncompressed_size,
                 size,
                 compressed_offset,
                 compressed_size,
             )?;
-            self.out.write(stored)?;
-            self.uncompressed_size += u64::from(size).next_multiple_of(UNCOMPRESSED_ALIGNMENT);
-            let ci_index = self.chunk_count;
-            self.chunk_count += 1;
-            let blob_index = self.own_place()?;
-            self.table.fill(
-                item.index,
-                ChunkInfo {
-                    digest: item.digest,
-                    blob_index,
-                    ci_index,
-                    compressed_offset,
-                    compressed_size,
-                    uncompressed_offset,
-                    uncompressed_size: size,
-                    compressed,
-                    file_offset: item.file_offset,
-                },
-                true,
-            );
-            self.stored.push(item.index);
+            self.out.write(&stored)?;
+            self.record_stored(item, (compressed_offset, compressed_size, compressed))?;
         }
         let counts = &self.counts;
         let file_bytes: usize = batch.items.iter().map(|i| i.len).sum();
@@ -497,7 +471,6 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
         if self.chunk_count >= MAX_CHUNKS_PER_BLOB {
             return Err(too_many_chunks());
         }
-        let size = item.len as u32;
         let full = self
             .batching
             .as_ref()
@@ -505,11 +478,6 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
         if full {
             self.write_pending_batch()?;
         }
-        let uncompressed_offset = self.uncompressed_size;
-        self.uncompressed_size += u64::from(size).next_multiple_of(UNCOMPRESSED_ALIGNMENT);
-        let ci_index = self.chunk_count;
-        self.chunk_count += 1;
-        let blob_index = self.own_place()?;
         let b = self.batching.as_mut().expect("batching");
         b.members.push(Some(BatchRef {
             index: b.written.len() as u32,
@@ -518,17 +486,30 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
         b.buf.extend_from_slice(data);
         // The bootstrap's chunk record of a batch member has no compressed place of its own:
         // readers find it through the ci table (nydus-image writes 0 and 0 there too).
+        self.record_stored(item, (0, 0, false))
+    }
+
+    /// Record `item` as the blob's next stored chunk, its bytes at `(compressed offset, size,
+    /// compressed)`: its 4 KiB-aligned uncompressed range, ci index and table entry.
+    fn record_stored(&mut self, item: &Item, place: (u64, u32, bool)) -> Result<()> {
+        let (compressed_offset, compressed_size, compressed) = place;
+        let size = item.len as u32;
+        let uncompressed_offset = self.uncompressed_size;
+        self.uncompressed_size += u64::from(size).next_multiple_of(UNCOMPRESSED_ALIGNMENT);
+        let ci_index = self.chunk_count;
+        self.chunk_count += 1;
+        let blob_index = self.own_place()?;
         self.table.fill(
             item.index,
             ChunkInfo {
                 digest: item.digest,
                 blob_index,
                 ci_index,
-                compressed_offset: 0,
-                compressed_size: 0,
+                compressed_offset,
+                compressed_size,
                 uncompressed_offset,
                 uncompressed_size: size,
-                compressed: false,
+                compressed,
                 file_offset: item.file_offset,
             },
             true,
@@ -553,20 +534,13 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
             Some(compressed) if self.cipher.is_none() || compressed.len() >= XTS_UNIT => compressed,
             _ => &b.buf[..],
         };
-        let sealed;
-        let stored = match &self.cipher {
-            Some(cipher) => {
-                sealed = cipher.encrypt(stored);
-                &sealed[..]
-            }
-            None => stored,
-        };
+        let stored = sealed(&self.cipher, stored);
         let context = BatchInflateContext {
             compressed_size: stored.len() as u32,
             uncompressed_batch_size: b.buf.len() as u32,
             ..BatchInflateContext::default()
         };
-        self.out.write(stored)?;
+        self.out.write(&stored)?;
         b.written.push((start, context));
         b.buf.clear();
         self.counts
@@ -665,14 +639,7 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
         };
         // Encrypted after compression, the header too (readers decrypt both with the blob
         // table's key); the TOC keeps the digests of the plain bytes, as nydus-image's does.
-        let sealed;
-        let stored = match &self.cipher {
-            Some(cipher) => {
-                sealed = cipher.encrypt(stored);
-                &sealed[..]
-            }
-            None => stored,
-        };
+        let stored = sealed(&self.cipher, stored);
         let ci_offset = self.out.pos;
         let ci_compressed_size = stored.len() as u64;
         let header = BlobCompressionContextHeader {
@@ -689,11 +656,8 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
             ..BlobCompressionContextHeader::default()
         }
         .to_bytes();
-        self.out.write(stored)?;
-        match &self.cipher {
-            Some(cipher) => self.out.write(&cipher.encrypt(&header))?,
-            None => self.out.write(&header)?,
-        }
+        self.out.write(&stored)?;
+        self.out.write(&sealed(&self.cipher, &header))?;
         let section = ci_compressed_size + header.len() as u64;
         self.out
             .write(&BlobTarHeader::new(TOC_ENTRY_BLOB_META, section)?.to_bytes())?;
@@ -894,6 +858,14 @@ impl<W: BlobOut> ChunkSink for BlobWriter<'_, W> {
             file_offset += len;
         }
         Ok(FileData { size, chunks })
+    }
+}
+
+/// `bytes` as stored: encrypted with `cipher` when the blob is encrypted.
+fn sealed<'a>(cipher: &Option<BlobCipher>, bytes: &'a [u8]) -> Cow<'a, [u8]> {
+    match cipher {
+        Some(cipher) => Cow::Owned(cipher.encrypt(bytes)),
+        None => Cow::Borrowed(bytes),
     }
 }
 

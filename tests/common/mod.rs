@@ -17,8 +17,28 @@ pub mod runc;
 pub mod tree;
 pub mod unpack;
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+/// Run `nydus-offline ARGS` to its end, whatever the outcome (the test judges it).
+pub fn nydus_offline(args: &[&dyn AsRef<OsStr>]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nydus-offline"));
+    for a in args {
+        cmd.arg(a);
+    }
+    cmd.output().expect("start nydus-offline")
+}
+
+/// `nydus-offline check OUT --source INPUT`, which must find no problem: our own reading of
+/// every blob and chunk, and every path compared with the source.
+pub fn check_with_source(out: &Path, input: &Path) {
+    run(Command::new(env!("CARGO_BIN_EXE_nydus-offline"))
+        .arg("check")
+        .arg(out)
+        .arg("--source")
+        .arg(input));
+}
 
 /// Where the nydus 2.2.0 binaries are: `$NYDUS_BIN_DIR`, else the cache `scripts/install-readers.sh`
 /// fills.

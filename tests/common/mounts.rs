@@ -7,7 +7,25 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use super::tree::{self, ListOptions, Listing};
 use super::{nydus_bin, run};
+
+/// nydusd of each of `versions` over the blobs in `blob_dir` must show `expected` (umoci's
+/// listing of the input); `what` names the output in a failure.
+pub fn assert_localfs_shows(
+    versions: &[&str],
+    bootstrap: &Path,
+    blob_dir: &Path,
+    scratch: &Path,
+    expected: &Listing,
+    what: &str,
+) {
+    for version in versions {
+        let mnt = nydusd_localfs(version, bootstrap, blob_dir, scratch, "localfs");
+        let actual = tree::list(&mnt.dir, ListOptions::NYDUSD);
+        tree::assert_same_nydusd(expected, &actual, &format!("nydusd {version} of {what}"));
+    }
+}
 
 /// A mounted filesystem; unmounted when dropped.
 pub struct Mounted {

@@ -6,6 +6,19 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::run;
+use super::tree::{self, ListOptions, Listing};
+
+/// What nydusd must show of the OCI layout `layout` (tag `latest`): umoci's unpacking of it,
+/// listed as nydusd lists.
+pub fn expected_nydusd(layout: &Path, scratch: &Path) -> Listing {
+    let rootfs = umoci(
+        &format!("oci:{}:latest", layout.display()),
+        scratch,
+        "expected",
+        false,
+    );
+    tree::list(&rootfs, ListOptions::NYDUSD)
+}
 
 /// The sample image (`testdata/sample`) unpacked by umoci into `scratch/expected`: the tree
 /// every reader of its conversion must show.
