@@ -47,6 +47,8 @@ pub struct ChunkdictOptions {
     pub limits: Limits,
     /// The tag of the dictionary image.
     pub tag: String,
+    /// Say on stderr which image is being read (a mirror takes minutes).
+    pub progress: bool,
 }
 
 /// What a generation found and wrote.
@@ -205,6 +207,15 @@ pub fn generate(
                 read.push(image.manifest.digest.to_string());
                 platform.get_or_insert_with(|| image.platform.clone());
                 counter.image = read.len() as u32;
+                if options.progress {
+                    crate::common::error::say(format!(
+                        "chunkdict: reading image {} ({} {}, {})",
+                        read.len(),
+                        input.display(),
+                        image.platform,
+                        crate::common::text::count(image.layers.len() as u64, "layer")
+                    ));
+                }
                 count_image(&*source, &image, &mut counter, options.limits)
                     .map_err(|e| e.context(format!("{}: {}", input.display(), image.platform)))?;
             }

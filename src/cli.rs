@@ -943,6 +943,7 @@ fn chunkdict_generate(args: &ChunkdictGenerateArgs) -> Result<()> {
         min_images: args.min_images,
         limits: args.limits.limits(),
         tag: args.tag.clone(),
+        progress: !args.quiet && !args.json,
     };
     let summary = crate::chunkdict::generate(&args.inputs, &args.output, &options)?;
     if args.json {
