@@ -169,12 +169,23 @@ pub fn bootstrap_problems(bytes: Vec<u8>) -> Vec<String> {
 /// table, chunk digests and inlined bootstrap), as if a layer of a layout named it by the id
 /// `hex`. For the fuzzer and for tools; never panics.
 pub fn blob_problems(path: &Path, hex: &str) -> Result<Vec<String>> {
+    blob_problems_with_entry(path, hex, None)
+}
+
+/// [`blob_problems`] of a blob read through the blob table entry `entry` (as the merged
+/// bootstrap of an image would describe it): its ci header and ci table (V1 or V2, batch
+/// contexts, encrypted with the entry's key) and every chunk too. For the fuzzer; never panics.
+pub fn blob_problems_with_entry(
+    path: &Path,
+    hex: &str,
+    entry: Option<&crate::ondisk::rafs_v6::RafsV6Blob>,
+) -> Result<Vec<String>> {
     let mut findings = Findings::default();
     let layer = layout::BlobLayer {
         hex: hex.to_string(),
         path: path.to_path_buf(),
     };
-    if let Some(data) = blob::check(&layer, None, &mut findings)?
+    if let Some(data) = blob::check(&layer, entry, &mut findings)?
         && let Some(inlined) = data.inlined_bootstrap
     {
         findings.problems.extend(bootstrap_problems(inlined));
