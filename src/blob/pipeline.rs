@@ -35,9 +35,9 @@ pub struct Item {
     /// Where its bytes are in the batch buffer.
     pub start: usize,
     pub len: usize,
-    /// Whether it is its file's only chunk (only those may join a `--batch-size` batch, as
-    /// nydus-image decides).
-    pub whole_file: bool,
+    /// Whether it joins a `--batch-size` batch if it is stored: then it is compressed with its
+    /// batch, never alone, and the worker leaves it uncompressed.
+    pub batched: bool,
     /// Filled by a worker: digest of the uncompressed bytes.
     pub digest: [u8; 32],
     /// Filled by a worker: where the compressed bytes are in the batch's `compressed` buffer,
@@ -215,6 +215,7 @@ fn process(batch: &mut Batch, digester: Digester, compressor: &mut PieceCompress
             Digester::Sha256 => Sha256::digest(bytes).into(),
         };
         item.compressed = match compressor.compress(bytes)? {
+            _ if item.batched => None,
             Some(c) => {
                 let start = compressed.len();
                 compressed.extend_from_slice(c);
@@ -240,7 +241,7 @@ mod tests {
                 file_offset: 0,
                 start,
                 len: c.len(),
-                whole_file: true,
+                batched: false,
                 digest: [0; 32],
                 compressed: None,
             });

@@ -412,7 +412,7 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
                 return Err(too_many_chunks());
             }
             let data = &batch.data[item.start..item.start + item.len];
-            if self.joins_batch(item) {
+            if item.batched {
                 self.store_in_batch(item, data)?;
                 continue;
             }
@@ -455,14 +455,15 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
         Ok(())
     }
 
-    /// Whether the new chunk `item` goes into a batch.
-    fn joins_batch(&self, item: &Item) -> bool {
+    /// Whether a chunk of `len` bytes, its file's only one if `whole_file`, goes into a batch
+    /// when it is stored (as nydus-image decides: a single-chunk file under half the batch size).
+    fn joins_batch(&self, whole_file: bool, len: usize) -> bool {
         // Encrypted, a member must fill an XTS unit (16 bytes) so that a batch is never padded:
         // readers tell a raw batch by its stored size equal to its uncompressed size.
         self.batching.as_ref().is_some_and(|b| {
-            item.whole_file
-                && (item.len as u64) < u64::from(b.size / 2)
-                && (self.cipher.is_none() || item.len >= XTS_UNIT)
+            whole_file
+                && (len as u64) < u64::from(b.size / 2)
+                && (self.cipher.is_none() || len >= XTS_UNIT)
         })
     }
 
@@ -847,7 +848,7 @@ impl<W: BlobOut> ChunkSink for BlobWriter<'_, W> {
                 file_offset,
                 start,
                 len: len as usize,
-                whole_file: size <= chunk_size,
+                batched: self.joins_batch(size <= chunk_size, len as usize),
                 digest: [0; 32],
                 compressed: None,
             });
