@@ -1259,8 +1259,7 @@ impl Chains {
             let stored = match self.dict_blobs.get(&blob.id) {
                 Some(done) => done.clone(),
                 None => {
-                    let copied = dict.copy_blobs(source.image_source(), &[blob], layout)?;
-                    let stored = copied.and_then(|mut c| c.pop());
+                    let stored = dict.copy_blob(source.image_source(), blob, layout)?;
                     self.dict_blobs.insert(blob.id.clone(), stored.clone());
                     stored
                 }

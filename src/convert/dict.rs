@@ -21,6 +21,7 @@ use oci_spec::image::Descriptor as OciDescriptor;
 use crate::blob::chunk::{BlobInfo, BlobOptions};
 use crate::blob::dict::ChunkDict;
 use crate::common::error::{Error, Result};
+use crate::ondisk::rafs_v6::{EROFS_SUPER_MAGIC_V1, EROFS_SUPER_OFFSET};
 use crate::output::bootstrap_layer::{self, BOOTSTRAP_LIMIT};
 use crate::output::layout::{LayoutWriter, StoredBlob};
 use crate::source::layout::{blob_path, read_manifest};
@@ -78,80 +79,69 @@ impl DictSource {
         self.loaded.insert(key, Arc::clone(&loaded));
         Ok(loaded)
     }
-}
 
-impl LoadedDict {
-    /// Copy the dictionary blobs `used` into the output, verified; `Ok(None)` when the dictionary
-    /// is a bare bootstrap (the blobs are the user's to provide).
-    pub fn copy_blobs(
-        &self,
-        source: Option<&dyn ImageSource>,
-        used: &[&BlobInfo],
-        layout: &mut LayoutWriter,
-    ) -> Result<Option<Vec<StoredBlob>>> {
-        let Some(source) = source else {
-            return Ok(None);
-        };
-        let mut stored = Vec::new();
-        for blob in used {
-            let layer = self.layers.get(&blob.id).ok_or_else(|| {
-                Error::bad_input(
-                    format!("chunk dictionary {}", source.path().display()),
-                    format!(
-                        "its bootstrap names blob {}, which no layer of its manifest is",
-                        blob.id
-                    ),
-                )
-            })?;
-            let name = blob_path(layer.digest())?;
-            let what = source.store().describe(&name);
-            let Some(mut member) = source.store().open(&name)? else {
-                return Err(Error::bad_input(
-                    what,
-                    "is missing from the chunk dictionary's image",
-                ));
-            };
-            let copied = layout.copy(&mut member.reader)?;
-            if copied.hex() != blob.id {
-                return Err(Error::bad_input(
-                    what,
-                    format!(
-                        "has digest {}, not the blob id {} it stands for",
-                        copied.digest, blob.id
-                    ),
-                ));
-            }
-            stored.push(copied);
-        }
-        Ok(Some(stored))
-    }
-}
-
-impl DictSource {
     /// The Nydus image the dictionary is, if it is one.
     pub fn image_source(&self) -> Option<&dyn ImageSource> {
         self.image.as_deref()
     }
-}
 
-/// Whether the file at `path` starts like a RAFS v6 bootstrap (EROFS magic at 1024) rather
-/// than an archive.
-fn is_bootstrap(path: &Path) -> Result<bool> {
-    let mut head = [0u8; 1028];
-    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let n = read_up_to(&mut file, &mut head).map_err(|e| Error::io(path, e))?;
-    Ok(n == head.len() && head[1024..1028] == 0xe0f5_e1e2u32.to_le_bytes())
-}
-
-fn read_up_to(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match file.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
+    /// The dictionaries loaded so far.
+    pub fn loaded(&self) -> impl Iterator<Item = Arc<LoadedDict>> + '_ {
+        self.loaded.values().cloned()
     }
-    Ok(n)
+}
+
+impl LoadedDict {
+    /// Copy the dictionary blob `blob` into the output, verified; `Ok(None)` when the
+    /// dictionary is a bare bootstrap (its blobs are the user's to provide).
+    pub fn copy_blob(
+        &self,
+        source: Option<&dyn ImageSource>,
+        blob: &BlobInfo,
+        layout: &mut LayoutWriter,
+    ) -> Result<Option<StoredBlob>> {
+        let Some(source) = source else {
+            return Ok(None);
+        };
+        let layer = self.layers.get(&blob.id).ok_or_else(|| {
+            Error::bad_input(
+                format!("chunk dictionary {}", source.path().display()),
+                format!(
+                    "its bootstrap names blob {}, which no layer of its manifest is",
+                    blob.id
+                ),
+            )
+        })?;
+        let name = blob_path(layer.digest())?;
+        let what = source.store().describe(&name);
+        let Some(mut member) = source.store().open(&name)? else {
+            return Err(Error::bad_input(
+                what,
+                "is missing from the chunk dictionary's image",
+            ));
+        };
+        let copied = layout.copy(&mut member.reader)?;
+        if copied.hex() != blob.id {
+            return Err(Error::bad_input(
+                what,
+                format!(
+                    "has digest {}, not the blob id {} it stands for",
+                    copied.digest, blob.id
+                ),
+            ));
+        }
+        Ok(Some(copied))
+    }
+}
+
+/// Whether the file at `path` starts like a RAFS v6 bootstrap (the EROFS magic in its super
+/// block) rather than an archive.
+fn is_bootstrap(path: &Path) -> Result<bool> {
+    const AT: usize = EROFS_SUPER_OFFSET as usize;
+    let mut head = [0u8; AT + 4];
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    // Shorter than a super block: not a bootstrap (the archive reader says what it is).
+    Ok(file.read_exact(&mut head).is_ok() && head[AT..] == EROFS_SUPER_MAGIC_V1.to_le_bytes())
 }
 
 /// The bytes of the bootstrap file at `path`, refused past [`BOOTSTRAP_LIMIT`].
@@ -231,11 +221,4 @@ fn from_image(source: &dyn ImageSource, image: &Image, options: BlobOptions) -> 
         .map(|l| (l.digest().digest().to_string(), l.clone()))
         .collect();
     Ok(LoadedDict { dict, layers })
-}
-
-impl DictSource {
-    /// The dictionaries loaded so far.
-    pub fn loaded(&self) -> impl Iterator<Item = Arc<LoadedDict>> + '_ {
-        self.loaded.values().cloned()
-    }
 }
