@@ -396,3 +396,27 @@ fn repeated_content_is_stored_once_across_layers() {
         "layer 2's blob is {upper} bytes: the repeated file was stored again"
     );
 }
+
+/// debian-python with every option 2.2.0 lacks at once (16 KiB batches, encryption): our own
+/// reading of every chunk, nydus-image 2.4.4's check, and nydusd 2.4.4 showing umoci's tree,
+/// contents included; nydusd 2.2.0 refuses it at mount.
+#[test]
+fn debian_python_batched_and_encrypted_matches_umoci_through_nydusd_2_4() {
+    let scratch = common::scratch();
+    let s = scratch.path();
+    let image = common::corpus("debian-python.oci");
+    let out = convert(&image, s, "out", &["--batch-size", "16KiB", "--encrypt"]);
+    common::check_with_source(&out.layout, &image);
+    let newest = mounts::NYDUSD[1];
+    let checked = reference::check_with(newest, &out.bootstrap, &out.blob_dir);
+    assert!(
+        checked.contains("batch") && checked.contains("encrypt"),
+        "{checked}"
+    );
+    let expected = unpack::expected_nydusd(&image, s);
+    let what = "debian-python batched and encrypted";
+    mounts::assert_localfs_shows(&[newest], &out.bootstrap, &out.blob_dir, s, &expected, what);
+    let log =
+        mounts::nydusd_localfs_refuses(mounts::NYDUSD[0], &out.bootstrap, &out.blob_dir, s, "old");
+    assert!(log.contains("invalid blob features"), "{log}");
+}
