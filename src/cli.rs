@@ -401,7 +401,7 @@ pub struct ConvertArgs {
     /// alone reveals nothing; the key of each blob is in the bootstrap, so the image as a whole
     /// does not keep its content from whoever can read its bootstrap layer. Needs nydusd 2.3 or
     /// newer (2.2 refuses the image).
-    #[arg(long, conflicts_with_all = ["cache", "chunk_dict"])]
+    #[arg(long, conflicts_with = "chunk_dict")]
     pub encrypt: bool,
     /// How each chunk is compressed; a chunk that does not shrink is stored as it is.
     #[arg(long, value_enum, default_value_t = CompressorArg::Zstd)]

@@ -187,10 +187,7 @@ fn convert_all(
     }
     let mut chains = Chains {
         keep: images.len() > 1,
-        cache: {
-            refuse_encrypted_cache(options)?;
-            open_cache(inputs, output, options)?
-        },
+        cache: open_cache(inputs, output, options)?,
         dict: open_dict(options, output)?,
         ..Chains::default()
     };
@@ -1044,17 +1041,6 @@ impl Chains {
 
 /// `--cache DIR`, opened (created if need be); it may not be, hold or lie in an input or the
 /// output.
-/// `--encrypt` with `--cache`: refused (a cache record does not keep blob keys yet).
-fn refuse_encrypted_cache(options: &ConvertOptions) -> Result<()> {
-    if options.blob.encrypt && options.cache.is_some() {
-        return Err(Error::usage(
-            "--encrypt and --cache cannot be used together yet: a cached layer does not keep \
-             its blob's key",
-        ));
-    }
-    Ok(())
-}
-
 fn open_cache(
     inputs: &[PathBuf],
     output: &Path,

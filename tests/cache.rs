@@ -486,6 +486,29 @@ fn the_cache_may_not_be_the_input_or_the_output() {
     assert_eq!(r.status.code(), Some(2), "--cache-max-size needs --cache");
 }
 
+/// Encrypted blobs keep their keys in the cache's records, batch blobs their batches: a warm
+/// run writes what a run without the cache writes.
+#[test]
+fn encrypted_and_batched_layers_are_the_same_warm() {
+    let scratch = common::scratch();
+    let cache = scratch.path().join("cache");
+    let sample = common::sample_image();
+    let out = |n: &str| scratch.path().join(n);
+    let options = ["--encrypt", "--batch-size", "16KiB"];
+    let with_cache = |n: &str| {
+        let mut a = options.to_vec();
+        a.extend(cache_arg_ref(&cache));
+        convert(&a, &sample, &out(n))
+    };
+    convert(&options, &sample, &out("plain"));
+    with_cache("cold");
+    let (warm, _) = with_cache("warm");
+    assert_eq!(cache_uses(&warm), ["hit", "hit"]);
+    for n in ["cold", "warm"] {
+        common::assert_same_files(&out("plain"), &out(n));
+    }
+}
+
 #[test]
 fn an_oci_archive_output_is_the_same_warm() {
     let scratch = common::scratch();

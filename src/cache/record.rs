@@ -14,12 +14,12 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::blob::chunk::{BlobInfo, ChunkInfo};
+use crate::blob::chunk::{BlobInfo, ChunkInfo, CipherKey};
 use crate::tree::PackedEntries;
 
 const MAGIC: &[u8; 8] = b"NYOFLCR\n";
 /// Bumped whenever the fields change; a record of another version is a miss.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Bytes of one chunk description in a record.
 const CHUNK_BYTES: usize = 32 + 4 + 4 + 8 + 4 + 8 + 4 + 1 + 8;
 /// The longest string a record holds (digests, options): far beyond any real one.
@@ -233,6 +233,14 @@ impl Out {
         self.u64(info.ci_uncompressed_size);
         self.u32(info.toc_size);
         self.0.extend_from_slice(&info.toc_digest);
+        match &info.cipher {
+            None => self.0.push(0),
+            Some(c) => {
+                self.0.push(1);
+                self.0.extend_from_slice(&c.key);
+                self.0.extend_from_slice(&c.iv);
+            }
+        }
     }
 
     fn chunk(&mut self, c: &ChunkInfo) {
@@ -319,7 +327,14 @@ impl<'b> In<'b> {
             ci_uncompressed_size: self.u64()?,
             toc_size: self.u32()?,
             toc_digest: self.array()?,
-            cipher: None,
+            cipher: match self.u8()? {
+                0 => None,
+                1 => Some(CipherKey {
+                    key: self.array()?,
+                    iv: self.array()?,
+                }),
+                other => return Err(format!("cipher marker {other} is neither 0 nor 1")),
+            },
         })
     }
 
@@ -399,7 +414,10 @@ pub(crate) mod tests {
                 ci_uncompressed_size: 7,
                 toc_size: 8,
                 toc_digest: [9; 32],
-                cipher: None,
+                cipher: Some(CipherKey {
+                    key: [10; 32],
+                    iv: [11; 16],
+                }),
             },
             blob_digest: format!("sha256:{}", "ab".repeat(32)),
             blob_size: 4242,
