@@ -382,8 +382,7 @@ pub struct ConvertArgs {
     /// reach nydusd another way), or a Nydus image (OCI layout or oci-archive, e.g. this tool's
     /// output for the base image), whose blobs the output then holds. Use for images built on a
     /// common base that is already converted and pushed.
-    #[arg(long, value_name = "bootstrap=PATH", value_parser = parse_chunk_dict,
-          conflicts_with = "cache")]
+    #[arg(long, value_name = "bootstrap=PATH", value_parser = parse_chunk_dict)]
     pub chunk_dict: Option<PathBuf>,
     #[command(flatten)]
     pub select: SelectArgs,

@@ -740,12 +740,16 @@ impl Chains {
             // The root names every file: tar order is list order already.
             v6::Prefetch::Root | v6::Prefetch::None => None,
         };
-        let options_key = cache::options_key(
+        let mut options_key = cache::options_key(
             options.blob,
             FS_VERSION,
             prefetch,
             options.limits.max_sparse_holes,
         );
+        if let Some(dict) = &dict {
+            // Which chunks a layer stores depends on the dictionary: its bootstrap's digest.
+            options_key.push_str(&format!(" chunk-dict {}", dict.dict.digest()));
+        }
         let cached = self.cached_layers(
             image,
             layout,
@@ -930,6 +934,7 @@ impl Chains {
                     table_base,
                     blob_base,
                     info: &info,
+                    added: &added,
                     report: &report,
                 };
                 keep_in_cache(cache, kept, entries, layout);
@@ -959,7 +964,7 @@ impl Chains {
         let mut layers: Vec<Value> = records.iter().map(|r| oci::blob_layer(&r.stored)).collect();
         let mut diff_ids: Vec<String> = records.iter().map(|r| r.stored.digest.clone()).collect();
         for stored in self.dict_blobs_of(&blobs, layout)? {
-            layers.push(oci::blob_layer(&stored));
+            layers.push(oci::dict_blob_layer(&stored));
             diff_ids.push(stored.digest);
         }
         let bootstrap = match merged_bootstrap {
@@ -1129,6 +1134,7 @@ impl Chains {
                 chunks,
                 entries,
                 info,
+                added,
                 ..
             } = *hit;
             // As for a shared chain: the first of each content is the stored chunk.
@@ -1140,10 +1146,6 @@ impl Chains {
             merged
                 .apply_packed(&entries)
                 .map_err(|e| e.context(layer.label()))?;
-            let added: Vec<BlobInfo> = (info.chunk_count > 0)
-                .then(|| merged_blob_info(&info, stored.hex()))
-                .into_iter()
-                .collect();
             blobs.extend(added.iter().cloned());
             records.push(LayerRecord {
                 digest: layer.digest.to_string(),
@@ -1188,12 +1190,6 @@ fn open_dict(options: &ConvertOptions, output: &Path) -> Result<Option<DictSourc
         return Err(Error::usage(
             "--chunk-dict and --encrypt cannot be used together yet: the dictionary's blobs \
              are not encrypted with the image's keys",
-        ));
-    }
-    if options.cache.is_some() {
-        return Err(Error::usage(
-            "--chunk-dict and --cache cannot be used together yet: a cached layer does not \
-             record which dictionary blobs it refers to",
         ));
     }
     DictSource::open(path).map(Some)
@@ -1303,6 +1299,8 @@ struct Kept<'a> {
     table_base: usize,
     blob_base: usize,
     info: &'a BlobInfo,
+    /// What it added to the blob table (its own blob, dictionary blobs).
+    added: &'a [BlobInfo],
     report: &'a LayerReport,
 }
 
@@ -1328,6 +1326,7 @@ fn keep_in_cache(
             .collect(),
         entries: std::mem::take(entries),
         info: kept.info.clone(),
+        added: kept.added.to_vec(),
         blob_digest: blob.digest.clone(),
         blob_size: blob.size,
         chunk_data_size: blob.chunk_data_size,

@@ -509,6 +509,36 @@ fn encrypted_and_batched_layers_are_the_same_warm() {
     }
 }
 
+/// A layer converted against a chunk dictionary keeps the dictionary blobs it added to the blob
+/// table in its record, and the dictionary is part of its key: warm = cold = no cache, and
+/// another dictionary misses.
+#[test]
+fn layers_over_a_chunk_dictionary_are_the_same_warm() {
+    let scratch = common::scratch();
+    let cache = scratch.path().join("cache");
+    let sample = common::sample_image();
+    let out = |n: &str| scratch.path().join(n);
+    convert(&[], &sample, &out("dict"));
+    let spec = format!("bootstrap={}", out("dict").display());
+    let options = ["--chunk-dict", spec.as_str()];
+    let with_cache = |n: &str, options: &[&str]| {
+        let mut a = options.to_vec();
+        a.extend(cache_arg_ref(&cache));
+        convert(&a, &sample, &out(n))
+    };
+    convert(&options, &sample, &out("plain"));
+    with_cache("cold", &options);
+    let (warm, _) = with_cache("warm", &options);
+    assert_eq!(cache_uses(&warm), ["hit", "hit"]);
+    for n in ["cold", "warm"] {
+        common::assert_same_files(&out("plain"), &out(n));
+    }
+    common::check_with_source(&out("warm"), &sample);
+    // Without the dictionary the same layers are other entries.
+    let (alone, _) = with_cache("alone", &[]);
+    assert_eq!(cache_uses(&alone), ["miss", "miss"]);
+}
+
 #[test]
 fn an_oci_archive_output_is_the_same_warm() {
     let scratch = common::scratch();

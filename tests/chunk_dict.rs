@@ -167,7 +167,6 @@ fn unfit_and_damaged_dictionaries_are_refused_naming_the_dictionary_and_the_prob
         "digested with Blake3",
     );
     refused(s, &dict, &["--compressor", "lz4_block"], 3, "--compressor");
-    refused(s, &dict, &["--cache", "cache-dir"], 2, "--cache");
 
     // Damaged chunk records: each field a reader would follow.
     let bytes = fs::read(&dict).unwrap();

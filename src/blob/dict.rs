@@ -13,6 +13,8 @@
 //! another chunk size, compressor or digester is refused (nydus-image refuses it too: digests
 //! of other cuts or hashes never match, and one image's blobs share one compressor).
 
+use sha2::Digest as _;
+
 use super::chunk::{BlobInfo, BlobOptions, ChunkInfo, ChunkTable};
 use super::writer::MAX_CHUNKS_PER_BLOB;
 use crate::common::error::{Error, Result};
@@ -48,6 +50,8 @@ pub struct ChunkDict {
     blobs: Vec<BlobInfo>,
     /// Every chunk of the dictionary; `blob_index` is the position in `blobs`.
     table: ChunkTable,
+    /// sha256 hex of the bootstrap (a converted layer depends on the dictionary it used).
+    digest: String,
 }
 
 impl ChunkDict {
@@ -55,6 +59,7 @@ impl ChunkDict {
     /// `options`.
     pub fn from_bootstrap(name: &str, bytes: Vec<u8>, options: BlobOptions) -> Result<ChunkDict> {
         let bad = |problem: String| Error::bad_input(format!("chunk dictionary {name}"), problem);
+        let digest = crate::common::hex::hex(&sha2::Sha256::digest(&bytes));
         let reader = BootstrapReader::open(bytes)
             .map_err(|p| bad(format!("not a RAFS v6 bootstrap: {p}")))?;
         let digester = if reader.ext.s_flags & RAFS_SUPER_FLAG_HASH_SHA256 != 0 {
@@ -106,6 +111,7 @@ impl ChunkDict {
             name: name.to_string(),
             blobs,
             table: ChunkTable::new(),
+            digest,
         };
         for (i, record) in records.chunks_exact(RafsV5ChunkInfo::SIZE).enumerate() {
             let record = RafsV5ChunkInfo::decode(record).map_err(|e| bad(e.to_string()))?;
@@ -218,6 +224,11 @@ impl ChunkDict {
     /// How many distinct chunks it holds.
     pub fn chunk_count(&self) -> usize {
         self.table.len()
+    }
+
+    /// The sha256 hex of its bootstrap.
+    pub fn digest(&self) -> &str {
+        &self.digest
     }
 
     /// The path it was read from.

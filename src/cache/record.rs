@@ -22,6 +22,8 @@ const MAGIC: &[u8; 8] = b"NYOFLCR\n";
 pub const VERSION: u32 = 2;
 /// Bytes of one chunk description in a record.
 const CHUNK_BYTES: usize = 32 + 4 + 4 + 8 + 4 + 8 + 4 + 1 + 8;
+/// The fewest bytes a blob description takes in a record (an empty id, no key).
+const BLOB_INFO_MIN_BYTES: usize = 8 + 4 + 8 + 8 + 4 + 4 + 8 + 8 + 8 + 4 + 32 + 1;
 /// The longest string a record holds (digests, options): far beyond any real one.
 const MAX_STRING: usize = 1 << 20;
 
@@ -48,6 +50,9 @@ pub struct CachedLayer {
     pub entries: PackedEntries,
     /// Its blob as its own bootstrap describes it.
     pub info: BlobInfo,
+    /// What it added to the image's blob table, in order, as the merged bootstrap describes
+    /// them: its own blob if it stored a chunk, and the chunk dictionary blobs it used first.
+    pub added: Vec<BlobInfo>,
     /// The blob file: `sha256:<hex>` and size.
     pub blob_digest: String,
     pub blob_size: u64,
@@ -78,6 +83,10 @@ impl CachedLayer {
         out.u64(self.chunk_data_size);
         out.u64(self.file_bytes);
         out.u64(self.dedup_hits);
+        out.u64(self.added.len() as u64);
+        for blob in &self.added {
+            out.blob_info(blob);
+        }
         out.u64(self.chunks.len() as u64);
         for chunk in &self.chunks {
             out.chunk(chunk);
@@ -124,6 +133,10 @@ impl CachedLayer {
         let chunk_data_size = r.u64()?;
         let file_bytes = r.u64()?;
         let dedup_hits = r.u64()?;
+        let added_count = r.count(BLOB_INFO_MIN_BYTES)?;
+        let added = (0..added_count)
+            .map(|_| r.blob_info())
+            .collect::<Result<Vec<_>, _>>()?;
         let count = r.count(CHUNK_BYTES)?;
         let chunks = (0..count)
             .map(|_| r.chunk())
@@ -153,6 +166,7 @@ impl CachedLayer {
             chunk_data_size,
             file_bytes,
             dedup_hits,
+            added,
         };
         layer.consistent()?;
         Ok(layer)
@@ -172,11 +186,14 @@ impl CachedLayer {
                 self.blob_digest
             ));
         }
-        // A layer with no chunk data has no blob index of its own: every chunk is a lower one.
-        let own = u32::from(self.info.chunk_count > 0);
-        let above = self
-            .blob_base
-            .checked_add(own)
+        // A layer with no chunk data has no blob of its own in the table; one with chunks has.
+        if (self.info.chunk_count > 0) != self.added.iter().any(|b| b.id == hex) {
+            return Err("its blob table entries do not match its chunk data".into());
+        }
+        // Its chunks lie in the blobs below it or in those it added.
+        let above = u32::try_from(self.added.len())
+            .ok()
+            .and_then(|n| self.blob_base.checked_add(n))
             .ok_or("blob index out of range")?;
         if let Some(bad) = self.chunks.iter().position(|c| c.blob_index >= above) {
             return Err(format!(
@@ -424,6 +441,24 @@ pub(crate) mod tests {
             chunk_data_size: 1,
             file_bytes: 2,
             dedup_hits: 3,
+            // A dictionary blob first used here, then its own blob.
+            added: ["cd", "ab"]
+                .iter()
+                .map(|id| BlobInfo {
+                    id: id.repeat(32),
+                    chunk_count: 1,
+                    compressed_size: 1,
+                    uncompressed_size: 4096,
+                    features: 1,
+                    ci_compressor: 0,
+                    ci_offset: 0,
+                    ci_compressed_size: 16,
+                    ci_uncompressed_size: 16,
+                    toc_size: 0,
+                    toc_digest: [0; 32],
+                    cipher: None,
+                })
+                .collect(),
         }
     }
 
@@ -461,8 +496,13 @@ pub(crate) mod tests {
         layer.chunks.truncate(1);
         let err = CachedLayer::decode(&layer.encode()).unwrap_err();
         assert!(err.contains("beyond the chunk table"), "{err}");
+        // Blob 0 is below, 1 and 2 the two it added: 3 is beyond.
         let mut layer = sample();
-        layer.chunks[0].blob_index = 2;
+        layer.chunks[0].blob_index = 3;
+        assert!(CachedLayer::decode(&layer.encode()).is_err());
+        // It says it stored chunks, but its own blob is not among those it added.
+        let mut layer = sample();
+        layer.added.pop();
         assert!(CachedLayer::decode(&layer.encode()).is_err());
         let mut layer = sample();
         layer.blob_digest = "sha256:zz".into();

@@ -106,7 +106,7 @@ impl Source {
         if source.layers.len() > image.blobs.len()
             || image.blobs[source.layers.len()..]
                 .iter()
-                .any(|b| !referenced(&b.hex))
+                .any(|b| !b.dict || !referenced(&b.hex))
         {
             f.problem(
                 &image.label,

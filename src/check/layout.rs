@@ -17,8 +17,9 @@ use crate::common::digest::{Hasher, check_bytes, from_io};
 use crate::common::error::{Error, Result};
 use crate::output::bootstrap_layer::{self, ReadError};
 use crate::output::image::{
-    ANNOTATION_NYDUS_BLOB, ANNOTATION_NYDUS_BOOTSTRAP, ANNOTATION_NYDUS_EMPTY_LAYER,
-    ANNOTATION_NYDUS_SOURCE_DIGEST, EMPTY_LAYER_DIFF_ID, EMPTY_LAYER_DIGEST, MEDIA_TYPE_NYDUS_BLOB,
+    ANNOTATION_CHUNK_DICT_BLOB, ANNOTATION_NYDUS_BLOB, ANNOTATION_NYDUS_BOOTSTRAP,
+    ANNOTATION_NYDUS_EMPTY_LAYER, ANNOTATION_NYDUS_SOURCE_DIGEST, EMPTY_LAYER_DIFF_ID,
+    EMPTY_LAYER_DIGEST, MEDIA_TYPE_NYDUS_BLOB,
 };
 use crate::source::layout::{blob_path, catalog, check_layout_version, read_manifest};
 use crate::source::oci_layout::DirStore;
@@ -31,6 +32,8 @@ pub(crate) struct BlobLayer {
     pub hex: String,
     /// The blob file.
     pub path: PathBuf,
+    /// A chunk dictionary's blob (annotated so): its inlined bootstrap is another image's.
+    pub dict: bool,
 }
 
 /// One Nydus manifest of the output, with its layers found.
@@ -213,6 +216,7 @@ fn read_nydus_manifest(
         blobs.push(BlobLayer {
             hex: digest.digest().to_string(),
             path,
+            dict: annotation(layer, ANNOTATION_CHUNK_DICT_BLOB).as_deref() == Some("true"),
         });
     }
     Ok(Some(NydusManifest {

@@ -184,6 +184,7 @@ pub fn blob_problems_with_entry(
     let layer = layout::BlobLayer {
         hex: hex.to_string(),
         path: path.to_path_buf(),
+        dict: false,
     };
     if let Some(data) = blob::check(&layer, entry, &mut findings)?
         && let Some(inlined) = data.inlined_bootstrap
@@ -290,7 +291,10 @@ fn check_image(
         let inlined = blobs
             .get(&layer.hex)
             .and_then(|b| b.inlined_bootstrap.clone());
-        let Some(bytes) = inlined else {
+        // A chunk dictionary's blob carries a layer bootstrap of the dictionary image, which
+        // names that image's blobs: not one of this image's layers (its chunks were verified
+        // above, and the merged bootstrap's use of them is checked with it).
+        let Some(bytes) = inlined.filter(|_| !layer.dict) else {
             layers.push(None);
             continue;
         };

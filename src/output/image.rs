@@ -29,6 +29,10 @@ pub const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 /// Marks a data layer: the snapshotter does not download it, nydusd fetches its chunks lazily.
 pub const ANNOTATION_NYDUS_BLOB: &str = "containerd.io/snapshot/nydus-blob";
+/// Ours: marks a blob layer that is a chunk dictionary's blob the image refers to (`convert
+/// --chunk-dict` with a Nydus image); its inlined bootstrap is the dictionary image's, not one
+/// of this image's layers. Readers ignore unknown annotations.
+pub const ANNOTATION_CHUNK_DICT_BLOB: &str = "io.nydus-offline.chunk-dict-blob";
 /// Marks the bootstrap layer: the snapshotter downloads and unpacks it.
 pub const ANNOTATION_NYDUS_BOOTSTRAP: &str = "containerd.io/snapshot/nydus-bootstrap";
 /// RAFS version of the bootstrap ("5" or "6").
@@ -77,6 +81,14 @@ pub fn blob_layer(blob: &StoredBlob) -> Value {
         "size": blob.size,
         "annotations": { ANNOTATION_NYDUS_BLOB: "true" },
     })
+}
+
+/// The descriptor of a chunk dictionary's blob copied into the output: a blob layer marked
+/// with [`ANNOTATION_CHUNK_DICT_BLOB`].
+pub fn dict_blob_layer(blob: &StoredBlob) -> Value {
+    let mut layer = blob_layer(blob);
+    layer["annotations"][ANNOTATION_CHUNK_DICT_BLOB] = json!("true");
+    layer
 }
 
 /// Write the bootstrap layer (`image/` and `image/image.boot` in a gzip tar) and return its
