@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::layers::{self, Entry, Tar, noise};
+use common::tree::Listing;
 use common::{mounts, nydus_bin, reference, run, unpack};
 use nydus_offline::ondisk::rafs_v6::reader::BootstrapReader;
 
@@ -36,13 +37,17 @@ fn image(dir: &Path) -> PathBuf {
     layers::oci_layout(dir, &[base_layer(), upper])
 }
 
-/// The dictionary nydus-image 2.2.0 writes for the base layer: (bootstrap, blob directory).
-fn nydus_image_dict(scratch: &Path) -> (PathBuf, PathBuf) {
+/// The dictionary nydus-image `version` writes for the base layer: (bootstrap, blob directory).
+fn nydus_image_dict(scratch: &Path, version: &str) -> (PathBuf, PathBuf) {
     let tar = scratch.join("base.tar");
     fs::write(&tar, base_layer()).unwrap();
     let (boot, blobs) = (scratch.join("dict.boot"), scratch.join("dict-blobs"));
     fs::create_dir_all(&blobs).unwrap();
-    run(Command::new(nydus_bin("nydus-image"))
+    let bin = match version {
+        "2.2.0" => nydus_bin("nydus-image"),
+        newer => mounts::nydusd_bin(newer).with_file_name("nydus-image"),
+    };
+    run(Command::new(bin)
         .args(["create", "--log-level", "warn", "--type", "tar-rafs"])
         .args(["--fs-version", "6", "--chunk-size", "0x100000"])
         .args(["--compressor", "zstd", "--digester", "blake3"])
@@ -67,12 +72,22 @@ fn blob_dir(scratch: &Path, dirs: &[&Path]) -> PathBuf {
     all
 }
 
+/// Dictionaries nydus-image 2.2.0 and 2.4.4 write (2.4 marks every chunk HAS_CRC32).
 #[test]
-fn a_nydus_image_2_2_0_dictionary_is_referred_to_and_the_image_reads_right_with_its_blob() {
+fn nydus_image_dictionaries_are_referred_to_and_the_image_reads_right_with_their_blob() {
     let scratch = common::scratch();
-    let s = scratch.path();
-    let input = image(&s.join("in"));
-    let (dict_boot, dict_blobs) = nydus_image_dict(s);
+    let input = image(&scratch.path().join("in"));
+    let expected = unpack::expected_nydusd(&input, scratch.path());
+    for version in mounts::NYDUSD {
+        let s = &scratch.path().join(version);
+        fs::create_dir_all(s).unwrap();
+        over_a_nydus_image_dictionary(s, version, &input, &expected);
+    }
+}
+
+/// Convert `input` against nydus-image `version`'s dictionary of its base layer, and judge it.
+fn over_a_nydus_image_dictionary(s: &Path, version: &str, input: &Path, expected: &Listing) {
+    let (dict_boot, dict_blobs) = nydus_image_dict(s, version);
     let out = s.join("out");
     let dict = format!("bootstrap={}", dict_boot.display());
     let result =
@@ -106,9 +121,8 @@ fn a_nydus_image_2_2_0_dictionary_is_referred_to_and_the_image_reads_right_with_
     reference::merged_bootstrap(&out, "latest", &boot);
     let blobs = blob_dir(s, &[&out.join("blobs/sha256"), &dict_blobs]);
     reference::check(&boot, &blobs);
-    let expected = unpack::expected_nydusd(&input, s);
-    let what = "an image over nydus-image's dictionary";
-    mounts::assert_localfs_shows(&mounts::NYDUSD, &boot, &blobs, s, &expected, what);
+    let what = format!("an image over nydus-image {version}'s dictionary");
+    mounts::assert_localfs_shows(&mounts::NYDUSD, &boot, &blobs, s, expected, &what);
 }
 
 /// A dictionary of our own (the base converted, its merged bootstrap), for damaging.

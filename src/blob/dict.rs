@@ -25,7 +25,8 @@ use crate::ondisk::blob::{
 };
 use crate::ondisk::rafs_v6::reader::BootstrapReader;
 use crate::ondisk::rafs_v6::{
-    BLOB_CHUNK_FLAG_COMPRESSED, RAFS_SUPER_FLAG_HASH_SHA256, RafsV5ChunkInfo, RafsV6Blob,
+    BLOB_CHUNK_FLAG_COMPRESSED, BLOB_CHUNK_FLAG_HAS_CRC32, RAFS_SUPER_FLAG_HASH_SHA256,
+    RafsV5ChunkInfo, RafsV6Blob,
 };
 
 /// Blob features a dictionary blob may have: those of plain RAFS v6 data blobs, with or without
@@ -147,7 +148,8 @@ impl ChunkDict {
                 self.blobs.len()
             )
         })?;
-        if c.flags & !BLOB_CHUNK_FLAG_COMPRESSED != 0 {
+        // nydus-image 2.4 marks every chunk HAS_CRC32; the CRC is not needed to refer to it.
+        if c.flags & !(BLOB_CHUNK_FLAG_COMPRESSED | BLOB_CHUNK_FLAG_HAS_CRC32) != 0 {
             return Err(format!(
                 "flags {:#x} are not those of a plain chunk",
                 c.flags

@@ -1389,6 +1389,9 @@ impl RafsV6Dirent {
 pub const BLOB_CHUNK_FLAG_COMPRESSED: u32 = 0x0000_0001;
 /// Chunk flag: the chunk's stored bytes are encrypted. (`BlobChunkFlags::ENCRYPTED`)
 pub const BLOB_CHUNK_FLAG_ENCRYPTED: u32 = 0x0000_0004;
+/// Chunk flag: a CRC32 of the chunk is kept (nydus-image 2.4 sets it on every chunk it
+/// writes). (`BlobChunkFlags::HAS_CRC32`)
+pub const BLOB_CHUNK_FLAG_HAS_CRC32: u32 = 0x0000_0010;
 /// Chunk flag: the chunk is a hole (all zeros); defined but never written by nydus.
 /// (`BlobChunkFlags::_HOLECHUNK`)
 pub const BLOB_CHUNK_FLAG_HOLE: u32 = 0x0000_0002;
