@@ -1275,8 +1275,7 @@ fn hit_report(
             file_bytes: hit.file_bytes,
             chunks,
             dedup_hits: hit.dedup_hits,
-            // The cache is not used with a chunk dictionary.
-            dict_hits: 0,
+            dict_hits: hit.dict_hits,
             dedup_ratio: ratio(hit.dedup_hits, chunks),
         },
         shared: false,
@@ -1332,6 +1331,7 @@ fn keep_in_cache(
         chunk_data_size: blob.chunk_data_size,
         file_bytes: blob.file_bytes,
         dedup_hits: blob.dedup_hits,
+        dict_hits: blob.dict_hits,
     };
     let stored = StoredBlob {
         digest: blob.digest.clone(),

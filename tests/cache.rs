@@ -527,12 +527,23 @@ fn layers_over_a_chunk_dictionary_are_the_same_warm() {
         convert(&a, &sample, &out(n))
     };
     convert(&options, &sample, &out("plain"));
-    with_cache("cold", &options);
+    let (cold, _) = with_cache("cold", &options);
     let (warm, _) = with_cache("warm", &options);
     assert_eq!(cache_uses(&warm), ["hit", "hit"]);
     for n in ["cold", "warm"] {
         common::assert_same_files(&out("plain"), &out(n));
     }
+    // A hit reports the dictionary hits its conversion counted.
+    let dict_hits = |report: &Value| -> Vec<u64> {
+        report["platforms"][0]["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["blob"]["dict_hits"].as_u64().unwrap())
+            .collect()
+    };
+    assert!(dict_hits(&cold).iter().sum::<u64>() > 0);
+    assert_eq!(dict_hits(&warm), dict_hits(&cold));
     common::check_with_source(&out("warm"), &sample);
     // Without the dictionary the same layers are other entries.
     let (alone, _) = with_cache("alone", &[]);

@@ -60,6 +60,8 @@ pub struct CachedLayer {
     pub chunk_data_size: u64,
     pub file_bytes: u64,
     pub dedup_hits: u64,
+    /// Of `dedup_hits`, those found in the chunk dictionary.
+    pub dict_hits: u64,
 }
 
 impl CachedLayer {
@@ -83,6 +85,7 @@ impl CachedLayer {
         out.u64(self.chunk_data_size);
         out.u64(self.file_bytes);
         out.u64(self.dedup_hits);
+        out.u64(self.dict_hits);
         out.u64(self.added.len() as u64);
         for blob in &self.added {
             out.blob_info(blob);
@@ -133,6 +136,7 @@ impl CachedLayer {
         let chunk_data_size = r.u64()?;
         let file_bytes = r.u64()?;
         let dedup_hits = r.u64()?;
+        let dict_hits = r.u64()?;
         let added_count = r.count(BLOB_INFO_MIN_BYTES)?;
         let added = (0..added_count)
             .map(|_| r.blob_info())
@@ -166,6 +170,7 @@ impl CachedLayer {
             chunk_data_size,
             file_bytes,
             dedup_hits,
+            dict_hits,
             added,
         };
         layer.consistent()?;
@@ -441,6 +446,7 @@ pub(crate) mod tests {
             chunk_data_size: 1,
             file_bytes: 2,
             dedup_hits: 3,
+            dict_hits: 2,
             // A dictionary blob first used here, then its own blob.
             added: ["cd", "ab"]
                 .iter()
