@@ -251,19 +251,11 @@ fn convert_all(
 
 /// The options of the run, for the report.
 fn output_options(options: &ConvertOptions) -> crate::report::OutputOptions {
-    use crate::blob::chunk::{Compressor, Digester};
     let blob = options.blob;
     crate::report::OutputOptions {
         chunk_size: blob.chunk_size,
-        compressor: match blob.compressor {
-            Compressor::None => "none",
-            Compressor::Lz4Block => "lz4_block",
-            Compressor::Zstd => "zstd",
-        },
-        digester: match blob.digester {
-            Digester::Blake3 => "blake3",
-            Digester::Sha256 => "sha256",
-        },
+        compressor: blob.compressor.name(),
+        digester: blob.digester.name(),
         batch_size: blob.batch_size,
         encrypt: blob.encrypt,
         chunk_dict: options.chunk_dict.as_ref().map(|p| p.display().to_string()),

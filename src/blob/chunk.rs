@@ -39,6 +39,15 @@ impl Compressor {
             Compressor::Zstd => COMPRESSOR_ZSTD,
         }
     }
+
+    /// Its name as nydus-image's `--compressor` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compressor::None => "none",
+            Compressor::Lz4Block => "lz4_block",
+            Compressor::Zstd => "zstd",
+        }
+    }
 }
 
 /// How chunks are digested (over their uncompressed bytes) for dedup and verification.
@@ -54,6 +63,14 @@ impl Digester {
         match self {
             Digester::Blake3 => DIGESTER_BLAKE3,
             Digester::Sha256 => DIGESTER_SHA256,
+        }
+    }
+
+    /// Its name as nydus-image's `--digester` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Digester::Blake3 => "blake3",
+            Digester::Sha256 => "sha256",
         }
     }
 }

@@ -469,9 +469,6 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
 
     /// Add a new chunk to the current batch (writing that first if the chunk would fill it).
     fn store_in_batch(&mut self, item: &Item, data: &[u8]) -> Result<()> {
-        if self.chunk_count >= MAX_CHUNKS_PER_BLOB {
-            return Err(too_many_chunks());
-        }
         let full = self
             .batching
             .as_ref()

@@ -896,15 +896,7 @@ fn nydus_blob(files: &[&[u8]], opts: BlobOptions) -> Vec<u8> {
     let tar = dir.path().join("layer.tar");
     std::fs::write(&tar, layer_tar(files)).unwrap();
     let blob = dir.path().join("blob");
-    let compressor = match opts.compressor {
-        Compressor::None => "none",
-        Compressor::Lz4Block => "lz4_block",
-        Compressor::Zstd => "zstd",
-    };
-    let digester = match opts.digester {
-        Digester::Blake3 => "blake3",
-        Digester::Sha256 => "sha256",
-    };
+    let (compressor, digester) = (opts.compressor.name(), opts.digester.name());
     let out = Command::new(nydus_image())
         .args(["create", "--type", "tar-rafs", "--fs-version", "6"])
         .args(["--blob-inline-meta", "--features", "blob-toc"])
