@@ -14,4 +14,6 @@ $N create --type tar-rafs --fs-version 6 --chunk-size 0x1000 --whiteout-spec non
 $N create --type tar-rafs --fs-version 6 --chunk-size 0x1000 --whiteout-spec none --bootstrap "$T/l2.boot" --blob "$T/l2.blob" "$T/l2.tar"
 $N merge --bootstrap merged.boot \
     --blob-digests "$(sha256sum "$T/l1.blob" | cut -c1-64),$(sha256sum "$T/l2.blob" | cut -c1-64)" "$T/l1.boot" "$T/l2.boot"
+python3 layer5.py "$T/l5.tar"
+$N create --type tar-rafs --fs-version 5 --chunk-size 0x1000 --bootstrap v5.boot --blob "$T/v5.blob" "$T/l5.tar"
 rm -rf "$T"
