@@ -23,7 +23,7 @@ use nydus_offline::blob::writer::{BlobWriter, Hashed};
 use nydus_offline::common::path::ImagePath;
 use nydus_offline::layer::entry::{EntryKind, InodeData, LayerEntry, Metadata};
 use nydus_offline::layer::readahead::ReadAhead;
-use nydus_offline::rafs::v6::writer::{self as v6, BootstrapInput};
+use nydus_offline::rafs::{self, BootstrapInput};
 use nydus_offline::source::{self, Selection};
 use nydus_offline::tree::Tree;
 
@@ -145,12 +145,12 @@ fn bootstrap(c: &mut Criterion) {
         group.throughput(Throughput::Elements(files as u64));
         group.bench_with_input(BenchmarkId::from_parameter(files), &tree, |b, tree| {
             b.iter(|| {
-                v6::write(&BootstrapInput {
+                rafs::write(&BootstrapInput {
                     tree,
                     chunks: &table,
                     blobs: std::slice::from_ref(&blob),
                     options: BlobOptions::default(),
-                    prefetch: &v6::Prefetch::Root,
+                    prefetch: &rafs::Prefetch::Root,
                 })
                 .unwrap()
             });

@@ -11,14 +11,14 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::blob::chunk::{BlobOptions, Compressor, Digester};
+use crate::blob::chunk::{BlobOptions, Compressor, Digester, FsVersion};
 use crate::common::error::{Error, Result};
 use crate::common::path::ImagePath;
 use crate::common::text::count;
 use crate::convert::ConvertOptions;
 use crate::output::layout::OutputFormat;
 use crate::progress::{Display, Mode, NoProgress, PLAIN_DELAY};
-use crate::rafs::v6::writer::Prefetch;
+use crate::rafs::Prefetch;
 use crate::source::{Platform, PlatformChoice, Selection};
 
 /// Convert container images to Nydus images, offline.
@@ -213,6 +213,15 @@ fn parse_batch_size(s: &str) -> std::result::Result<u32, String> {
     parse_chunk_size(s).map_err(|e| e.replace("chunk size", "batch size"))
 }
 
+/// `--fs-version`: 5 or 6.
+fn parse_fs_version(s: &str) -> std::result::Result<FsVersion, String> {
+    match s.trim() {
+        "5" => Ok(FsVersion::V5),
+        "6" => Ok(FsVersion::V6),
+        other => Err(format!("RAFS version {other:?}: give 5 or 6")),
+    }
+}
+
 /// `--chunk-dict`: `bootstrap=PATH`, or a bare PATH (nydus-image reads that as a bootstrap too).
 fn parse_chunk_dict(s: &str) -> std::result::Result<PathBuf, String> {
     let path = match s.split_once('=') {
@@ -390,6 +399,11 @@ pub struct ConvertArgs {
     /// bytes (1048576), hex (0x100000) or with a unit (1MiB, 64KiB).
     #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = parse_chunk_size)]
     pub chunk_size: u32,
+    /// RAFS version of the bootstraps: 6 (EROFS-compatible, for nydusd and the kernel's EROFS
+    /// fscache mode) or 5 (nydusd only, for fleets whose nydus-snapshotter still runs v5
+    /// images). Version 5 takes neither --batch-size, --encrypt nor --chunk-dict.
+    #[arg(long, value_name = "VERSION", default_value = "6", value_parser = parse_fs_version)]
+    pub fs_version: FsVersion,
     /// Compress the chunks of small files (one chunk, under half of SIZE) together, in frames
     /// of up to SIZE bytes, as nydus-image --batch-size does: smaller blobs and fewer requests
     /// for images of many small files. A power of two from 4 KiB to --chunk-size, or 0 (off).
@@ -970,24 +984,35 @@ fn chunkdict_generate(args: &ChunkdictGenerateArgs) -> Result<()> {
     )
 }
 
+/// The options RAFS v5 has no place for, refused as nydus-image refuses them.
+fn refuse_with_v5(args: &ConvertArgs) -> Result<()> {
+    if args.fs_version != FsVersion::V5 {
+        return Ok(());
+    }
+    let refused = if args.batch_size != 0 {
+        "--batch-size (batch chunks are described by the ci table of RAFS v6 blobs)"
+    } else if args.encrypt {
+        "--encrypt (keys are kept in the RAFS v6 blob table)"
+    } else if args.chunk_dict.is_some() {
+        "--chunk-dict (a v5 image needs a v5 dictionary, and this tool reads v6 dictionaries only)"
+    } else {
+        return Ok(());
+    };
+    Err(Error::usage(format!(
+        "--fs-version 5 does not go with {refused}; use --fs-version 6"
+    )))
+}
+
 /// `convert`: the options become [`ConvertOptions`]; the summary goes to stdout.
 fn convert(args: &ConvertArgs) -> Result<()> {
     let options = ConvertOptions {
         selection: args.select.selection(PlatformChoice::Host),
         blob: BlobOptions {
-            chunk_size: args.chunk_size,
-            compressor: match args.compressor {
-                CompressorArg::None => Compressor::None,
-                CompressorArg::Lz4Block => Compressor::Lz4Block,
-                CompressorArg::Zstd => Compressor::Zstd,
-            },
-            digester: match args.digester {
-                DigesterArg::Blake3 => Digester::Blake3,
-                DigesterArg::Sha256 => Digester::Sha256,
-            },
+            fs_version: args.fs_version,
             jobs: args.jobs,
             batch_size: args.batch_size,
             encrypt: args.encrypt,
+            ..blob_options(args.chunk_size, args.compressor, args.digester)
         },
         force: args.force,
         tag: args.tag.clone(),
@@ -1009,6 +1034,7 @@ fn convert(args: &ConvertArgs) -> Result<()> {
             args.batch_size, args.chunk_size
         )));
     }
+    refuse_with_v5(args)?;
     if args.print_prefetch_list {
         return print_prefetch_lists(args, &options);
     }

@@ -54,7 +54,7 @@ use crate::prefetch::files::{self, SpooledImage};
 use crate::prefetch::order::{HotFiles, Order};
 use crate::prefetch::resolve;
 use crate::progress::{LayerStart, LayerWatch, NoProgress, Progress};
-use crate::rafs::v6::writer::{self as v6, BootstrapInput};
+use crate::rafs::{self, BootstrapInput};
 use crate::report::{
     BlobRef, BlobReport, CacheUse, ConvertSummary, ImageSummary, LayerReport, LayerTiming,
     PlatformSummary, RunTiming, SourceLayer, Totals, peak_rss_bytes, ratio,
@@ -62,9 +62,6 @@ use crate::report::{
 use crate::source::select::choose;
 use crate::source::{self, Image, ImageSource, Selection};
 use crate::tree::{LayerBuilder, PackedEntries, Tree};
-
-/// RAFS version of the bootstraps written.
-const FS_VERSION: u32 = 6;
 
 /// Everything `convert` can be told.
 #[derive(Clone, Debug, Default)]
@@ -89,7 +86,7 @@ pub struct ConvertOptions {
     /// shared between images are converted and stored once. Implied by several inputs.
     pub all_images: bool,
     /// What each bootstrap's prefetch table names (`--prefetch-patterns`).
-    pub prefetch: v6::Prefetch,
+    pub prefetch: rafs::Prefetch,
     /// Each image's prefetch table and blob layout from the files its entrypoint needs
     /// (`--prefetch-entrypoint`), instead of `prefetch`.
     pub prefetch_entrypoint: bool,
@@ -253,6 +250,7 @@ fn convert_all(
 fn output_options(options: &ConvertOptions) -> crate::report::OutputOptions {
     let blob = options.blob;
     crate::report::OutputOptions {
+        fs_version: blob.fs_version.number(),
         chunk_size: blob.chunk_size,
         compressor: blob.compressor.name(),
         digester: blob.digester.name(),
@@ -574,7 +572,7 @@ fn entrypoint_prefetch(
     image: &Image,
     options: &ConvertOptions,
     tmp: &Path,
-) -> Result<v6::Prefetch> {
+) -> Result<rafs::Prefetch> {
     let list = startup_list(source, image, options, tmp)?;
     if list.is_empty() {
         crate::common::error::warn(format!(
@@ -582,9 +580,9 @@ fn entrypoint_prefetch(
              is the root, as without --prefetch-entrypoint",
             image.platform
         ));
-        return Ok(v6::Prefetch::Root);
+        return Ok(rafs::Prefetch::Root);
     }
-    Ok(v6::Prefetch::Paths(list))
+    Ok(rafs::Prefetch::Paths(list))
 }
 
 /// The startup list of `image`, each note of the resolver logged.
@@ -715,7 +713,7 @@ impl Chains {
         };
 
         // The merged bootstrap, once the last layer's tree is applied (see below).
-        let mut merged_bootstrap: Option<v6::Bootstrap> = None;
+        let mut merged_bootstrap: Option<rafs::Bootstrap> = None;
         // One budget for the image: many layers must not multiply what one may declare.
         let mut limits = options.limits;
         let derived;
@@ -726,18 +724,14 @@ impl Chains {
             &options.prefetch
         };
         let order = match prefetch {
-            v6::Prefetch::Paths(paths) => Some(Order::new(
+            rafs::Prefetch::Paths(paths) => Some(Order::new(
                 &paths.iter().map(ImagePath::to_bytes).collect::<Vec<_>>(),
             )),
             // The root names every file: tar order is list order already.
-            v6::Prefetch::Root | v6::Prefetch::None => None,
+            rafs::Prefetch::Root | rafs::Prefetch::None => None,
         };
-        let mut options_key = cache::options_key(
-            options.blob,
-            FS_VERSION,
-            prefetch,
-            options.limits.max_sparse_holes,
-        );
+        let mut options_key =
+            cache::options_key(options.blob, prefetch, options.limits.max_sparse_holes);
         if let Some(dict) = &dict {
             // Which chunks a layer stores depends on the dictionary: its bootstrap's digest.
             options_key.push_str(&format!(" chunk-dict {}", dict.dict.digest()));
@@ -843,7 +837,7 @@ impl Chains {
             layer_blobs.extend(added_as(&info));
             // Bootstraps go to a temporary file, not memory: the one of 200,000 files is over
             // 40 MiB.
-            let layer_bootstrap = v6::write_temp(
+            let layer_bootstrap = rafs::write_temp(
                 &BootstrapInput {
                     tree: layer_tree,
                     chunks: writer.table(),
@@ -866,7 +860,7 @@ impl Chains {
                 }
                 let mut final_blobs = blobs.clone();
                 final_blobs.extend(added_as(&merged_blob_info(&info, &"0".repeat(64))));
-                merged_bootstrap = Some(v6::write_temp(
+                merged_bootstrap = Some(rafs::write_temp(
                     &BootstrapInput {
                         tree: &merged,
                         chunks: writer.table(),
@@ -913,7 +907,7 @@ impl Chains {
             let added = added_as(&merged_blob_info(&info, stored.hex()));
             blobs.extend(added.iter().cloned());
             if let Some(bootstrap) = &merged_bootstrap {
-                v6::set_blob_ids(bootstrap, &blobs, options.blob)?;
+                rafs::set_blob_ids(bootstrap, &blobs, options.blob)?;
             }
             let mut packed = packed;
             if let (Some(cache), Some(entries)) = (&self.cache, packed.as_mut()) {
@@ -962,7 +956,7 @@ impl Chains {
         let bootstrap = match merged_bootstrap {
             Some(bootstrap) => bootstrap,
             // Every layer was converted for an earlier platform.
-            None => v6::write_temp(
+            None => rafs::write_temp(
                 &BootstrapInput {
                     tree: &merged,
                     chunks: &table,
@@ -974,8 +968,12 @@ impl Chains {
             )?,
         };
         drop(merged);
-        let (boot_layer, boot_diff_id) =
-            oci::bootstrap_layer(layout, &bootstrap.map()?, FS_VERSION, options.blob.jobs)?;
+        let (boot_layer, boot_diff_id) = oci::bootstrap_layer(
+            layout,
+            &bootstrap.map()?,
+            options.blob.fs_version.number(),
+            options.blob.jobs,
+        )?;
         let bootstrap = BlobRef {
             digest: boot_layer["digest"]
                 .as_str()
@@ -994,7 +992,7 @@ impl Chains {
                 real: !image.manifest.synthesized,
                 reference: image.names.first().map(String::as_str),
             },
-            FS_VERSION,
+            options.blob.fs_version.number(),
             options.with_referrer,
             options.merge_platform,
         )?;

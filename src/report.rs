@@ -33,10 +33,12 @@ pub struct ConvertSummary {
     pub timing: RunTiming,
 }
 
-/// What a run wrote its images with (`--chunk-size`, `--compressor`, `--digester`,
-/// `--batch-size`, `--encrypt`, `--chunk-dict`).
+/// What a run wrote its images with (`--fs-version`, `--chunk-size`, `--compressor`,
+/// `--digester`, `--batch-size`, `--encrypt`, `--chunk-dict`).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct OutputOptions {
+    /// RAFS version: 5 or 6 (0 when nothing was written).
+    pub fs_version: u32,
     pub chunk_size: u32,
     /// nydus-image's spelling: `none`, `lz4_block`, `zstd`.
     pub compressor: &'static str,

@@ -5,6 +5,8 @@
 //! with the same content (in that layer or an upper one) refers to the same [`ChunkInfo`] by its
 //! [`ChunkIndex`].
 
+use sha2::{Digest as _, Sha256};
+
 use crate::ondisk::blob::{
     COMPRESSOR_LZ4_BLOCK, COMPRESSOR_NONE, COMPRESSOR_ZSTD, DIGESTER_BLAKE3, DIGESTER_SHA256,
 };
@@ -73,11 +75,66 @@ impl Digester {
             Digester::Sha256 => "sha256",
         }
     }
+
+    /// A hasher of this algorithm, for digests over several pieces (RAFS v5 inode digests).
+    pub fn hasher(self) -> DigestHasher {
+        match self {
+            Digester::Blake3 => DigestHasher::Blake3(Box::default()),
+            Digester::Sha256 => DigestHasher::Sha256(Sha256::new()),
+        }
+    }
+}
+
+/// A running digest of a [`Digester`].
+pub enum DigestHasher {
+    Blake3(Box<blake3::Hasher>),
+    Sha256(Sha256),
+}
+
+impl DigestHasher {
+    pub fn update(&mut self, bytes: &[u8]) {
+        match self {
+            DigestHasher::Blake3(h) => {
+                h.update(bytes);
+            }
+            DigestHasher::Sha256(h) => h.update(bytes),
+        }
+    }
+
+    pub fn finish(self) -> [u8; 32] {
+        match self {
+            DigestHasher::Blake3(h) => *h.finalize().as_bytes(),
+            DigestHasher::Sha256(h) => h.finalize().into(),
+        }
+    }
+}
+
+/// Which RAFS version the bootstraps are, which also decides how blobs are laid out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum FsVersion {
+    /// RAFS v5: nydusd only. Uncompressed chunks laid end to end; blobs without ci table or
+    /// TOC (what `nydus-image create --fs-version 5 --blob-inline-meta` writes).
+    V5,
+    /// RAFS v6, EROFS-compatible: nydusd and the kernel.
+    #[default]
+    V6,
+}
+
+impl FsVersion {
+    /// The number `--fs-version` and the `nydus-fs-version` annotation use.
+    pub fn number(self) -> u32 {
+        match self {
+            FsVersion::V5 => 5,
+            FsVersion::V6 => 6,
+        }
+    }
 }
 
 /// Options every blob and bootstrap of one image share.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlobOptions {
+    /// `--fs-version`.
+    pub fs_version: FsVersion,
     /// Power of two, 4 KiB to 16 MiB.
     pub chunk_size: u32,
     pub compressor: Compressor,
@@ -96,6 +153,7 @@ pub struct BlobOptions {
 impl Default for BlobOptions {
     fn default() -> BlobOptions {
         BlobOptions {
+            fs_version: FsVersion::V6,
             chunk_size: 1 << 20,
             compressor: Compressor::Zstd,
             digester: Digester::Blake3,
@@ -106,8 +164,8 @@ impl Default for BlobOptions {
     }
 }
 
-/// One stored chunk: where its bytes are, in the blob file and in the blob's 4 KiB-aligned
-/// uncompressed space.
+/// One stored chunk: where its bytes are, in the blob file and in the blob's uncompressed space
+/// (4 KiB-aligned in RAFS v6, end to end in v5).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChunkInfo {
     /// Digest of the uncompressed bytes.
@@ -119,7 +177,7 @@ pub struct ChunkInfo {
     pub ci_index: u32,
     pub compressed_offset: u64,
     pub compressed_size: u32,
-    /// 4 KiB aligned.
+    /// 4 KiB aligned in RAFS v6.
     pub uncompressed_offset: u64,
     pub uncompressed_size: u32,
     /// Whether the stored bytes are compressed (false when compression did not shrink them).

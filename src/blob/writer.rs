@@ -17,6 +17,11 @@
 //!    [`BlobInfo`] the bootstrap writers put in their blob tables;
 //! 3. [`BlobWriter::finish`]: the layer's own bootstrap and the TOC.
 //!
+//! With RAFS v5 (`FsVersion::V5`) the blob is what `nydus-image create --fs-version 5
+//! --blob-inline-meta` writes: `chunks | T(image.blob) | bootstrap | T(image.boot)`, the
+//! bootstrap raw; no ci table, chunk digests or TOC (v5 readers find chunks through the
+//! bootstrap's chunk records), and uncompressed chunks laid end to end instead of 4 KiB-aligned.
+//!
 //! A layer that stores no new chunk (only directories, empty files, or content already stored
 //! by a lower layer) gets only the last two sections, `zstd(bootstrap) | T(image.boot) | TOC |
 //! T(rafs.blob.toc)`, as nydus-image 2.2.0 writes it (verified); its [`BlobInfo`] has
@@ -30,7 +35,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest as _, Sha256};
 
-use super::chunk::{BlobInfo, BlobOptions, ChunkInfo, ChunkTable, CipherKey, Compressor};
+use super::chunk::{
+    BlobInfo, BlobOptions, ChunkInfo, ChunkTable, CipherKey, Compressor, FsVersion,
+};
 use super::cipher::BlobCipher;
 use super::compress::PieceCompressor;
 use super::dict::ChunkDict;
@@ -76,6 +83,11 @@ const XTS_UNIT: usize = 16;
 
 /// Uncompressed chunks start on 4 KiB boundaries (RAFS v6, `ALIGNED`).
 const UNCOMPRESSED_ALIGNMENT: u64 = 4096;
+
+/// Features of a RAFS v5 layer blob with chunks, in its own bootstrap: bootstrap inlined after
+/// reverse tar headers, "built by ≥ 2.2" (`0x5000_0002`, as nydus-image 2.2.0 writes it).
+pub const V5_LAYER_BLOB_FEATURES: u32 =
+    BLOB_FEATURE_INLINED_FS_META | BLOB_FEATURE_HAS_TAR_HEADER | BLOB_FEATURE_CAP_TAR_TOC;
 
 /// The writer of one layer's data blob; see the module documentation for the order of calls.
 ///
@@ -204,6 +216,11 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
             return Err(Error::internal(format!(
                 "blob writer: batch size {bs:#x} is not a power of two from 4 KiB to the chunk size"
             )));
+        }
+        if options.fs_version == FsVersion::V5 && (bs != 0 || options.encrypt) {
+            return Err(Error::internal(
+                "blob writer: batch chunks and encryption need RAFS v6",
+            ));
         }
         let batching = match bs {
             0 => None,
@@ -427,13 +444,16 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
             let stored = sealed(&self.cipher, stored);
             let compressed_offset = self.out.pos;
             let compressed_size = stored.len() as u32;
-            // Checks now, before writing, that the ci entry can describe this chunk.
-            BlobChunkInfoV1Ondisk::new(
-                self.uncompressed_size,
-                size,
-                compressed_offset,
-                compressed_size,
-            )?;
+            // Checks now, before writing, that the ci entry can describe this chunk (RAFS v5
+            // blobs have no ci table: their bootstrap's chunk records hold full offsets).
+            if self.options.fs_version == FsVersion::V6 {
+                BlobChunkInfoV1Ondisk::new(
+                    self.uncompressed_size,
+                    size,
+                    compressed_offset,
+                    compressed_size,
+                )?;
+            }
             self.out.write(&stored)?;
             self.record_stored(item, (compressed_offset, compressed_size, compressed))?;
         }
@@ -488,12 +508,16 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
     }
 
     /// Record `item` as the blob's next stored chunk, its bytes at `(compressed offset, size,
-    /// compressed)`: its 4 KiB-aligned uncompressed range, ci index and table entry.
+    /// compressed)`: its uncompressed range (4 KiB-aligned in RAFS v6, right after the last
+    /// one in v5), ci index and table entry.
     fn record_stored(&mut self, item: &Item, place: (u64, u32, bool)) -> Result<()> {
         let (compressed_offset, compressed_size, compressed) = place;
         let size = item.len as u32;
         let uncompressed_offset = self.uncompressed_size;
-        self.uncompressed_size += u64::from(size).next_multiple_of(UNCOMPRESSED_ALIGNMENT);
+        self.uncompressed_size += match self.options.fs_version {
+            FsVersion::V5 => u64::from(size),
+            FsVersion::V6 => u64::from(size).next_multiple_of(UNCOMPRESSED_ALIGNMENT),
+        };
         let ci_index = self.chunk_count;
         self.chunk_count += 1;
         let blob_index = self.own_place()?;
@@ -549,7 +573,8 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
 
     /// Ends the chunk data: writes `T(image.blob)`, the ci table (zstd, or raw if that is not
     /// smaller) with its 4096-byte header and `T(blob.meta)`, then the chunk digests and
-    /// `T(blob.digest)`. Returns the blob as the layer's own (inlined) bootstrap describes it:
+    /// `T(blob.digest)` (RAFS v5: `T(image.blob)` alone). Returns the blob as the layer's own
+    /// (inlined) bootstrap describes it:
     /// id [`INLINED_BLOB_ID_PLACEHOLDER`] (the caller sets the real one, the sha256 of the
     /// finished blob), features [`LAYER_BLOB_FEATURES`], `compressed_size` = the offset where
     /// the bootstrap will start, TOC size 0 (not known inside the bootstrap). For the merged
@@ -579,7 +604,12 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
             cipher: None,
         };
         self.write_pending_batch()?;
-        if self.chunk_count > 0 {
+        if self.options.fs_version == FsVersion::V5 {
+            if self.chunk_count > 0 {
+                info.features = V5_LAYER_BLOB_FEATURES;
+                self.write_chunk_data_header()?;
+            }
+        } else if self.chunk_count > 0 {
             info.features = LAYER_BLOB_FEATURES;
             if self.batching.is_some() {
                 info.features |= BLOB_FEATURE_BATCH | BLOB_FEATURE_CHUNK_INFO_V2;
@@ -775,8 +805,8 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
 
     /// Ends the blob: `bootstrap` (the layer's own RAFS bootstrap, built with the [`BlobInfo`]
     /// of [`finish_data`](BlobWriter::finish_data)) zstd-compressed (raw if that is not
-    /// smaller), `T(image.boot)`, the TOC entries and `T(rafs.blob.toc)`. Flushes and returns
-    /// the output.
+    /// smaller), `T(image.boot)`, the TOC entries and `T(rafs.blob.toc)` (RAFS v5: the bootstrap
+    /// raw and `T(image.boot)`). Flushes and returns the output.
     ///
     /// Fails if `finish_data` was not called: the bootstrap could not have described this blob.
     pub fn finish(mut self, bootstrap: &[u8]) -> Result<W> {
@@ -786,6 +816,14 @@ impl<'t, W: BlobOut> BlobWriter<'t, W> {
             ));
         };
         debug_assert_eq!(info.compressed_size, self.out.pos);
+        if self.options.fs_version == FsVersion::V5 {
+            self.out.write(bootstrap)?;
+            let size = bootstrap.len() as u64;
+            self.out
+                .write(&BlobTarHeader::new(TOC_ENTRY_BOOTSTRAP, size)?.to_bytes())?;
+            self.out.inner.flush().map_err(write_error)?;
+            return Ok(self.out.inner);
+        }
         let offset = self.out.pos;
         let mut zstd = PieceCompressor::new(Compressor::Zstd)?;
         let (stored, flag) = match zstd.compress(bootstrap)? {

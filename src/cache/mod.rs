@@ -52,7 +52,7 @@ pub use record::CachedLayer;
 use crate::blob::chunk::BlobOptions;
 use crate::common::error::{Error, Result};
 use crate::common::hex::hex;
-use crate::rafs::v6::writer::Prefetch;
+use crate::rafs::Prefetch;
 
 /// The largest record read: far beyond a layer of millions of chunks and files.
 const MAX_RECORD: u64 = 4 << 30;
@@ -84,12 +84,7 @@ impl CacheKey {
 }
 
 /// Every option that changes a converted layer, spelled once (part of each [`CacheKey`]).
-pub fn options_key(
-    blob: BlobOptions,
-    fs_version: u32,
-    prefetch: &Prefetch,
-    max_sparse_holes: u64,
-) -> String {
+pub fn options_key(blob: BlobOptions, prefetch: &Prefetch, max_sparse_holes: u64) -> String {
     let prefetch = match prefetch {
         Prefetch::Root => "/".to_string(),
         Prefetch::None => "none".to_string(),
@@ -100,10 +95,11 @@ pub fn options_key(
             .join(","),
     };
     format!(
-        "nydus-offline {} record {} rafs v{fs_version} chunk-size {} compressor {:?} \
+        "nydus-offline {} record {} rafs v{} chunk-size {} compressor {:?} \
          digester {:?} max-sparse-holes {max_sparse_holes} prefetch {prefetch}{}",
         env!("CARGO_PKG_VERSION"),
         record::VERSION,
+        blob.fs_version.number(),
         blob.chunk_size,
         blob.compressor,
         blob.digester,

@@ -851,7 +851,7 @@ mod tests {
     use crate::blob::chunk::{BlobOptions, ChunkTable};
     use crate::common::path::ImagePath;
     use crate::layer::entry::{EntryKind, InodeData, LayerEntry, Metadata};
-    use crate::rafs::v6::writer::{BootstrapInput, write};
+    use crate::rafs::{BootstrapInput, write};
     use crate::tree::Tree;
 
     /// A bootstrap of the tree `/a/b/c`, all directories, with no blobs.
@@ -872,7 +872,7 @@ mod tests {
             chunks: &ChunkTable::new(),
             blobs: &[],
             options: BlobOptions::default(),
-            prefetch: &crate::rafs::v6::writer::Prefetch::Root,
+            prefetch: &crate::rafs::Prefetch::Root,
         })
         .unwrap()
     }

@@ -254,11 +254,17 @@ pub fn merged_bootstrap(layout: &Path, tag: &str, out: &Path) {
 }
 
 /// Extract a blob's inlined bootstrap the way nydus-snapshotter does (`seekFileByTOC`): read the
-/// TOC named by the last 512-byte tar header, find `image.boot`, and decompress it.
+/// TOC named by the last 512-byte tar header, find `image.boot`, and decompress it. A RAFS v5
+/// blob has no TOC: its last header names `image.boot`, the raw bootstrap before it.
 pub fn inlined_bootstrap(blob: &Path, out: &Path) {
     let bytes = fs::read(blob).unwrap();
     let header_at = bytes.len() - 512;
     let header = tar::Header::from_byte_slice(&bytes[header_at..]);
+    if header.path_bytes().as_ref() == b"image.boot" {
+        let size = header.size().unwrap() as usize;
+        fs::write(out, &bytes[header_at - size..header_at]).unwrap();
+        return;
+    }
     assert_eq!(
         header.path_bytes().as_ref(),
         b"rafs.blob.toc",

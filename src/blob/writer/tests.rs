@@ -26,8 +26,7 @@ fn options(chunk_size: u32, compressor: Compressor, digester: Digester) -> BlobO
         compressor,
         digester,
         jobs: 2,
-        batch_size: 0,
-        encrypt: false,
+        ..BlobOptions::default()
     }
 }
 

@@ -19,222 +19,19 @@
 //!
 //! Every on-disk structure comes from [`crate::ondisk::rafs_v6`]; this file only decides where they go.
 
-use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
-use std::ops::Deref;
+use std::io::Write;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use crate::blob::chunk::ChunkIndex;
-use crate::blob::chunk::{BlobInfo, BlobOptions, ChunkTable, CipherKey, Compressor, Digester};
+use crate::blob::chunk::{BlobInfo, BlobOptions, CipherKey};
 use crate::common::error::{Error, ErrorKind, Result};
 use crate::common::path::ImagePath;
 use crate::ondisk::blob::BLOB_FEATURE_INLINED_CHUNK_DIGEST;
 use crate::ondisk::rafs_v6::*;
+use crate::rafs::bootstrap::{Bootstrap, BootstrapInput, super_flags};
 use crate::tree::{DataRef, InodeRef, NodeId, Tree};
 
 const BLOCK: u64 = EROFS_BLOCK_SIZE;
-
-/// What a bootstrap describes: a tree, the chunks its files use, and the blobs holding them.
-pub struct BootstrapInput<'a> {
-    pub tree: &'a Tree,
-    pub chunks: &'a ChunkTable,
-    /// The blob table, in order: a chunk's `blob_index` is its position here.
-    pub blobs: &'a [BlobInfo],
-    pub options: BlobOptions,
-    /// What the prefetch table names.
-    pub prefetch: &'a Prefetch,
-}
-
-/// What a bootstrap's prefetch table names: the inodes nydusd reads ahead at mount.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum Prefetch {
-    /// The root alone, which nydusd reads as "everything": what the snapshotter's converter
-    /// writes by default (`--prefetch-policy fs`, pattern `/`).
-    #[default]
-    Root,
-    /// No table (`--prefetch-patterns none`).
-    None,
-    /// These paths (files or directories, in this order); those the tree lacks are left out.
-    Paths(Vec<ImagePath>),
-}
-
-impl Prefetch {
-    /// The nodes of `tree` the table names, in order, each once.
-    fn nodes(&self, tree: &Tree) -> Vec<NodeId> {
-        let paths = match self {
-            Prefetch::Root => return vec![tree.root()],
-            Prefetch::None => return Vec::new(),
-            Prefetch::Paths(paths) => paths,
-        };
-        let mut nodes = Vec::new();
-        for path in paths {
-            match tree.lookup(path) {
-                Some(node) if !nodes.contains(&node) => nodes.push(node),
-                Some(_) => {}
-                None => log::info!(
-                    "prefetch pattern /{} is not in this tree",
-                    path.to_bytes().escape_ascii()
-                ),
-            }
-        }
-        nodes
-    }
-}
-
-/// A finished bootstrap, kept in an unnamed temporary file rather than in memory: the bootstrap
-/// of 200,000 files is over 40 MiB, and its readers (the blob writer, the bootstrap layer)
-/// stream it.
-pub struct Bootstrap {
-    file: File,
-    len: u64,
-}
-
-impl Bootstrap {
-    /// Its size in bytes.
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    /// Whether it has no byte (never, for a written bootstrap).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// A reader of the whole bootstrap from its first byte; several may read at once.
-    pub fn reader(&self) -> BootstrapReader<'_> {
-        BootstrapReader {
-            file: &self.file,
-            pos: 0,
-            len: self.len,
-        }
-    }
-
-    /// The whole bootstrap as one slice, for readers that need it whole (the blob writer
-    /// compresses it as one zstd frame, which must be exactly the frame nydus-image writes)
-    /// without holding it in memory: the bytes are the temporary file's pages, mapped, and
-    /// while the view lives a thread takes them out of this process every few milliseconds.
-    /// A page read again comes back from the page cache; a reader going front to back (zstd,
-    /// whose matches reach back only its window, sha256, gzip) holds a few MiB at a time.
-    pub fn map(&self) -> Result<MappedBootstrap> {
-        let io_error =
-            |e: io::Error| Error::new(ErrorKind::Io, format!("mapping the bootstrap: {e}"));
-        // SAFETY: the file is an unnamed temporary file of ours, written and never changed
-        // again, so the mapped bytes cannot change under the slice.
-        let map = Arc::new(unsafe { memmap2::Mmap::map(&self.file) }.map_err(io_error)?);
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let dropper = {
-            let (map, stop) = (Arc::clone(&map), Arc::clone(&stop));
-            std::thread::Builder::new()
-                .name("bootstrap-pages".into())
-                .spawn(move || {
-                    let (stopped, wake) = &*stop;
-                    let mut stopped = stopped.lock().unwrap_or_else(|e| e.into_inner());
-                    while !*stopped {
-                        // SAFETY: a shared mapping of a file: dropped pages are read again
-                        // from the file, never zero-filled.
-                        let _ = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
-                        stopped = wake
-                            .wait_timeout(stopped, Duration::from_millis(4))
-                            .unwrap_or_else(|e| e.into_inner())
-                            .0;
-                    }
-                })
-                .map_err(io_error)?
-        };
-        Ok(MappedBootstrap {
-            map,
-            stop,
-            dropper: Some(dropper),
-        })
-    }
-
-    /// The whole bootstrap in memory (tests and small images).
-    pub fn to_vec(&self) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(self.len as usize);
-        self.reader()
-            .read_to_end(&mut out)
-            .map_err(|e| Error::new(ErrorKind::Io, format!("reading the bootstrap back: {e}")))?;
-        Ok(out)
-    }
-}
-
-/// A [`Bootstrap`] seen as one slice; see [`Bootstrap::map`].
-pub struct MappedBootstrap {
-    map: Arc<memmap2::Mmap>,
-    stop: Arc<(Mutex<bool>, Condvar)>,
-    dropper: Option<JoinHandle<()>>,
-}
-
-impl Deref for MappedBootstrap {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        &self.map
-    }
-}
-
-impl Drop for MappedBootstrap {
-    fn drop(&mut self) {
-        let (stopped, wake) = &*self.stop;
-        *stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        wake.notify_all();
-        if let Some(dropper) = self.dropper.take() {
-            let _ = dropper.join();
-        }
-    }
-}
-
-/// Reads a [`Bootstrap`] front to back, with positioned reads (no shared file cursor).
-pub struct BootstrapReader<'b> {
-    file: &'b File,
-    pos: u64,
-    len: u64,
-}
-
-impl Read for BootstrapReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = (self.len - self.pos).min(buf.len() as u64) as usize;
-        if left == 0 {
-            return Ok(0);
-        }
-        let n = self.file.read_at(&mut buf[..left], self.pos)?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the bootstrap's temporary file is shorter than written",
-            ));
-        }
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-/// Build the bootstrap into an unnamed temporary file in `dir`: the output's own directory is
-/// the place, as a temporary directory may be a tmpfs, whose pages are memory too.
-pub fn write_temp(input: &BootstrapInput, dir: &Path) -> Result<Bootstrap> {
-    let io_error = |e: io::Error| {
-        Error::new(
-            ErrorKind::Io,
-            format!("writing the bootstrap to a temporary file: {e}"),
-        )
-    };
-    let file = tempfile::tempfile_in(dir).map_err(io_error)?;
-    let mut out = BufWriter::with_capacity(256 << 10, file);
-    let len = write_to(input, &mut out)?;
-    let file = out.into_inner().map_err(|e| io_error(e.into_error()))?;
-    Ok(Bootstrap { file, len })
-}
-
-/// Build the bootstrap bytes in memory.
-pub fn write(input: &BootstrapInput) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    write_to(input, &mut out)?;
-    Ok(out)
-}
 
 /// Where every inode goes: what the writing pass needs and cannot cheaply derive again.
 struct Layout<'t> {
@@ -556,11 +353,7 @@ fn cipher_fields(cipher: Option<CipherKey>) -> RafsV6Blob {
     }
 }
 
-/// Give a bootstrap written by [`write_temp`] the blob table of `blobs`, which must differ from
-/// the blobs it was written with in their ids only: nothing else of a bootstrap depends on blob
-/// ids, so the result is what `write_temp` would write for `blobs`. This lets the merged
-/// bootstrap be written, and the tree freed, before the last layer's blob (whose digest is its
-/// id) is finished.
+/// The RAFS v6 part of [`crate::rafs::set_blob_ids`]: the device slots and the blob table.
 pub fn set_blob_ids(bootstrap: &Bootstrap, blobs: &[BlobInfo], options: BlobOptions) -> Result<()> {
     for (offset, bytes) in blob_tables(blobs, options)? {
         bootstrap.file.write_all_at(&bytes, offset).map_err(|e| {
@@ -573,7 +366,7 @@ pub fn set_blob_ids(bootstrap: &Bootstrap, blobs: &[BlobInfo], options: BlobOpti
     Ok(())
 }
 
-/// Build the bootstrap, writing it to `out` front to back; returns its size.
+/// Build the RAFS v6 bootstrap, writing it to `out` front to back; returns its size.
 pub fn write_to(input: &BootstrapInput, out: &mut dyn Write) -> Result<u64> {
     let tree = input.tree;
     let nblobs = input.blobs.len();
@@ -643,19 +436,7 @@ pub fn write_to(input: &BootstrapInput, out: &mut dyn Write) -> Result<u64> {
         ..RafsV6SuperBlock::default()
     };
     out.put(EROFS_SUPER_OFFSET, &sb.to_bytes())?;
-    let mut flags = RAFS_SUPER_FLAG_EXPLICIT_UID_GID
-        | match input.options.compressor {
-            Compressor::None => RAFS_SUPER_FLAG_COMPRESSION_NONE,
-            Compressor::Lz4Block => RAFS_SUPER_FLAG_COMPRESSION_LZ4,
-            Compressor::Zstd => RAFS_SUPER_FLAG_COMPRESSION_ZSTD,
-        }
-        | match input.options.digester {
-            Digester::Blake3 => RAFS_SUPER_FLAG_HASH_BLAKE3,
-            Digester::Sha256 => RAFS_SUPER_FLAG_HASH_SHA256,
-        };
-    if layout.has_xattr {
-        flags |= RAFS_SUPER_FLAG_HAS_XATTR;
-    }
+    let mut flags = super_flags(input.options, layout.has_xattr);
     if input
         .blobs
         .iter()
@@ -1046,8 +827,13 @@ impl PathNames<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::blob::chunk::ChunkTable;
     use crate::layer::entry::{EntryKind, LayerEntry, Metadata};
+    use crate::rafs::bootstrap::Prefetch;
+    use crate::rafs::{set_blob_ids, write, write_temp};
 
     #[test]
     fn a_bootstrap_in_a_file_is_the_bootstrap_in_memory() {

@@ -1,0 +1,192 @@
+//! `convert --fs-version 5` (issue 16): RAFS v5 bootstraps, which only nydusd reads. nydusd
+//! 2.2.0 and 2.4.4 (localfs and registry backends) must show umoci's tree with every file's
+//! content, nydus-image 2.2.0 and 2.4.4 must accept the merged bootstrap and every layer's own
+//! (their check recomputes v5's inode digests), and the same input gives the same bytes with any
+//! --jobs. Options v5 has no place for are refused, naming both.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use common::layers::{self, Entry, Tar, noise};
+use common::tree::{self, ListOptions};
+use common::{mounts, reference, registry, run, unpack};
+
+/// Two layers with what a v5 bootstrap must describe: nested directories, empty ones, files of
+/// several chunks and of none, repeats across layers, a hard link, a symlink, xattrs, a whiteout
+/// and an opaque directory.
+fn layers() -> Vec<Vec<u8>> {
+    let mut lower = Tar::new();
+    for dir in [
+        "etc",
+        "usr",
+        "usr/lib",
+        "usr/lib/deep",
+        "usr/lib/deep/er",
+        "var",
+        "var/cache",
+    ] {
+        lower.add(Entry::dir(dir));
+    }
+    for i in 0..60usize {
+        let data = format!("line {i}\n").repeat(1 + i * 13 % 400);
+        lower.add(Entry::file(format!("usr/lib/f{i:02}.txt"), data));
+    }
+    lower
+        .add(Entry::file("usr/lib/big.bin", noise(300_000, 3)))
+        .add(Entry::file(
+            "usr/lib/deep/er/same.txt",
+            "line 1\n".repeat(14),
+        ))
+        .add(Entry::hardlink("usr/lib/hard.txt", "usr/lib/f07.txt"))
+        .add(Entry::symlink("etc/lib", "../usr/lib"))
+        .add(Entry::file("etc/empty", ""))
+        .add(Entry::dir("var/cache/old"))
+        .add(Entry::file("var/cache/old/x", "x"))
+        .add(Entry::file("etc/attrs", "with xattrs\n").xattr("user.note", "v5"));
+    let upper = Tar::new()
+        .add(Entry::dir("app"))
+        .add(Entry::file("usr/lib/.wh.f03.txt", ""))
+        .add(Entry::file("var/cache/.wh..wh..opq", ""))
+        .add(Entry::file("var/cache/new", "new\n"))
+        .add(Entry::file("usr/lib/big.bin", noise(300_000, 4)))
+        .add(Entry::file("app/copy.txt", "line 4\n".repeat(53)))
+        .finish();
+    vec![lower.finish(), upper]
+}
+
+fn convert(input: &Path, out: &Path, args: &[&str]) -> serde_json::Value {
+    let result = run(Command::new(env!("CARGO_BIN_EXE_nydus-offline"))
+        .arg("convert")
+        .arg(input)
+        .arg(out)
+        .args(["--json", "--fs-version", "5"])
+        .args(args));
+    serde_json::from_slice(&result.stdout).unwrap()
+}
+
+/// Every reader of a v5 output: nydus-image check (2.2.0 and 2.4.4) of the merged bootstrap and
+/// of each layer's inlined one, nydusd localfs (both versions) showing `expected`.
+fn assert_readers_accept(out: &Path, expected: &tree::Listing, scratch: &Path, what: &str) {
+    let boot = scratch.join(format!("{what}.boot"));
+    reference::merged_bootstrap(out, "latest", &boot);
+    let blobs = out.join("blobs/sha256");
+    for version in mounts::NYDUSD {
+        let checked = reference::check_with(version, &boot, &blobs);
+        assert!(
+            checked.contains("features: cap_toc tar-header"),
+            "{version}: {checked}"
+        );
+    }
+    let image = reference::read_oci(out, "latest");
+    for (media_type, blob) in &image.layers[..image.layers.len() - 1] {
+        assert!(media_type.contains("nydus.blob"), "{media_type}");
+        let layer_boot = scratch.join("layer.boot");
+        reference::inlined_bootstrap(blob, &layer_boot);
+        for version in mounts::NYDUSD {
+            reference::check_with(version, &layer_boot, &blobs);
+        }
+    }
+    mounts::assert_localfs_shows(&mounts::NYDUSD, &boot, &blobs, scratch, expected, what);
+}
+
+#[test]
+fn a_v5_image_reads_as_umoci_shows_it_through_nydusd_2_2_and_2_4() {
+    let scratch = common::scratch();
+    let s = scratch.path();
+    let input = layers::oci_layout(&s.join("in"), &layers());
+    let out = s.join("out");
+    let report = convert(&input, &out, &["--chunk-size", "64KiB"]);
+    assert_eq!(report["options"]["fs_version"], 5, "{report}");
+    let again = s.join("again");
+    convert(&input, &again, &["--chunk-size", "64KiB", "--jobs", "1"]);
+    common::assert_same_files(&out, &again);
+    let expected = unpack::expected_nydusd(&input, s);
+    assert_readers_accept(&out, &expected, s, "a v5 image");
+
+    // The annotation nydus-snapshotter reads to mount it as v5.
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("index.json")).unwrap()).unwrap();
+    let digest = index["manifests"][0]["digest"].as_str().unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &fs::read(out.join("blobs/sha256").join(&digest["sha256:".len()..])).unwrap(),
+    )
+    .unwrap();
+    let layers = manifest["layers"].as_array().unwrap();
+    let boot_layer = &layers[layers.len() - 1];
+    assert_eq!(
+        boot_layer["annotations"]["containerd.io/snapshot/nydus-fs-version"],
+        "5"
+    );
+
+    // The path users take: pushed, then read through nydusd's registry backend.
+    let boot = s.join("registry.boot");
+    reference::merged_bootstrap(&out, "latest", &boot);
+    let registry = registry::Registry::start();
+    registry.push(&out, "latest", "v5");
+    for version in mounts::NYDUSD {
+        let mnt = mounts::nydusd_registry(version, &boot, &registry.host, "v5", s, "registry");
+        let actual = tree::list(&mnt.dir, ListOptions::NYDUSD);
+        tree::assert_same_nydusd(
+            &expected,
+            &actual,
+            &format!("nydusd {version} (registry) of a v5 image"),
+        );
+    }
+}
+
+#[test]
+fn the_sample_as_v5_with_every_compressor_and_digester() {
+    let scratch = common::scratch();
+    let s = scratch.path();
+    let sample = common::sample_image();
+    let expected = tree::list(&unpack::umoci_sample(s), ListOptions::NYDUSD);
+    for args in [
+        &["--compressor", "lz4_block", "--digester", "sha256"][..],
+        &["--compressor", "none", "--chunk-size", "4KiB"][..],
+    ] {
+        let out = s.join("out");
+        convert(&sample, &out, args);
+        assert_readers_accept(&out, &expected, s, &format!("the sample {args:?}"));
+        fs::remove_dir_all(&out).unwrap();
+    }
+}
+
+#[test]
+fn options_v5_has_no_place_for_are_refused_naming_both() {
+    let scratch = common::scratch();
+    let sample = common::sample_image();
+    let dict = scratch.path().join("dict.boot");
+    fs::write(&dict, b"not read").unwrap();
+    let dict_arg = format!("bootstrap={}", dict.display());
+    for (args, expected) in [
+        (
+            &["--fs-version", "5", "--batch-size", "64KiB"][..],
+            "--batch-size",
+        ),
+        (&["--fs-version", "5", "--encrypt"][..], "--encrypt"),
+        (
+            &["--fs-version", "5", "--chunk-dict", &dict_arg][..],
+            "--chunk-dict",
+        ),
+        (&["--fs-version", "4"][..], "give 5 or 6"),
+    ] {
+        let out = scratch.path().join("out");
+        let result = Command::new(env!("CARGO_BIN_EXE_nydus-offline"))
+            .arg("convert")
+            .arg(&sample)
+            .arg(&out)
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert_eq!(result.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        if args[1] == "5" {
+            assert!(stderr.contains("--fs-version 5"), "{args:?}: {stderr}");
+        }
+        assert!(!out.exists());
+    }
+}
