@@ -212,7 +212,11 @@ fn a_v5_layer_blob_is_nydus_image_2_2_s_but_for_two_unread_fields() {
     let input = layers::oci_layout(&s.join("in"), &[fs::read(&tar).unwrap()]);
     let out = s.join("out");
     // nydus-image writes no prefetch table unless asked.
-    convert(&input, &out, &["--chunk-size", "4KiB", "--prefetch-patterns", "none"]);
+    convert(
+        &input,
+        &out,
+        &["--chunk-size", "4KiB", "--prefetch-patterns", "none"],
+    );
     let image = reference::read_oci(&out, "latest");
     let ours = fs::read(&image.layers[0].1).unwrap();
     let theirs = fs::read(&theirs).unwrap();
@@ -220,7 +224,10 @@ fn a_v5_layer_blob_is_nydus_image_2_2_s_but_for_two_unread_fields() {
     let boot = boot_start(&ours);
     let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
     // s_inodes_count.
-    assert_eq!((u64_at(&theirs, boot + 24), u64_at(&ours, boot + 24)), (8, 9));
+    assert_eq!(
+        (u64_at(&theirs, boot + 24), u64_at(&ours, boot + 24)),
+        (8, 9)
+    );
     // i_flags of each record, at byte 80 of it; the inode table starts at 8192.
     // s_inode_table_entries.
     let records = u32::from_le_bytes(ours[boot + 56..boot + 60].try_into().unwrap()) as usize;

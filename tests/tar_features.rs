@@ -19,12 +19,19 @@ use common::{mounts, reference, run, unpack};
 
 /// Convert the layout at `input` into `scratch/out`; the merged bootstrap and blob directory.
 fn convert(input: &Path, scratch: &Path) -> (PathBuf, PathBuf) {
-    let out = scratch.join("out");
+    convert_as(input, scratch, "out", &[])
+}
+
+/// Convert the layout at `input` into `scratch/name` with `args`; the merged bootstrap and blob
+/// directory, the bootstrap checked by nydus-image.
+fn convert_as(input: &Path, scratch: &Path, name: &str, args: &[&str]) -> (PathBuf, PathBuf) {
+    let out = scratch.join(name);
     run(Command::new(env!("CARGO_BIN_EXE_nydus-offline"))
         .arg("convert")
         .arg(input)
-        .arg(&out));
-    let bootstrap = scratch.join("out.boot");
+        .arg(&out)
+        .args(args));
+    let bootstrap = scratch.join(format!("{name}.boot"));
     reference::merged_bootstrap(&out, "latest", &bootstrap);
     let blob_dir = out.join("blobs/sha256");
     reference::check(&bootstrap, &blob_dir);
@@ -32,7 +39,7 @@ fn convert(input: &Path, scratch: &Path) -> (PathBuf, PathBuf) {
 }
 
 /// Judge our conversion of `layers` against the tree at `expected` (listed here), through
-/// nydusd and the kernel. `implied` are directories no layer lists: the unpacker stamps them
+/// nydusd and the kernel, and its RAFS v5 conversion through nydusd. `implied` are directories no layer lists: the unpacker stamps them
 /// with the time it ran, so their mtimes are not compared.
 fn judge_against(
     scratch: &Path,
@@ -73,6 +80,16 @@ fn judge_against(
             &expected_kernel,
             &actual,
             "kernel EROFS mount of our output",
+        );
+    }
+    let (bootstrap, blob_dir) = convert_as(input, scratch, "v5", &["--fs-version", "5"]);
+    for version in mounts::NYDUSD {
+        let mnt = mounts::nydusd_localfs(version, &bootstrap, &blob_dir, scratch, "v5");
+        let actual = forget(tree::list(&mnt.dir, ListOptions::NYDUSD));
+        tree::assert_same(
+            &expected_nydusd,
+            &actual,
+            &format!("nydusd {version} (localfs) of our RAFS v5 output"),
         );
     }
 }
