@@ -26,7 +26,7 @@
 //! consecutive numbers, sorted by name, directories numbered depth first. Every name has a
 //! record; a hard link's extra names carry the first name's inode number. Each inode carries a
 //! digest (a regular file's over its chunk digests, a directory's over its children's) that
-//! `nydus-image check` verifies. See `docs/format.md` §6.
+//! `nydus-image check` verifies. See `docs/format.md` §4.15.
 
 use std::mem::size_of;
 
