@@ -5,6 +5,7 @@
 #   ours       nydus-offline convert (release build; v6, zstd, 1 MiB chunks, blake3: the defaults)
 #   nydus-image  nydus-image 2.2.0 doing the same job: `create --type targz-rafs` per gzip layer
 #              (tar-rafs for uncompressed ones), then `merge`; v6, zstd, 0x100000, blake3
+#              (both with FS_VERSION=5: RAFS v5)
 #   limit      the machine's limit for the same bytes: every layer through the fastest decoder
 #              Debian ships (igzip -dc for gzip, zstd -dc for zstd), all piped into
 #              `zstd -3 -T0 -q > /dev/null`
@@ -13,7 +14,7 @@
 #
 # Usage: scripts/bench.sh [IMAGE...]     default: debian-python debian-devstack large-files many-small-files
 #        IMAGE-x2 (large-files-x2, many-small-files-x2): IMAGE's one layer doubled, built once.
-# Environment: RUNS (default 3), NYDUS_OFFLINE_CACHE (corpus and nydus binaries), OUT_MD
+# Environment: FS_VERSION (6, or 5 for RAFS v5 on both sides), RUNS (default 3), NYDUS_OFFLINE_CACHE (corpus and nydus binaries), OUT_MD
 #              (default BENCHMARKS.md), BENCH_TMP (scratch dir, default under /var/tmp),
 #              STARTUP (default 1; 0 skips the container-start section, scripts/startup-bench.sh,
 #              run on STARTUP_IMAGES, default debian-python debian-minbase, and added to the table's page).
@@ -21,6 +22,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 CACHE="${NYDUS_OFFLINE_CACHE:-/var/cache/nydus-offline}"
 RUNS="${RUNS:-3}"
+FS_VERSION="${FS_VERSION:-6}"
 OUT_MD="${OUT_MD:-BENCHMARKS.md}"
 # Layers of the image tagged latest in an OCI layout: "mediaType<TAB>path" per line.
 layers_of() {
@@ -32,7 +34,7 @@ layers_of() {
 
 run_ours() {
   rm -rf "$TMP/ours.out"
-  "$OURS" convert --quiet "$1" "$TMP/ours.out" >/dev/null
+  "$OURS" convert --quiet --fs-version "$FS_VERSION" "$1" "$TMP/ours.out" >/dev/null
 }
 
 run_reference() {
@@ -43,7 +45,7 @@ run_reference() {
       *gzip) type=targz-rafs ;;
       *) type=tar-rafs ;;
     esac
-    "$NYDUS_BIN/nydus-image" create --log-level error --type "$type" --fs-version 6 \
+    "$NYDUS_BIN/nydus-image" create --log-level error --type "$type" --fs-version "$FS_VERSION" \
       --compressor zstd --chunk-size 0x100000 --digester blake3 \
       --bootstrap "$work/layer$i.boot" --blob-dir "$work/blobs" "$path" >/dev/null
     boots+=("$work/layer$i.boot")
@@ -103,7 +105,7 @@ cargo build --release --locked -q
 OURS="$PWD/target/release/nydus-offline"
 
 TMP="${BENCH_TMP:-$(mktemp -d /var/tmp/nydus-offline-bench.XXXXXX)}"
-export TMP OURS NYDUS_BIN
+export TMP OURS NYDUS_BIN FS_VERSION
 trap 'rm -rf "$TMP"' EXIT
 RESULTS="$TMP/results.tsv"
 : >"$RESULTS"
@@ -138,9 +140,9 @@ if [[ "${STARTUP:-1}" != 0 ]]; then
 fi
 
 machine="$(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(free -g | awk '/Mem:/ { print $2 }') GiB RAM, Linux $(uname -r)"
-python3 - "$RESULTS" "$OUT_MD" "$machine" "$RUNS" "$STARTUP_MD" <<'EOF'
+python3 - "$RESULTS" "$OUT_MD" "$machine" "$RUNS" "$STARTUP_MD" "$FS_VERSION" <<'EOF'
 import os, statistics, sys, datetime, collections
-results, out, machine, runs, startup = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+results, out, machine, runs, startup, fs_version = sys.argv[1:7]
 rows = collections.defaultdict(list)
 order = []
 for line in open(results):
@@ -158,7 +160,7 @@ lines = [
     "",
     f"Measured by `scripts/bench.sh` on {datetime.date.today().isoformat()}: {machine}.",
     f"Whole-process wall time, median of {runs} alternating runs (min–max), and peak RSS over the runs.",
-    "Options everywhere: RAFS v6, zstd, 1 MiB chunks, blake3. *limit* = every layer through `igzip -dc`",
+    f"Options everywhere: RAFS v{fs_version}, zstd, 1 MiB chunks, blake3. *limit* = every layer through `igzip -dc`",
     "(gzip) or `zstd -dc`, piped into `zstd -3 -T0 -q > /dev/null`.",
     "",
     "| image | nydus-offline | nydus-image 2.2.0 | limit | ours / limit | speed-up vs nydus-image |",

@@ -255,3 +255,27 @@ fn boot_start(blob: &[u8]) -> usize {
     let header = tar::Header::from_byte_slice(&blob[blob.len() - 512..]);
     blob.len() - 512 - header.size().unwrap() as usize
 }
+
+/// A v5 conversion through `--cache`, cold and then warm, writes what one without it writes.
+#[test]
+fn a_v5_conversion_through_the_cache_is_the_same_cold_and_warm() {
+    let scratch = common::scratch();
+    let s = scratch.path();
+    let input = layers::oci_layout(&s.join("in"), &layers());
+    let cache = s.join("cache");
+    let cache_arg = cache.to_str().unwrap();
+    let plain = s.join("plain");
+    convert(&input, &plain, &[]);
+    for run in ["cold", "warm"] {
+        let out = s.join(run);
+        let report = convert(&input, &out, &["--cache", cache_arg]);
+        let hits = report["platforms"][0]["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["cache"] == "hit")
+            .count();
+        assert_eq!(hits, if run == "warm" { 2 } else { 0 }, "{run}: {report}");
+        common::assert_same_files(&plain, &out);
+    }
+}
