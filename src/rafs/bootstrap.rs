@@ -10,13 +10,14 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::blob::chunk::{BlobInfo, BlobOptions, ChunkTable, Compressor, Digester};
+use crate::blob::chunk::{BlobInfo, BlobOptions, ChunkInfo, ChunkTable, Compressor, Digester};
 use crate::common::error::{Error, ErrorKind, Result};
 use crate::common::path::ImagePath;
 use crate::ondisk::rafs_v6::{
-    RAFS_SUPER_FLAG_COMPRESSION_LZ4, RAFS_SUPER_FLAG_COMPRESSION_NONE,
-    RAFS_SUPER_FLAG_COMPRESSION_ZSTD, RAFS_SUPER_FLAG_EXPLICIT_UID_GID, RAFS_SUPER_FLAG_HAS_XATTR,
-    RAFS_SUPER_FLAG_HASH_BLAKE3, RAFS_SUPER_FLAG_HASH_SHA256,
+    BLOB_CHUNK_FLAG_COMPRESSED, BLOB_CHUNK_FLAG_ENCRYPTED, RAFS_SUPER_FLAG_COMPRESSION_LZ4,
+    RAFS_SUPER_FLAG_COMPRESSION_NONE, RAFS_SUPER_FLAG_COMPRESSION_ZSTD,
+    RAFS_SUPER_FLAG_EXPLICIT_UID_GID, RAFS_SUPER_FLAG_HAS_XATTR, RAFS_SUPER_FLAG_HASH_BLAKE3,
+    RAFS_SUPER_FLAG_HASH_SHA256, RafsV5ChunkInfo,
 };
 use crate::tree::{NodeId, Tree};
 
@@ -213,4 +214,29 @@ pub(super) fn super_flags(options: BlobOptions, has_xattr: bool) -> u64 {
         0
     };
     RAFS_SUPER_FLAG_EXPLICIT_UID_GID | compressor | digester | xattr
+}
+
+/// The chunk record (v6: of the chunk info table; v5: of a file's record) of a stored chunk, as
+/// used at `file_offset` of a file; `encrypted` for an image written with `--encrypt`, whose
+/// every chunk is.
+pub(super) fn chunk_record(info: &ChunkInfo, file_offset: u64, encrypted: bool) -> RafsV5ChunkInfo {
+    let mut flags = 0;
+    if info.compressed {
+        flags |= BLOB_CHUNK_FLAG_COMPRESSED;
+    }
+    if encrypted {
+        flags |= BLOB_CHUNK_FLAG_ENCRYPTED;
+    }
+    RafsV5ChunkInfo {
+        block_id: info.digest,
+        blob_index: info.blob_index,
+        flags,
+        compressed_size: info.compressed_size,
+        uncompressed_size: info.uncompressed_size,
+        compressed_offset: info.compressed_offset,
+        uncompressed_offset: info.uncompressed_offset,
+        file_offset,
+        index: info.ci_index,
+        reserved: 0,
+    }
 }

@@ -25,4 +25,5 @@ def layer1(path):
         add(t, "bigdev", tarfile.BLKTYPE, mode=0o660, dev=(259, 0x12345))
         add(t, "sub", tarfile.DIRTYPE, mode=0o700)
         add(t, "sub/dup", tarfile.REGTYPE, b"a" * 4096)
-layer1(sys.argv[1])
+if __name__ == "__main__":
+    layer1(sys.argv[1])

@@ -1,16 +1,8 @@
 # The layer of the RAFS v5 fixture: layer1.py's entries, with the xattrs on a file that has no
 # hard link (nydus-image 2.2.0 lays out a v5 hard link to a file with xattrs wrongly).
-import io, random, sys, tarfile
-def add(t, name, typ, data=b"", mode=0o644, **kw):
-    ti = tarfile.TarInfo(name); ti.type = typ; ti.mode = mode; ti.mtime = 1700000000
-    ti.uid = kw.get("uid", 0); ti.gid = kw.get("gid", 0)
-    if "link" in kw: ti.linkname = kw["link"]
-    if "dev" in kw: ti.devmajor, ti.devminor = kw["dev"]
-    if "pax" in kw: ti.pax_headers = kw["pax"]
-    if typ == tarfile.REGTYPE:
-        ti.size = len(data); t.addfile(ti, io.BytesIO(data))
-    else:
-        t.addfile(ti)
+import os, random, sys, tarfile
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from layer1 import add
 with tarfile.open(sys.argv[1], "w", format=tarfile.PAX_FORMAT) as t:
     add(t, "dir", tarfile.DIRTYPE, mode=0o755, uid=70000, gid=70001)
     add(t, "dir/small.txt", tarfile.REGTYPE, b"hello nydus\n")

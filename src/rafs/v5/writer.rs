@@ -20,8 +20,8 @@ use crate::blob::chunk::BlobInfo;
 use crate::common::error::{Error, ErrorKind, Result};
 use crate::common::path::ImagePath;
 use crate::ondisk::rafs_v5::*;
-use crate::ondisk::rafs_v6::{BLOB_CHUNK_FLAG_COMPRESSED, new_encode_dev, xattr_split_name};
-use crate::rafs::bootstrap::{Bootstrap, BootstrapInput, super_flags};
+use crate::ondisk::rafs_v6::{new_encode_dev, xattr_split_name};
+use crate::rafs::bootstrap::{Bootstrap, BootstrapInput, chunk_record, super_flags};
 use crate::tree::{DataRef, NodeId, Tree};
 
 /// A directory's pseudo size counts each child's name plus this (`RAFS_V5_VIRTUAL_ENTRY_SIZE`).
@@ -428,23 +428,8 @@ fn write_record(
         let chunk_size = u64::from(input.options.chunk_size);
         for (n, c) in chunks.iter().enumerate() {
             let info = input.chunks.get(c);
-            let chunk = RafsV5ChunkInfo {
-                block_id: info.digest,
-                blob_index: info.blob_index,
-                flags: if info.compressed {
-                    BLOB_CHUNK_FLAG_COMPRESSED
-                } else {
-                    0
-                },
-                compressed_size: info.compressed_size,
-                uncompressed_size: info.uncompressed_size,
-                compressed_offset: info.compressed_offset,
-                uncompressed_offset: info.uncompressed_offset,
-                // This file's offset, whichever file stored the chunk first.
-                file_offset: n as u64 * chunk_size,
-                index: info.ci_index,
-                reserved: 0,
-            };
+            // This file's offset, whichever file stored the chunk first.
+            let chunk = chunk_record(&info, n as u64 * chunk_size, false);
             put(out, &chunk.to_bytes())?;
         }
     }

@@ -28,7 +28,7 @@ use crate::common::error::{Error, ErrorKind, Result};
 use crate::common::path::ImagePath;
 use crate::ondisk::blob::BLOB_FEATURE_INLINED_CHUNK_DIGEST;
 use crate::ondisk::rafs_v6::*;
-use crate::rafs::bootstrap::{Bootstrap, BootstrapInput, super_flags};
+use crate::rafs::bootstrap::{Bootstrap, BootstrapInput, chunk_record, super_flags};
 use crate::tree::{DataRef, InodeRef, NodeId, Tree};
 
 const BLOCK: u64 = EROFS_BLOCK_SIZE;
@@ -596,27 +596,7 @@ pub fn write_to(input: &BootstrapInput, out: &mut dyn Write) -> Result<u64> {
     out.zeros_to(chunk_table_offset)?;
     for &c in &used {
         let info = input.chunks.get(c);
-        let record = RafsV5ChunkInfo {
-            block_id: info.digest,
-            blob_index: info.blob_index,
-            // An encrypted image's every chunk is (`--encrypt` covers all its blobs).
-            flags: if info.compressed {
-                BLOB_CHUNK_FLAG_COMPRESSED
-            } else {
-                0
-            } | if input.options.encrypt {
-                BLOB_CHUNK_FLAG_ENCRYPTED
-            } else {
-                0
-            },
-            compressed_size: info.compressed_size,
-            uncompressed_size: info.uncompressed_size,
-            compressed_offset: info.compressed_offset,
-            uncompressed_offset: info.uncompressed_offset,
-            file_offset: info.file_offset,
-            index: info.ci_index,
-            reserved: 0,
-        };
+        let record = chunk_record(&info, info.file_offset, input.options.encrypt);
         out.write(&record.to_bytes())?;
     }
     out.zeros_to(total)?;
