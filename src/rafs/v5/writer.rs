@@ -35,6 +35,8 @@ struct Numbering<'t> {
     /// Per position in `order`: a directory's first child's number (the next number when it
     /// has none, as nydus writes it), 0 for the rest.
     first_child: Vec<u32>,
+    /// Per position in `order`: a directory's number of children, 0 for the rest.
+    child_count: Vec<u32>,
     /// Per position in `order`: the number of the directory holding it (0 for the root).
     parent: Vec<u32>,
     /// Per position in `order`: the inode number its record carries (a hard link group's
@@ -50,18 +52,22 @@ impl<'t> Numbering<'t> {
     fn new(tree: &'t Tree) -> Result<Numbering<'t>> {
         let mut order = vec![to_u32(tree.root())?];
         let mut first_child = vec![0];
+        let mut child_count = vec![0];
         let mut parent = vec![0];
         let mut dirs = vec![0usize];
         let mut subdirs = Vec::new();
         while let Some(at) = dirs.pop() {
             let dir = order[at] as NodeId;
             first_child[at] = to_u32(order.len() + 1)?;
-            for (_, child) in tree.children(dir) {
+            let children = tree.children(dir);
+            child_count[at] = to_u32(children.len())?;
+            for (_, child) in children {
                 if tree.inode_of(child).is_dir() {
                     subdirs.push(order.len());
                 }
                 order.push(to_u32(child)?);
                 first_child.push(0);
+                child_count.push(0);
                 parent.push(to_u32(at + 1)?);
             }
             // Reversed, so that the stack gives subdirectories back in name order.
@@ -88,6 +94,7 @@ impl<'t> Numbering<'t> {
             tree,
             order,
             first_child,
+            child_count,
             parent,
             ino,
             links,
@@ -102,7 +109,7 @@ impl<'t> Numbering<'t> {
     /// The children of the directory at position `i`, as positions in `order`.
     fn children(&self, i: usize) -> std::ops::Range<usize> {
         let first = self.first_child[i] as usize - 1;
-        first..first + self.tree.children(self.node(i)).len()
+        first..first + self.child_count[i] as usize
     }
 
     /// `i_nlink` of the name at position `i`: a directory's 2 + subdirectories, a regular
