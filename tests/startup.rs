@@ -258,6 +258,52 @@ fn python_starts_from_a_lazily_pulled_image_with_both_nydusd() {
     }
 }
 
+/// The same program from the image converted as RAFS v5 (issue 16): python runs over an
+/// overlay on nydusd 2.2.0's and 2.4.4's registry mount, and only what it reads is fetched.
+#[test]
+fn python_starts_from_a_lazily_pulled_rafs_v5_image_with_both_nydusd() {
+    let scratch = common::scratch();
+    let scratch = scratch.path();
+    let input = common::corpus("debian-python.oci");
+    let v5 = Converted::convert(&input, scratch, "v5", &["--fs-version", "5"]);
+    let registry = Registry::start();
+    registry.push(&v5.layout, "latest", "python-v5");
+    let proxy = Proxy::start(&registry.host, Duration::from_millis(5));
+    let process = v5.process(&image_command());
+    for version in mounts::NYDUSD {
+        let name = format!("{version}-v5");
+        let s = start(
+            version,
+            &v5,
+            &proxy,
+            "python-v5",
+            scratch,
+            &name,
+            false,
+            &process,
+        );
+        let what = format!("RAFS v5: nydusd {version}");
+        assert!(
+            s.ran.status.success() && s.ran.stdout == IMAGE_OUTPUT,
+            "{what}: python did not print {IMAGE_OUTPUT:?}: {}\n{}",
+            s.ran.describe(),
+            s.log
+        );
+        assert!(
+            s.ranged > 0 && s.blobs.bytes > 0 && s.blobs.bytes < v5.blob_bytes,
+            "{what}: fetched {} of {} blob bytes in {} ranged reads: not a lazy start\n{}",
+            s.blobs.bytes,
+            v5.blob_bytes,
+            s.ranged,
+            s.log
+        );
+        eprintln!(
+            "{what}: {} blob GETs, {} of {} blob bytes",
+            s.blobs.requests, s.blobs.bytes, v5.blob_bytes
+        );
+    }
+}
+
 /// The startup measurement of issue 17, for scripts/startup-bench.sh. Environment:
 /// - `STARTUP_BENCH_IMAGES`: `LABEL=LAYOUT` entries separated by `;`, converted layouts (tag
 ///   `latest`);
