@@ -66,7 +66,13 @@ impl Budget {
             .head
             .saturating_add((e.chunks.len() * RafsV6InodeChunkAddr::SIZE + e.symlink.len()) as u64)
             .saturating_add(data);
-        self.decoded = self.decoded.saturating_add(cost);
+        self.charge(cost)
+    }
+
+    /// Count `bytes` decoded (a RAFS v5 record, whose length says all it holds); an error once
+    /// the budget is spent.
+    pub fn charge(&mut self, bytes: u64) -> Decoded<()> {
+        self.decoded = self.decoded.saturating_add(bytes);
         if self.decoded > self.decode_limit {
             return Err(format!(
                 "decoded inodes exceed {} bytes, {DECODE_FACTOR} times the bootstrap and \
