@@ -83,6 +83,11 @@ impl Budget {
         Ok(())
     }
 
+    /// Whether the budget is spent (a walk that went on reporting problems stops here).
+    pub fn is_spent(&self) -> bool {
+        self.decoded > self.decode_limit || self.path_bytes > self.path_limit
+    }
+
     /// Count a listed path; an error once the budget is spent.
     pub fn charge_path(&mut self, path: &[u8]) -> Decoded<()> {
         self.path_bytes = self
