@@ -1,12 +1,6 @@
-//! One RAFS v5 Nydus data blob, read from its end as nydus-snapshotter reads a blob with its
-//! bootstrap inlined (`nydus-image create --fs-version 5 --blob-inline-meta`):
-//!
-//! ```text
-//! chunks | tar header image.blob | v5 bootstrap (raw) | tar header image.boot
-//! ```
-//!
-//! A v5 blob has no ci table, no chunk digests section and no TOC: where each chunk lies comes
-//! from the chunk records of the blob's own bootstrap. Every chunk those records name is read
+//! One RAFS v5 Nydus data blob ([`crate::blob::reader_v5`]: chunks, `image.blob` tar header,
+//! raw v5 bootstrap, `image.boot` tar header; no TOC, no ci table), judged: where each chunk
+//! lies comes from the chunk records of the blob's own bootstrap. Every chunk those records name is read
 //! once, decompressed and its digest compared with the record's; the blob's extended blob table
 //! entry is held to what the blob holds. What survives is kept for the bootstrap checks and the
 //! comparison with the source: each chunk by index, and the inlined bootstrap.
@@ -17,77 +11,15 @@ use sha2::{Digest as _, Sha256};
 
 use super::Findings;
 use super::blob::{BlobData, Chunk, hex, judged};
-use super::bootstrap_v5::{ChunkPlace, V5_BLOB_FEATURES, compressor, digester};
+use super::bootstrap_v5::{ChunkPlace, V5_BLOB_FEATURES};
 use super::layout::BlobLayer;
 use crate::blob::chunk::INLINED_BLOB_ID_PLACEHOLDER;
-use crate::blob::compress::decompress;
 use crate::blob::reader::{BlobError, BlobReader, chunk_digest};
+use crate::blob::reader_v5::{read_chunk, sections};
 use crate::common::error::Result;
 use crate::ondisk::blob::*;
+use crate::ondisk::rafs_v5::RafsV5ChunkInfo;
 use crate::ondisk::rafs_v5::reader::BootstrapReader;
-use crate::ondisk::rafs_v5::{RafsV5ChunkInfo, RafsV5SuperBlock};
-use crate::ondisk::rafs_v6::BLOB_CHUNK_FLAG_COMPRESSED;
-
-/// The sections of a v5 blob, found from its end.
-pub(crate) struct Sections {
-    /// Bytes of chunk data, from offset 0 (the `image.blob` header follows).
-    pub data_end: u64,
-    /// The inlined bootstrap.
-    pub bootstrap: Vec<u8>,
-}
-
-/// Whether the blob at `blob` ends with an `image.boot` tar header over a RAFS v5 bootstrap.
-pub(crate) fn is_v5_blob(blob: &BlobReader) -> bool {
-    let size = BlobTarHeader::SIZE as u64;
-    let Some(at) = blob.len().checked_sub(size) else {
-        return false;
-    };
-    let Ok(h) = blob.tar_header(at) else {
-        return false;
-    };
-    let Ok(len) = h.section_size() else {
-        return false;
-    };
-    h.section_name().ok() == Some(TOC_ENTRY_BOOTSTRAP)
-        && at
-            .checked_sub(len)
-            .and_then(|b| blob.read(b, 8).ok())
-            .is_some_and(|head| RafsV5SuperBlock::is_v5(&head))
-}
-
-/// The inlined bootstrap and where the chunk data ends, from the two tar headers at the end.
-pub(crate) fn sections(blob: &BlobReader) -> std::result::Result<Sections, BlobError> {
-    let size = BlobTarHeader::SIZE as u64;
-    let boot_header = blob
-        .len()
-        .checked_sub(size)
-        .ok_or("is too short for a tar header")?;
-    let h = blob.tar_header(boot_header)?;
-    if h.section_name().ok() != Some(TOC_ENTRY_BOOTSTRAP) {
-        return Err(format!("the last tar header is not {TOC_ENTRY_BOOTSTRAP}").into());
-    }
-    let boot_len = h.section_size().map_err(|e| e.to_string())?;
-    let boot_at = boot_header
-        .checked_sub(boot_len)
-        .ok_or_else(|| format!("{TOC_ENTRY_BOOTSTRAP} of {boot_len} bytes runs past the start"))?;
-    let bootstrap = blob.read(boot_at, boot_len)?;
-    let data_header = boot_at
-        .checked_sub(size)
-        .ok_or_else(|| format!("no {TOC_ENTRY_BLOB_RAW} tar header before the bootstrap"))?;
-    let h = blob.tar_header(data_header)?;
-    let data_end = h.section_size().map_err(|e| e.to_string())?;
-    if h.section_name().ok() != Some(TOC_ENTRY_BLOB_RAW) || data_end != data_header {
-        return Err(format!(
-            "the tar header before the bootstrap is not {TOC_ENTRY_BLOB_RAW} over the {data_header} \
-             bytes before it"
-        )
-        .into());
-    }
-    Ok(Sections {
-        data_end,
-        bootstrap,
-    })
-}
 
 /// Check the v5 blob of `layer`: its sections, every chunk its own bootstrap names, and its
 /// extended blob table entry. `None` when the file cannot be opened (reported by the layout
@@ -151,8 +83,8 @@ pub(crate) fn check(layer: &BlobLayer, f: &mut Findings) -> Result<Option<BlobDa
     };
     let ext = boot.ext_blob_table().get(own).copied();
     check_ext(&what, ext.as_ref(), &chunks, sections.data_end, f);
-    let algo = compressor(boot.sb.s_flags);
-    let hash = digester(boot.sb.s_flags);
+    let algo = boot.compressor();
+    let hash = boot.digester();
     let mut ordered: Vec<&RafsV5ChunkInfo> = chunks.values().collect();
     ordered.sort_by_key(|c| (c.compressed_offset, c.index));
     // Each byte of chunk data is read at most once: chunks overlapping an earlier one are
@@ -199,25 +131,6 @@ pub(crate) fn check(layer: &BlobLayer, f: &mut Findings) -> Result<Option<BlobDa
         data.by_index.insert(c.index, (ChunkPlace::of(c), chunk));
     }
     Ok(Some(data))
-}
-
-/// The decompressed bytes of the chunk a record describes (no more than a chunk can hold).
-pub(crate) fn read_chunk(
-    blob: &BlobReader,
-    c: &RafsV5ChunkInfo,
-    compressor: Option<u32>,
-) -> std::result::Result<Vec<u8>, BlobError> {
-    if c.uncompressed_size > BLOB_CHUNK_MAX_SIZE {
-        return Err(format!("is {} bytes, more than a chunk holds", c.uncompressed_size).into());
-    }
-    let stored = blob.read(c.compressed_offset, u64::from(c.compressed_size))?;
-    let algo = if c.flags & BLOB_CHUNK_FLAG_COMPRESSED != 0 {
-        compressor.ok_or("is compressed, but the super block names no one compressor")?
-    } else {
-        COMPRESSOR_NONE
-    };
-    decompress(algo, &stored, c.uncompressed_size as usize)
-        .map_err(|e| format!("cannot be decompressed: {e}").into())
 }
 
 /// The blob's entry in its own extended blob table against what the blob holds.

@@ -20,39 +20,12 @@ use crate::ondisk::rafs_v5::*;
 use crate::ondisk::rafs_v6::reader::{Budget, Inode, Kind, child_path};
 use crate::ondisk::rafs_v6::{
     BLOB_CHUNK_FLAG_COMPRESSED, BLOB_CHUNK_FLAG_HAS_CRC32, BLOB_ID_LEN,
-    RAFS_SUPER_FLAG_COMPRESSION_GZIP, RAFS_SUPER_FLAG_COMPRESSION_LZ4,
-    RAFS_SUPER_FLAG_COMPRESSION_NONE, RAFS_SUPER_FLAG_COMPRESSION_ZSTD,
     RAFS_SUPER_FLAG_HASH_BLAKE3, RAFS_SUPER_FLAG_HASH_SHA256, RAFS_SUPER_FLAGS_KNOWN_V2_2,
 };
 
 /// Blob features nydus-image gives a v5 blob with its bootstrap inlined (`--blob-inline-meta`)
 /// in the merged bootstrap; the blob's own bootstrap adds [`BLOB_FEATURE_INLINED_FS_META`].
 pub(crate) const V5_BLOB_FEATURES: u32 = BLOB_FEATURE_CAP_TAR_TOC | BLOB_FEATURE_HAS_TAR_HEADER;
-
-/// The nydus compressor (`COMPRESSOR_*`) the super block flags name, if exactly one.
-pub(crate) fn compressor(flags: u64) -> Option<u32> {
-    match flags
-        & (RAFS_SUPER_FLAG_COMPRESSION_NONE
-            | RAFS_SUPER_FLAG_COMPRESSION_LZ4
-            | RAFS_SUPER_FLAG_COMPRESSION_GZIP
-            | RAFS_SUPER_FLAG_COMPRESSION_ZSTD)
-    {
-        RAFS_SUPER_FLAG_COMPRESSION_NONE => Some(COMPRESSOR_NONE),
-        RAFS_SUPER_FLAG_COMPRESSION_LZ4 => Some(COMPRESSOR_LZ4_BLOCK),
-        RAFS_SUPER_FLAG_COMPRESSION_GZIP => Some(COMPRESSOR_GZIP),
-        RAFS_SUPER_FLAG_COMPRESSION_ZSTD => Some(COMPRESSOR_ZSTD),
-        _ => None,
-    }
-}
-
-/// The nydus digester (`DIGESTER_*`) of the super block flags.
-pub(crate) fn digester(flags: u64) -> u32 {
-    if flags & RAFS_SUPER_FLAG_HASH_SHA256 != 0 {
-        DIGESTER_SHA256
-    } else {
-        DIGESTER_BLAKE3
-    }
-}
 
 /// A v5 bootstrap whose super block could be decoded, with its tables.
 pub(crate) struct BootstrapV5 {
@@ -124,7 +97,7 @@ impl BootstrapV5 {
             format!("flags {:#x} have bits nydus does not know", sb.s_flags),
         );
         rule(
-            compressor(sb.s_flags).is_some(),
+            self.reader.compressor().is_some(),
             format!("flags {:#x} do not name one compressor", sb.s_flags),
         );
         let hash = sb.s_flags & (RAFS_SUPER_FLAG_HASH_BLAKE3 | RAFS_SUPER_FLAG_HASH_SHA256);
@@ -550,7 +523,7 @@ impl BootstrapV5 {
     /// digests, a symlink's over its target, a special file's over nothing, a directory's over
     /// its children's digests in child order.
     fn check_digests(&self, records: &Records, f: &mut Findings) {
-        let algo = digester(self.reader.sb.s_flags);
+        let algo = self.reader.digester();
         for (slot, r) in records {
             let mut input = Vec::new();
             match r.kind {

@@ -207,7 +207,8 @@ pub fn blob_problems_with_entry(
         path: path.to_path_buf(),
         dict: false,
     };
-    let v5 = crate::blob::reader::BlobReader::open(path).is_ok_and(|b| blob_v5::is_v5_blob(&b));
+    let v5 = crate::blob::reader::BlobReader::open(path)
+        .is_ok_and(|b| crate::blob::reader_v5::is_v5_blob(&b));
     let data = if v5 {
         blob_v5::check(&layer, &mut findings)?
     } else {

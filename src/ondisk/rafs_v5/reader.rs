@@ -143,6 +143,34 @@ impl BootstrapReader {
         self.sb.s_flags & RAFS_SUPER_FLAG_HASH_SHA256 != 0
     }
 
+    /// The nydus compressor (`COMPRESSOR_*`) the super block's flags name; `None` unless
+    /// exactly one.
+    pub fn compressor(&self) -> Option<u32> {
+        use crate::ondisk::blob::*;
+        use crate::ondisk::rafs_v6::*;
+        match self.sb.s_flags
+            & (RAFS_SUPER_FLAG_COMPRESSION_NONE
+                | RAFS_SUPER_FLAG_COMPRESSION_LZ4
+                | RAFS_SUPER_FLAG_COMPRESSION_GZIP
+                | RAFS_SUPER_FLAG_COMPRESSION_ZSTD)
+        {
+            RAFS_SUPER_FLAG_COMPRESSION_NONE => Some(COMPRESSOR_NONE),
+            RAFS_SUPER_FLAG_COMPRESSION_LZ4 => Some(COMPRESSOR_LZ4_BLOCK),
+            RAFS_SUPER_FLAG_COMPRESSION_GZIP => Some(COMPRESSOR_GZIP),
+            RAFS_SUPER_FLAG_COMPRESSION_ZSTD => Some(COMPRESSOR_ZSTD),
+            _ => None,
+        }
+    }
+
+    /// The nydus digester (`DIGESTER_*`) of inode and chunk digests.
+    pub fn digester(&self) -> u32 {
+        if self.sha256() {
+            crate::ondisk::blob::DIGESTER_SHA256
+        } else {
+            crate::ondisk::blob::DIGESTER_BLAKE3
+        }
+    }
+
     /// The blob table; empty when it does not lie inside the file or cannot be decoded.
     pub fn blob_table(&self) -> Vec<RafsV5BlobTableEntry> {
         self.at(
