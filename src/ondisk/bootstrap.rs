@@ -11,17 +11,18 @@ use super::{rafs_v5, rafs_v6};
 
 /// A bootstrap whose super block(s) could be decoded.
 pub enum RafsBootstrap {
-    V5(rafs_v5::reader::BootstrapReader),
-    V6(rafs_v6::reader::BootstrapReader),
+    /// Both boxed: the readers differ in size (a v5 super block is 8 KiB).
+    V5(Box<rafs_v5::reader::BootstrapReader>),
+    V6(Box<rafs_v6::reader::BootstrapReader>),
 }
 
 impl RafsBootstrap {
     /// Open `bytes` as the RAFS version its first bytes say (v5's magic, else v6).
     pub fn open(bytes: Vec<u8>) -> Decoded<RafsBootstrap> {
         if RafsV5SuperBlock::is_v5(&bytes) {
-            rafs_v5::reader::BootstrapReader::open(bytes).map(RafsBootstrap::V5)
+            rafs_v5::reader::BootstrapReader::open(bytes).map(|r| RafsBootstrap::V5(Box::new(r)))
         } else {
-            rafs_v6::reader::BootstrapReader::open(bytes).map(RafsBootstrap::V6)
+            rafs_v6::reader::BootstrapReader::open(bytes).map(|r| RafsBootstrap::V6(Box::new(r)))
         }
     }
 
