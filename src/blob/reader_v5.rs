@@ -66,7 +66,10 @@ pub fn sections(blob: &BlobReader) -> Read<Sections> {
     let data_header = boot_at
         .checked_sub(size)
         .ok_or_else(|| format!("no {TOC_ENTRY_BLOB_RAW} tar header before the bootstrap"))?;
-    let h = blob.tar_header(data_header)?;
+    let h = blob.tar_header(data_header).map_err(|e| match e {
+        BlobError::Bad(p) => BlobError::Bad(format!("the tar header before the bootstrap: {p}")),
+        io => io,
+    })?;
     let data_end = h.section_size().map_err(|e| e.to_string())?;
     if h.section_name().ok() != Some(TOC_ENTRY_BLOB_RAW) || data_end != data_header {
         return Err(format!(

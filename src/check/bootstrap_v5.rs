@@ -307,7 +307,10 @@ impl BootstrapV5 {
             let mut last_name: Option<Vec<u8>> = None;
             for slot in children {
                 let Some(child) = self.load(slot, &what, &mut records, &mut budget, f) else {
-                    if budget.is_spent() {
+                    // An undecodable child costs what a listed one does: directories sharing a
+                    // range of broken entries would otherwise take time quadratic in the file.
+                    if budget.charge_path(b"").is_err() || budget.is_spent() {
+                        f.problem(&what, "the walk's budget is spent; it stops here");
                         break 'walk;
                     }
                     continue;
@@ -369,7 +372,11 @@ impl BootstrapV5 {
             }
         }
         self.check_links(&listing, &names, f);
-        self.check_digests(&records, f);
+        // Each directory's children are read again for its digest: only after a walk that read
+        // them all within its budget.
+        if !budget.is_spent() {
+            self.check_digests(&records, f);
+        }
         self.check_prefetch(&records, f);
         (listing, records)
     }

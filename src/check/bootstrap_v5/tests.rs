@@ -257,3 +257,111 @@ fn blobs_of_nydus_image_2_2_and_2_4_check_clean_and_damage_is_found() {
     }
     eprintln!("{ran} nydus-image v5 blobs checked");
 }
+
+#[test]
+fn a_cut_or_damaged_v5_blob_tail_is_a_problem_not_a_panic() {
+    let Some(exe) = nydus_image("2.2.0").or_else(|| nydus_image("2.4.4")) else {
+        eprintln!("no nydus-image installed: skipped");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let tar = layer5_tar(dir.path());
+    let path = nydus_blob(&exe, &tar, "blake3", "zstd");
+    let sound = std::fs::read(&path).unwrap();
+    let hex = "cd".repeat(32);
+    let judge = |bytes: &[u8]| {
+        std::fs::write(&path, bytes).unwrap();
+        blob_problems(&path, &hex).unwrap()
+    };
+    for len in [0, 100, 511, 512, 1024, sound.len() / 2, sound.len() - 1] {
+        let found = judge(&sound[..len]);
+        assert!(!found.is_empty(), "cut at {len}");
+    }
+    // The `image.blob` header's size one byte off: it no longer covers the chunk data.
+    let boot = BootstrapReader::open(inlined(&sound)).unwrap();
+    let header_at = sound.len() - 512 - boot.bytes().len() - 512;
+    let mut b = sound.clone();
+    b[header_at..header_at + 10].copy_from_slice(b"image.blab");
+    let found = judge(&b);
+    assert!(
+        has(
+            &found,
+            &["blob cdcd", "the tar header before the bootstrap"]
+        ),
+        "{found:#?}"
+    );
+    // Every byte of the tail flipped in turn: problems, never a panic.
+    for at in (header_at..sound.len()).step_by(7) {
+        let mut b = sound.clone();
+        b[at] ^= 0x5a;
+        let _ = judge(&b);
+    }
+}
+
+/// The bootstrap a v5 blob ends with.
+fn inlined(blob: &[u8]) -> Vec<u8> {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), blob).unwrap();
+    let reader = crate::blob::reader::BlobReader::open(file.path()).unwrap();
+    crate::blob::reader_v5::sections(&reader).unwrap().bootstrap
+}
+
+#[test]
+fn huge_counts_and_shared_broken_child_ranges_end_quickly() {
+    use crate::ondisk::rafs_v5::*;
+    let started = std::time::Instant::now();
+    // An inode table claiming 2^32 entries, the root claiming almost as many children.
+    let mut b = fixture();
+    b[56..60].copy_from_slice(&u32::MAX.to_le_bytes());
+    let root = record_at(&b, 1);
+    b[root + 96..root + 100].copy_from_slice(&(u32::MAX - 2).to_le_bytes());
+    let found = problems(b);
+    assert!(
+        has(&found, &["/ (inode 1)", "outside the inode table"]),
+        "{found:#?}"
+    );
+    // 50k directories, each naming the same 50k broken entries as its children: 2.5·10^9
+    // failed reads without the budget.
+    let n = 100_000u32;
+    let table_at = RafsV5SuperBlock::SIZE;
+    let root_at = table_at + align8(4 * n as usize);
+    let dir_at = root_at + RafsV5Inode::SIZE + 8;
+    let sb = RafsV5SuperBlock {
+        s_block_size: 4096,
+        s_inode_table_entries: n,
+        s_blob_table_offset: (dir_at + RafsV5Inode::SIZE + 8) as u64,
+        ..RafsV5SuperBlock::default()
+    };
+    let mut out = sb.to_bytes().to_vec();
+    let mut table = vec![u32::MAX; n as usize];
+    table[0] = (root_at >> 3) as u32;
+    table[1..n as usize / 2].fill((dir_at >> 3) as u32);
+    out.extend(encode_u32_table(&table));
+    let dir = |ino: u64, first: u32, count: u32, name: u8| {
+        let inode = RafsV5Inode {
+            i_ino: ino,
+            i_parent: ino - 1,
+            i_mode: libc::S_IFDIR | 0o755,
+            i_nlink: 2,
+            i_child_index: first,
+            i_child_count: count,
+            i_name_size: 1,
+            ..RafsV5Inode::default()
+        };
+        let mut r = inode.to_bytes().to_vec();
+        r.extend([name, 0, 0, 0, 0, 0, 0, 0]);
+        r
+    };
+    out.extend(dir(1, 2, n / 2 - 1, b'/'));
+    out.extend(dir(2, n / 2, n / 2, b'd'));
+    // Every failed read is a problem: the list fills (the rest are counted), and the budget
+    // ends the walk long before 2.5·10^9.
+    let found = bootstrap_problems(out);
+    assert_eq!(found.len(), crate::check::MAX_PROBLEMS);
+    assert!(
+        has(&found, &["/d (inode", "inode number 2 read through"]),
+        "{:#?}",
+        &found[..20]
+    );
+    assert!(started.elapsed().as_secs() < 60, "{:?}", started.elapsed());
+}

@@ -128,6 +128,13 @@ impl BootstrapReader {
         u64::from(self.sb.s_inode_table_entries)
     }
 
+    /// Entries of the inode table that lie inside the file (its count may claim more): the
+    /// highest inode number a record can be read through.
+    pub fn table_entries(&self) -> u64 {
+        let room = (self.bytes.len() as u64).saturating_sub(self.sb.s_inode_table_offset) / 4;
+        self.entries().min(room)
+    }
+
     /// The chunk size files are cut at (held to 4 KiB ..= 16 MiB whatever the super block says;
     /// `check` reports a size outside).
     pub fn chunk_size(&self) -> u64 {
@@ -293,7 +300,8 @@ impl BootstrapReader {
     }
 
     /// The inode numbers of a directory's children (`i_child_index` ..+ `i_child_count`),
-    /// held to the inode table.
+    /// held to the part of the inode table inside the file (so that a range is never longer
+    /// than the file has room for).
     pub fn children(&self, dir: &Record) -> Decoded<Range<u64>> {
         let (first, count) = (
             u64::from(dir.inode.i_child_index),
@@ -302,10 +310,10 @@ impl BootstrapReader {
         if count == 0 {
             return Ok(0..0);
         }
-        if first == 0 || first + count - 1 > self.entries() {
+        if first == 0 || first + count - 1 > self.table_entries() {
             return Err(format!(
                 "children {first} ..+ {count} lie outside the inode table's 1..={}",
-                self.entries()
+                self.table_entries()
             ));
         }
         Ok(first..first + count)
