@@ -77,3 +77,43 @@ impl RafsBootstrap {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!("{}/testdata/ondisk/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn each_version_is_opened_by_its_magic_and_reads_alike() {
+        let v5 = RafsBootstrap::open(fixture("v5.boot")).unwrap();
+        let v6 = RafsBootstrap::open(fixture("plain.boot")).unwrap();
+        assert_eq!((v5.version(), v6.version()), (5, 6));
+        assert_eq!((v5.chunk_size(), v6.chunk_size()), (4096, 4096));
+        assert_eq!(v5.blob_ids().len(), 1);
+        assert_eq!(v6.blob_ids().len(), 1);
+        // The same files (layer5.py is layer1.py without `bigdev`), with the same content sizes
+        // and link groups.
+        let (t5, t6) = (v5.tree().unwrap(), v6.tree().unwrap());
+        for (path, e5) in &t5 {
+            let e6 = &t6[path];
+            assert_eq!(
+                (e5.kind, e5.mode, e5.nlink),
+                (e6.kind, e6.mode, e6.nlink),
+                "{path:?}"
+            );
+            if e5.kind != crate::ondisk::rafs_v6::reader::Kind::Dir {
+                assert_eq!(e5.size, e6.size, "{path:?}");
+                assert_eq!(e5.chunks.len(), e6.chunks.len(), "{path:?}");
+            }
+        }
+        assert_eq!(t6.len(), t5.len() + 1);
+        assert!(RafsBootstrap::open(vec![0; 100]).is_err());
+        assert!(v5.prefetch().is_empty());
+        let pf = RafsBootstrap::open(fixture("pf.boot")).unwrap();
+        assert!(!pf.prefetch().is_empty());
+    }
+}
