@@ -365,3 +365,46 @@ fn a_damaged_chunk_in_a_v5_blob_is_a_problem_naming_the_blob_and_chunk() {
         .unwrap();
     assert!(!refused.status.success());
 }
+
+#[test]
+fn a_merged_bootstrap_disagreeing_with_its_blobs_is_a_problem() {
+    let scratch = common::scratch();
+    let input = two_layer_source(&scratch.path().join("src"));
+    let Some(exe) = nydus_image("2.4.4") else {
+        return;
+    };
+    let source = reference::read_oci(&input, "latest");
+    let built = build_v5(&exe, &source, scratch.path());
+    // The merged bootstrap's extended entry of the first blob claims one chunk more, and the
+    // root's digest is off by a bit.
+    let mut boot = fs::read(&built.bootstrap).unwrap();
+    let at = u64::from_le_bytes(boot[72..80].try_into().unwrap()) as usize;
+    let count = u32::from_le_bytes(boot[at..at + 4].try_into().unwrap());
+    boot[at..at + 4].copy_from_slice(&(count + 1).to_le_bytes());
+    let table = u64::from_le_bytes(boot[32..40].try_into().unwrap()) as usize;
+    let root = u32::from_le_bytes(boot[table..table + 4].try_into().unwrap()) as usize * 8;
+    boot[root] ^= 1;
+    fs::write(&built.bootstrap, &boot).unwrap();
+    let out = scratch.path().join("nydus");
+    package_v5(&built, &source, &out);
+    let report = check(&out, &CheckOptions::default()).unwrap();
+    let has = |words: &[&str]| {
+        report
+            .problems
+            .iter()
+            .any(|p| words.iter().all(|w| p.contains(w)))
+    };
+    assert!(
+        has(&[
+            "bootstrap inlined in blob",
+            "differs from the merged bootstrap's entry"
+        ]),
+        "{:#?}",
+        report.problems
+    );
+    assert!(
+        has(&["merged bootstrap: inode 1 '/'", "children's digests"]),
+        "{:#?}",
+        report.problems
+    );
+}
