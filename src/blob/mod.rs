@@ -7,5 +7,6 @@ pub(crate) mod compress;
 pub mod dict;
 pub mod pipeline;
 pub mod reader;
+pub mod reader_v5;
 pub mod sink;
 pub mod writer;

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use sha2::{Digest as _, Sha256};
 
 use super::Findings;
+use super::bootstrap_v5::ChunkPlace;
 use super::layout::BlobLayer;
 use crate::blob::reader::{
     BatchCache, BlobError, BlobReader, CiTable, Read, SECTION_LIMIT, chunk_digest, ci_size,
@@ -44,6 +45,9 @@ pub(crate) struct BlobData {
     pub chunks: Vec<Chunk>,
     /// The bootstrap inlined in the blob (TOC entry `image.boot`), decompressed and verified.
     pub inlined_bootstrap: Option<Vec<u8>>,
+    /// A RAFS v5 blob's chunks (it has no ci table), by chunk index: where its own bootstrap's
+    /// records put each, and the chunk as verified.
+    pub by_index: HashMap<u32, (ChunkPlace, Chunk)>,
 }
 
 /// The checked blobs of one image, by id.
@@ -66,7 +70,7 @@ impl BlobSet {
 
 /// Record a blob the reader found wanting as a problem of `what` (`None`); pass a failing
 /// file up.
-fn judged<T>(r: Read<T>, what: &str, f: &mut Findings) -> Result<Option<T>> {
+pub(crate) fn judged<T>(r: Read<T>, what: &str, f: &mut Findings) -> Result<Option<T>> {
     match r {
         Ok(v) => Ok(Some(v)),
         Err(BlobError::Bad(p)) => {
@@ -103,6 +107,7 @@ pub(crate) fn check(
         ci: CiTable::default(),
         chunks: Vec::new(),
         inlined_bootstrap: None,
+        by_index: HashMap::new(),
     };
     let sections = read_toc(&blob, &what, entry, f)?;
     let section = |name: &str| sections.iter().find(|(n, _)| n == name).map(|(_, s)| s);

@@ -20,9 +20,9 @@ use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 
-use super::bootstrap::{Bootstrap, Listing};
+use super::bootstrap::Listing;
 use super::layout::NydusManifest;
-use super::{CheckedImage, Findings};
+use super::{Boot, CheckedImage, Findings};
 use crate::blob::chunk::{ChunkIndex, FileData};
 use crate::blob::sink::ChunkSink;
 use crate::common::digest::from_io;
@@ -30,7 +30,6 @@ use crate::common::error::{Error, Result};
 use crate::common::path::ImagePath;
 use crate::layer::entries;
 use crate::layer::entry::InodeData;
-use crate::ondisk::blob::BLOB_CHUNK_MAX_SIZE;
 use crate::ondisk::rafs_v6::reader::Kind;
 use crate::source::{self, ImageEntry, ImageSource, ManifestEntry};
 use crate::tree::Tree;
@@ -102,7 +101,8 @@ impl Source {
         let (boot, listing) = &checked.merged;
         // One blob layer per source layer; any after them must be chunk dictionary blobs the
         // image refers to (convert --chunk-dict with a Nydus image).
-        let referenced = |hex: &str| boot.blobs.iter().any(|b| b.blob_id().ok() == Some(hex));
+        let ids = boot.blob_ids();
+        let referenced = |hex: &str| ids.iter().any(|id| id == hex);
         if source.layers.len() > image.blobs.len()
             || image.blobs[source.layers.len()..]
                 .iter()
@@ -120,7 +120,7 @@ impl Source {
             );
         }
         let mut sink = HashSink {
-            chunk_size: u64::from(boot.ext.s_chunk_size.clamp(4096, BLOB_CHUNK_MAX_SIZE)),
+            chunk_size: boot.chunk_size(),
             pieces: Vec::new(),
         };
         let mut merged = Tree::new();
@@ -448,7 +448,7 @@ fn canon_tree(tree: &Tree, sink: &HashSink) -> BTreeMap<Vec<u8>, Canon> {
 /// content and hardlink group are worked out once, however many names it has.
 fn canon_listing(
     listing: &Listing,
-    boot: &Bootstrap,
+    boot: &Boot,
     checked: &CheckedImage,
     own: Option<&str>,
 ) -> BTreeMap<Vec<u8>, Canon> {

@@ -15,6 +15,10 @@
 //!   │           dirent, symlink, and chunk index resolved through the blob's ci table and the
 //!   │           bootstrap's chunk info table
 //!   │
+//! blob_v5.rs,   the same for RAFS v5 images: a v5 blob (no TOC, no ci table) read through its
+//! bootstrap_v5  inlined bootstrap's chunk records, and v5 bootstraps judged as nydus judges them
+//!   │           (super block, every inode record, the inode digest tree, chunk records)
+//!   │
 //! compare.rs    with --source: the merged tree (metadata and every file's content, read from
 //!               the blobs) against the source image's tree, and each layer's own bootstrap
 //!               against that layer's entries
@@ -26,7 +30,9 @@
 
 mod archive;
 mod blob;
+mod blob_v5;
 mod bootstrap;
+mod bootstrap_v5;
 mod compare;
 mod layout;
 
@@ -157,12 +163,27 @@ pub fn check(out: &Path, options: &CheckOptions) -> Result<Report> {
 /// through the bootstrap's own tables only). For the fuzzer and for tools; never panics.
 pub fn bootstrap_problems(bytes: Vec<u8>) -> Vec<String> {
     let mut findings = Findings::default();
+    if crate::ondisk::rafs_v5::RafsV5SuperBlock::is_v5(&bytes) {
+        bootstrap_v5_problems(bytes, &mut findings);
+        return findings.problems;
+    }
     if let Some(boot) = bootstrap::Bootstrap::parse("bootstrap".to_string(), bytes, &mut findings) {
         boot.check_blob_table(&[], &[], None, &mut findings);
         let listing = boot.walk(&mut findings);
         boot.check_chunks(&listing, &blob::BlobSet::default(), None, &mut findings);
     }
     findings.problems
+}
+
+/// [`bootstrap_problems`] of a RAFS v5 bootstrap: super block, tables, the whole tree with
+/// its digests, and every chunk record against the extended blob table.
+fn bootstrap_v5_problems(bytes: Vec<u8>, findings: &mut Findings) {
+    let what = "bootstrap".to_string();
+    if let Some(boot) = bootstrap_v5::BootstrapV5::parse(what, bytes, findings) {
+        boot.check_blob_table(&[], &[], None, findings);
+        let (_, records) = boot.walk(findings);
+        boot.check_chunks(&records, &blob::BlobSet::default(), None, findings);
+    }
 }
 
 /// The problems `check` finds in the Nydus data blob at `path` read on its own (its TOC, ci
@@ -186,7 +207,14 @@ pub fn blob_problems_with_entry(
         path: path.to_path_buf(),
         dict: false,
     };
-    if let Some(data) = blob::check(&layer, entry, &mut findings)?
+    let v5 = crate::blob::reader::BlobReader::open(path)
+        .is_ok_and(|b| crate::blob::reader_v5::is_v5_blob(&b));
+    let data = if v5 {
+        blob_v5::check(&layer, &mut findings)?
+    } else {
+        blob::check(&layer, entry, &mut findings)?
+    };
+    if let Some(data) = data
         && let Some(inlined) = data.inlined_bootstrap
     {
         findings.problems.extend(bootstrap_problems(inlined));
@@ -241,11 +269,56 @@ fn check_layout(out: &Path, options: &CheckOptions) -> Result<Report> {
 /// Blobs and bootstraps of one Nydus manifest, checked, for the comparison with the source.
 pub(crate) struct CheckedImage {
     /// The merged bootstrap and its tree.
-    pub merged: (bootstrap::Bootstrap, bootstrap::Listing),
+    pub merged: (Boot, bootstrap::Listing),
     /// Per manifest blob layer, bottom first: its inlined bootstrap and tree, if readable.
-    pub layers: Vec<Option<(bootstrap::Bootstrap, bootstrap::Listing)>>,
+    pub layers: Vec<Option<(Boot, bootstrap::Listing)>>,
     /// Every blob's verified chunks, by blob id.
     pub blobs: blob::BlobSet,
+}
+
+/// A checked bootstrap of either RAFS version: what the comparison with the source asks of it.
+pub(crate) enum Boot {
+    V6(Box<bootstrap::Bootstrap>),
+    V5(Box<bootstrap_v5::BootstrapV5>),
+}
+
+impl Boot {
+    /// The blob ids of its blob table, in order.
+    pub fn blob_ids(&self) -> Vec<String> {
+        match self {
+            Boot::V6(b) => b
+                .blobs
+                .iter()
+                .map(|e| e.blob_id().unwrap_or("").to_string())
+                .collect(),
+            Boot::V5(b) => b.blob_ids(),
+        }
+    }
+
+    /// The chunk size its files are cut at.
+    pub fn chunk_size(&self) -> u64 {
+        match self {
+            Boot::V6(b) => u64::from(
+                b.ext
+                    .s_chunk_size
+                    .clamp(4096, crate::ondisk::blob::BLOB_CHUNK_MAX_SIZE),
+            ),
+            Boot::V5(b) => b.reader.chunk_size(),
+        }
+    }
+
+    /// The sha256 of each chunk of a file, `None` where it could not be read or verified.
+    pub fn content(
+        &self,
+        e: &crate::ondisk::rafs_v6::reader::Inode,
+        blobs: &blob::BlobSet,
+        own: Option<&str>,
+    ) -> Vec<Option<[u8; 32]>> {
+        match self {
+            Boot::V6(b) => b.content(e, blobs, own),
+            Boot::V5(b) => b.content(e, blobs, own),
+        }
+    }
 }
 
 /// Check the blobs and bootstraps of one Nydus manifest. `None` when its merged bootstrap is
@@ -256,6 +329,13 @@ fn check_image(
     findings: &mut Findings,
     report: &mut Report,
 ) -> Result<Option<CheckedImage>> {
+    if image
+        .bootstrap
+        .as_ref()
+        .is_some_and(|b| crate::ondisk::rafs_v5::RafsV5SuperBlock::is_v5(b))
+    {
+        return check_image_v5(image, external, findings, report);
+    }
     let merged = match &image.bootstrap {
         Some(bytes) => bootstrap::Bootstrap::parse(
             format!("{}: merged bootstrap", image.label),
@@ -312,10 +392,70 @@ fn check_image(
         );
         let listing = boot.walk(findings);
         boot.check_chunks(&listing, &blobs, Some(&layer.hex), findings);
-        layers.push(Some((boot, listing)));
+        layers.push(Some((Boot::V6(Box::new(boot)), listing)));
     }
     Ok(Some(CheckedImage {
-        merged: (merged, merged_listing),
+        merged: (Boot::V6(Box::new(merged)), merged_listing),
+        layers,
+        blobs,
+    }))
+}
+
+/// [`check_image`] of a RAFS v5 image: its blobs read through their own bootstraps (a v5 blob
+/// has no ci table), the merged bootstrap and every inlined one judged, every chunk record
+/// against the verified chunks.
+fn check_image_v5(
+    image: &layout::NydusManifest,
+    external: &[String],
+    findings: &mut Findings,
+    report: &mut Report,
+) -> Result<Option<CheckedImage>> {
+    let merged = image.bootstrap.as_ref().and_then(|bytes| {
+        let what = format!("{}: merged bootstrap", image.label);
+        bootstrap_v5::BootstrapV5::parse(what, bytes.clone(), findings)
+    });
+    let mut blobs = blob::BlobSet::default();
+    for layer in &image.blobs {
+        if let Some(data) = blob_v5::check(layer, findings)? {
+            report.chunks += data.by_index.len() as u64;
+            blobs.insert(data);
+        }
+        report.blobs += 1;
+    }
+    let Some(merged) = merged else {
+        return Ok(None);
+    };
+    report.bootstraps += 1;
+    merged.check_blob_table(&image.blobs, external, None, findings);
+    let (merged_listing, records) = merged.walk(findings);
+    merged.check_chunks(&records, &blobs, None, findings);
+    let mut layers = Vec::new();
+    for layer in &image.blobs {
+        let inlined = blobs
+            .get(&layer.hex)
+            .and_then(|b| b.inlined_bootstrap.clone());
+        let Some(bytes) = inlined.filter(|_| !layer.dict) else {
+            layers.push(None);
+            continue;
+        };
+        let what = format!("{}: bootstrap inlined in blob {}", image.label, layer.hex);
+        let Some(boot) = bootstrap_v5::BootstrapV5::parse(what, bytes, findings) else {
+            layers.push(None);
+            continue;
+        };
+        report.bootstraps += 1;
+        boot.check_blob_table(
+            &image.blobs,
+            external,
+            Some((&layer.hex, &merged)),
+            findings,
+        );
+        let (listing, records) = boot.walk(findings);
+        boot.check_chunks(&records, &blobs, Some(&layer.hex), findings);
+        layers.push(Some((Boot::V5(Box::new(boot)), listing)));
+    }
+    Ok(Some(CheckedImage {
+        merged: (Boot::V5(Box::new(merged)), merged_listing),
         layers,
         blobs,
     }))

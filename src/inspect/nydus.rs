@@ -1,7 +1,8 @@
 //! `inspect` of a Nydus image (one this program or nydusify wrote): the manifest's bootstrap
-//! layer is read back and its merged bootstrap decoded with the one bootstrap reader, to show
-//! the RAFS version, the blobs with their sizes and features, the chunk and inode counts, the
-//! prefetch table and the manifest it was converted from. Nothing is verified beyond what
+//! layer is read back and its merged bootstrap decoded with the reader of its RAFS version (v5
+//! or v6, told by its magic), to show the RAFS version, the blobs with their sizes and
+//! features, the chunk and inode counts, the prefetch table and the manifest it was converted
+//! from. Nothing is verified beyond what
 //! reading needs: that is `check`'s job, and the listing says so.
 
 use std::collections::HashMap;
@@ -10,7 +11,7 @@ use serde::Serialize;
 
 use crate::common::error::{Error, Result};
 use crate::ondisk::blob::*;
-use crate::ondisk::rafs_v6::reader::BootstrapReader;
+use crate::ondisk::bootstrap::RafsBootstrap;
 use crate::ondisk::rafs_v6::{RAFS_SUPER_FLAG_HASH_SHA256, RafsV6Blob};
 use crate::output::bootstrap_layer;
 use crate::output::image::{ANNOTATION_NYDUS_FS_VERSION, ANNOTATION_NYDUS_SOURCE_DIGEST};
@@ -20,7 +21,7 @@ use crate::source::store::BlobStore;
 /// What a Nydus manifest holds.
 #[derive(Debug, Serialize)]
 pub struct NydusReport {
-    /// RAFS version of the bootstrap ("6"), as the bootstrap layer's annotation says.
+    /// RAFS version of the bootstrap ("5" or "6"), as the bootstrap layer's annotation says.
     pub rafs_version: Option<String>,
     /// The manifest it was converted from (`containerd.io/snapshot/nydus-source-digest`).
     pub source_manifest: Option<String>,
@@ -76,18 +77,24 @@ pub fn report(store: &dyn BlobStore, manifest: &Manifest) -> Result<Option<Nydus
     );
     let bootstrap = bootstrap_layer::read_from(store, boot, &what)?;
     let bootstrap_size = bootstrap.len() as u64;
-    let reader = BootstrapReader::open(bootstrap)
+    let reader = RafsBootstrap::open(bootstrap)
         .map_err(|p| Error::bad_input(&what, format!("image/image.boot: {p}")))?;
-    let table = reader.blob_table();
-    let digester = if reader.ext.s_flags & RAFS_SUPER_FLAG_HASH_SHA256 != 0 {
-        "sha256"
-    } else {
-        "blake3"
+    let (chunk_size, inodes, blobs) = match &reader {
+        RafsBootstrap::V6(r) => {
+            let digester = if r.ext.s_flags & RAFS_SUPER_FLAG_HASH_SHA256 != 0 {
+                "sha256"
+            } else {
+                "blake3"
+            };
+            let blobs = r
+                .blob_table()
+                .iter()
+                .map(|b| blob_report(b, digester, layers))
+                .collect();
+            (r.ext.s_chunk_size, r.sb.s_inos, blobs)
+        }
+        RafsBootstrap::V5(r) => (r.sb.s_block_size, r.sb.s_inodes_count, v5_blobs(r, layers)),
     };
-    let blobs: Vec<BlobReport> = table
-        .iter()
-        .map(|b| blob_report(b, digester, layers))
-        .collect();
     Ok(Some(NydusReport {
         rafs_version: annotation(boot, ANNOTATION_NYDUS_FS_VERSION),
         source_manifest: manifest
@@ -99,12 +106,47 @@ pub fn report(store: &dyn BlobStore, manifest: &Manifest) -> Result<Option<Nydus
         bootstrap_layer: boot.digest().to_string(),
         bootstrap_layer_size: boot.size(),
         bootstrap_size,
-        chunk_size: reader.ext.s_chunk_size,
-        inodes: reader.sb.s_inos,
-        chunks: blobs.iter().map(|b| u64::from(b.chunk_count)).sum(),
+        chunk_size,
+        inodes,
+        chunks: blobs
+            .iter()
+            .map(|b: &BlobReport| u64::from(b.chunk_count))
+            .sum(),
         blobs,
         prefetch: prefetch_paths(&reader),
     }))
+}
+
+/// The blobs of a RAFS v5 bootstrap: the blob table with its extended entries (chunk count,
+/// sizes, features); compressor and digester are the super block's, shared by every blob.
+fn v5_blobs(
+    r: &crate::ondisk::rafs_v5::reader::BootstrapReader,
+    layers: &[oci_spec::image::Descriptor],
+) -> Vec<BlobReport> {
+    let ext = r.ext_blob_table();
+    let digester = if r.sha256() { "sha256" } else { "blake3" };
+    let compressor = r
+        .compressor()
+        .map_or_else(|| "unknown".to_string(), compressor_name);
+    r.blob_table()
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let e = ext.get(i).copied().unwrap_or_default();
+            BlobReport {
+                size: layers
+                    .iter()
+                    .find(|l| l.digest().digest() == b.blob_id)
+                    .map(|l| l.size()),
+                id: b.blob_id,
+                uncompressed_size: e.uncompressed_size,
+                chunk_count: e.chunk_count,
+                compressor: compressor.clone(),
+                digester: digester.into(),
+                features: feature_names(e.features),
+            }
+        })
+        .collect()
 }
 
 fn blob_report(
@@ -169,15 +211,10 @@ fn feature_names(features: u32) -> Vec<String> {
     names
 }
 
-/// The prefetch table's nids as paths. The table names inodes; the tree walk finds their paths
-/// (a nid the tree does not hold is shown as `nid N`).
-fn prefetch_paths(reader: &BootstrapReader) -> Vec<String> {
-    let nids: Vec<u64> = reader
-        .prefetch_table()
-        .into_iter()
-        .take_while(|&n| n != 0)
-        .map(u64::from)
-        .collect();
+/// The prefetch table's entries (v6 nids, v5 inode numbers) as paths. The table names inodes;
+/// the tree walk finds their paths (an entry the tree does not hold is shown as `nid N`).
+fn prefetch_paths(reader: &RafsBootstrap) -> Vec<String> {
+    let nids = reader.prefetch();
     if nids.is_empty() {
         return Vec::new();
     }

@@ -4,5 +4,6 @@
 //! `rafs`), the reader and `check` all use these; `docs/format.md` describes them.
 
 pub mod blob;
+pub mod bootstrap;
 pub mod rafs_v5;
 pub mod rafs_v6;

@@ -33,6 +33,8 @@ use std::mem::size_of;
 use crate::common::error::{Error, Result};
 use crate::common::le::{LeReader, LeWriter};
 
+pub mod reader;
+
 pub use super::rafs_v6::RafsV5ChunkInfo;
 
 /// `s_magic`: "RAFS" read as a little-endian u32. (`RAFSV5_SUPER_MAGIC`)

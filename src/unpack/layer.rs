@@ -1,6 +1,7 @@
 //! One Nydus layer back to a layer tar: the tree of the layer's own bootstrap (the one inlined
 //! in its blob, whiteouts kept as the `.wh.` files its tar had), each file's bytes read chunk by
-//! chunk from the blobs its chunk indexes name, each chunk held to the digest the blob records.
+//! chunk from the blobs its chunk indexes name, each chunk held to the digest the blob records
+//! (RAFS v5: read where the bootstrap's chunk record says, held to the record's digest).
 //!
 //! The tar is what Go's `archive/tar` reads as containerd and Docker do: GNU headers (long names
 //! and link targets as GNU extensions, large ids in base-256), xattrs and sub-second mtimes as
@@ -13,12 +14,15 @@ use std::os::unix::ffi::OsStrExt;
 use super::links::LayerTree;
 use crate::blob::chunk::INLINED_BLOB_ID_PLACEHOLDER;
 use crate::blob::reader::{BatchCache, BlobError, BlobReader, CiTable, chunk_digest};
+use crate::blob::reader_v5::{read_chunk, sections};
 use crate::common::digest::{from_io, into_io};
 use crate::common::error::{Error, Result};
 use crate::common::hex::hex;
-use crate::ondisk::blob::TOC_ENTRY_BLOB_DIGEST;
+use crate::ondisk::blob::{TOC_ENTRY_BLOB_DIGEST, TOC_ENTRY_BOOTSTRAP};
+use crate::ondisk::bootstrap::RafsBootstrap;
+use crate::ondisk::rafs_v5::RafsV5ChunkInfo;
 use crate::ondisk::rafs_v6::RafsV6Blob;
-use crate::ondisk::rafs_v6::reader::{BootstrapReader, Inode, Kind};
+use crate::ondisk::rafs_v6::reader::{Inode, Kind};
 
 /// Opens a blob of the image by id (the hex of its layer digest).
 pub trait BlobOpener {
@@ -40,44 +44,88 @@ pub struct Blobs<'a> {
     opener: &'a dyn BlobOpener,
     /// The layer's own blob (what the placeholder id names).
     own: String,
-    table: Vec<RafsV6Blob>,
+    table: Table,
     open: HashMap<u32, OpenBlob>,
+    /// RAFS v5 blobs opened, with where their chunk data ends.
+    open_v5: HashMap<u32, (BlobReader, u64)>,
+}
+
+/// What a layer's bootstrap says of its blobs.
+enum Table {
+    /// A v6 blob table: each blob's ci table locates its chunks.
+    V6(Vec<RafsV6Blob>),
+    /// A v5 bootstrap: blob ids, and the chunk records (a v5 blob has no ci table), by (blob
+    /// index, chunk index).
+    V5 {
+        ids: Vec<String>,
+        records: HashMap<(u32, u32), RafsV5ChunkInfo>,
+        compressor: Option<u32>,
+        digester: u32,
+    },
 }
 
 impl<'a> Blobs<'a> {
     /// The blobs of `boot`'s blob table; `own` is the id of the blob holding `boot`.
-    pub fn new(opener: &'a dyn BlobOpener, own: &str, boot: &BootstrapReader) -> Blobs<'a> {
-        Blobs {
+    pub fn new(opener: &'a dyn BlobOpener, own: &str, boot: &RafsBootstrap) -> Result<Blobs<'a>> {
+        let table = match boot {
+            RafsBootstrap::V6(b) => Table::V6(b.blob_table()),
+            RafsBootstrap::V5(b) => {
+                let what = format!("blob {own}: {TOC_ENTRY_BOOTSTRAP}");
+                let records = b.records().map_err(|p| Error::bad_input(&what, p))?;
+                Table::V5 {
+                    ids: b.blob_table().into_iter().map(|e| e.blob_id).collect(),
+                    records: records
+                        .values()
+                        .flat_map(|r| r.chunks.iter())
+                        .map(|c| ((c.blob_index, c.index), *c))
+                        .collect(),
+                    compressor: b.compressor(),
+                    digester: b.digester(),
+                }
+            }
+        };
+        Ok(Blobs {
             opener,
             own: own.to_string(),
-            table: boot.blob_table(),
+            table,
             open: HashMap::new(),
-        }
+            open_v5: HashMap::new(),
+        })
     }
 
     /// The blob id of blob table entry `index`.
     fn id(&self, index: u32) -> Result<String> {
-        let entry = self.table.get(index as usize).ok_or_else(|| {
+        let (id, len) = match &self.table {
+            Table::V6(t) => (
+                t.get(index as usize)
+                    .map(|e| {
+                        e.blob_id()
+                            .map_err(|e| e.context(format!("blob {}", self.own)))
+                    })
+                    .transpose()?
+                    .map(str::to_string),
+                t.len(),
+            ),
+            Table::V5 { ids, .. } => (ids.get(index as usize).cloned(), ids.len()),
+        };
+        let id = id.ok_or_else(|| {
             Error::bad_input(
                 format!("blob {}", self.own),
-                format!(
-                    "a chunk names blob {index}, the blob table has {}",
-                    self.table.len()
-                ),
+                format!("a chunk names blob {index}, the blob table has {len}"),
             )
         })?;
-        let id = entry
-            .blob_id()
-            .map_err(|e| e.context(format!("blob {}", self.own)))?;
         Ok(if id == INLINED_BLOB_ID_PLACEHOLDER {
             self.own.clone()
         } else {
-            id.to_string()
+            id
         })
     }
 
     /// The decompressed bytes of chunk `ci_index` of blob table entry `index`, verified.
     pub fn chunk(&mut self, index: u32, ci_index: u32) -> Result<Vec<u8>> {
+        if matches!(self.table, Table::V5 { .. }) {
+            return self.chunk_v5(index, ci_index);
+        }
         if !self.open.contains_key(&index) {
             let blob = self.open_blob(index)?;
             self.open.insert(index, blob);
@@ -111,10 +159,56 @@ impl<'a> Blobs<'a> {
         Ok(bytes)
     }
 
+    /// [`chunk`](Self::chunk) of a v5 blob: read where the bootstrap's record says, inside the
+    /// blob's chunk data, and held to the record's digest.
+    fn chunk_v5(&mut self, index: u32, ci_index: u32) -> Result<Vec<u8>> {
+        let id = self.id(index)?;
+        let what = format!("blob {id}: chunk {ci_index}");
+        if !self.open_v5.contains_key(&index) {
+            let reader = self.opener.open(&id)?;
+            let sections = sections(&reader).map_err(|e| blob_error(e, &format!("blob {id}")))?;
+            self.open_v5.insert(index, (reader, sections.data_end));
+        }
+        let Table::V5 {
+            records,
+            compressor,
+            digester,
+            ..
+        } = &self.table
+        else {
+            unreachable!("a v5 table");
+        };
+        let c = records
+            .get(&(index, ci_index))
+            .ok_or_else(|| Error::bad_input(&what, "has no chunk record in the bootstrap"))?;
+        let (reader, data_end) = &self.open_v5[&index];
+        if c.compressed_offset
+            .checked_add(u64::from(c.compressed_size))
+            .is_none_or(|end| end > *data_end)
+        {
+            return Err(Error::bad_input(
+                &what,
+                format!("lies past the blob's {data_end} bytes of chunk data"),
+            ));
+        }
+        let bytes = read_chunk(reader, c, *compressor).map_err(|e| blob_error(e, &what))?;
+        let actual = chunk_digest(*digester, &bytes);
+        if actual != c.block_id {
+            return Err(Error::bad_input(
+                &what,
+                format!("has digest {}, its record says another", hex(&actual)),
+            ));
+        }
+        Ok(bytes)
+    }
+
     fn open_blob(&self, index: u32) -> Result<OpenBlob> {
         let id = self.id(index)?;
         let what = format!("blob {id}");
-        let entry = self.table[index as usize];
+        let Table::V6(table) = &self.table else {
+            unreachable!("v5 blobs are read by chunk_v5");
+        };
+        let entry = table[index as usize];
         let reader = self.opener.open(&id)?;
         let ci = reader.ci_table(&entry).map_err(|e| blob_error(e, &what))?;
         let toc = reader.toc().map_err(|e| blob_error(e, &what))?;
@@ -150,12 +244,13 @@ pub fn blob_error(e: BlobError, what: &str) -> Error {
     }
 }
 
-/// Write the tree of `boot` (one layer's bootstrap) as a tar to `out`, file data from `blobs`.
+/// Write `tree` (of one layer's bootstrap, whose files are cut at `chunk_size`) as a tar to
+/// `out`, file data from `blobs`.
 /// Returns how many sockets were left out (a tar cannot hold one).
 /// `lower_links` names the inodes to write as hardlinks to a lower layer's path
 /// ([`super::links`]).
 pub fn write_tar<W: Write>(
-    boot: &BootstrapReader,
+    chunk_size: u64,
     tree: &LayerTree,
     lower_links: &HashMap<u64, Vec<u8>>,
     blobs: &mut Blobs,
@@ -198,7 +293,7 @@ pub fn write_tar<W: Write>(
         match inode.kind {
             Kind::File => {
                 header.set_size(inode.size);
-                let data = FileData::new(inode, boot.chunk_size(), blobs);
+                let data = FileData::new(inode, chunk_size, blobs);
                 tar.append_data(&mut header, name_os, data).map_err(io)?;
             }
             Kind::Symlink => {

@@ -22,7 +22,7 @@ use crate::common::digest::check_bytes;
 use crate::common::error::{Error, Result};
 use crate::common::hex::hex;
 use crate::ondisk::blob::TOC_ENTRY_BOOTSTRAP;
-use crate::ondisk::rafs_v6::reader::BootstrapReader;
+use crate::ondisk::bootstrap::RafsBootstrap;
 use crate::output::bootstrap_layer;
 use crate::output::gzip::ParallelGzip;
 use crate::output::image::{
@@ -278,26 +278,35 @@ fn json_error(e: serde_json::Error) -> Error {
 /// One Nydus layer's own bootstrap (inlined in its blob) and the tree it holds.
 struct LayerBootstrap {
     id: String,
-    boot: BootstrapReader,
+    boot: RafsBootstrap,
     tree: LayerTree,
 }
 
 impl LayerBootstrap {
-    /// Read the bootstrap inlined in blob `id` (TOC entry `image.boot`, held to its digest).
+    /// Read the bootstrap inlined in blob `id`: TOC entry `image.boot`, held to its digest; or,
+    /// in a RAFS v5 blob (no TOC), the section its last tar header names.
     fn read(opener: &StoreBlobs, id: &str) -> Result<LayerBootstrap> {
         use layer::BlobOpener as _;
         let blob = opener.open(id)?;
         let bad = |p| blob_error(p, &format!("blob {id}"));
-        let toc = blob.toc().map_err(bad)?;
-        let entry = toc.entry(TOC_ENTRY_BOOTSTRAP).ok_or_else(|| {
-            Error::bad_input(
-                format!("blob {id}"),
-                format!("has no {TOC_ENTRY_BOOTSTRAP} in its TOC: no layer bootstrap to unpack"),
-            )
-        })?;
-        let bootstrap = blob.section(entry, toc.at).map_err(bad)?;
+        let bootstrap = if crate::blob::reader_v5::is_v5_blob(&blob) {
+            crate::blob::reader_v5::sections(&blob)
+                .map_err(bad)?
+                .bootstrap
+        } else {
+            let toc = blob.toc().map_err(bad)?;
+            let entry = toc.entry(TOC_ENTRY_BOOTSTRAP).ok_or_else(|| {
+                Error::bad_input(
+                    format!("blob {id}"),
+                    format!(
+                        "has no {TOC_ENTRY_BOOTSTRAP} in its TOC: no layer bootstrap to unpack"
+                    ),
+                )
+            })?;
+            blob.section(entry, toc.at).map_err(bad)?
+        };
         let what = format!("blob {id}: {TOC_ENTRY_BOOTSTRAP}");
-        let boot = BootstrapReader::open(bootstrap).map_err(|p| Error::bad_input(&what, p))?;
+        let boot = RafsBootstrap::open(bootstrap).map_err(|p| Error::bad_input(&what, p))?;
         let tree = boot.tree().map_err(|p| Error::bad_input(&what, p))?;
         Ok(LayerBootstrap {
             id: id.to_string(),
@@ -314,11 +323,11 @@ impl LayerBootstrap {
         layout: &mut LayoutWriter,
         threads: usize,
     ) -> Result<(StoredBlob, String, u64)> {
-        let mut blobs = layer::Blobs::new(opener, &self.id, &self.boot);
+        let mut blobs = layer::Blobs::new(opener, &self.id, &self.boot)?;
         let out = layout.blob()?;
         let gz = ParallelGzip::new(out, flate2::Compression::default(), threads.max(1));
         let (hashed, sockets) = layer::write_tar(
-            &self.boot,
+            self.boot.chunk_size(),
             &self.tree,
             lower_links,
             &mut blobs,
@@ -344,7 +353,7 @@ fn merged_tree(store: &dyn BlobStore, manifest: &Manifest) -> Result<LayerTree> 
         manifest.digest,
         desc.digest()
     );
-    BootstrapReader::open(bootstrap_layer::read_from(store, desc, &what)?)
+    RafsBootstrap::open(bootstrap_layer::read_from(store, desc, &what)?)
         .and_then(|b| b.tree())
         .map_err(|p| Error::bad_input(format!("{what}: image/image.boot"), p))
 }

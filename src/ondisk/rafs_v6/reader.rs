@@ -66,7 +66,13 @@ impl Budget {
             .head
             .saturating_add((e.chunks.len() * RafsV6InodeChunkAddr::SIZE + e.symlink.len()) as u64)
             .saturating_add(data);
-        self.decoded = self.decoded.saturating_add(cost);
+        self.charge(cost)
+    }
+
+    /// Count `bytes` decoded (a RAFS v5 record, whose length says all it holds); an error once
+    /// the budget is spent.
+    pub fn charge(&mut self, bytes: u64) -> Decoded<()> {
+        self.decoded = self.decoded.saturating_add(bytes);
         if self.decoded > self.decode_limit {
             return Err(format!(
                 "decoded inodes exceed {} bytes, {DECODE_FACTOR} times the bootstrap and \
@@ -75,6 +81,11 @@ impl Budget {
             ));
         }
         Ok(())
+    }
+
+    /// Whether the budget is spent (a walk that went on reporting problems stops here).
+    pub fn is_spent(&self) -> bool {
+        self.decoded > self.decode_limit || self.path_bytes > self.path_limit
     }
 
     /// Count a listed path; an error once the budget is spent.
