@@ -103,6 +103,8 @@ fn a_v5_image_reads_as_umoci_shows_it_through_nydusd_2_2_and_2_4() {
     let again = s.join("again");
     convert(&input, &again, &["--chunk-size", "64KiB", "--jobs", "1"]);
     common::assert_same_files(&out, &again);
+    // Our own reading: every chunk read back, every file compared with the source.
+    common::check_with_source(&out, &input);
     let expected = unpack::expected_nydusd(&input, s);
     assert_readers_accept(&out, &expected, s, "a v5 image");
 
