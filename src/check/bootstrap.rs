@@ -143,11 +143,7 @@ impl Bootstrap {
                 ext.s_flags
             ),
         );
-        let compression = ext.s_flags
-            & (RAFS_SUPER_FLAG_COMPRESSION_NONE
-                | RAFS_SUPER_FLAG_COMPRESSION_LZ4
-                | RAFS_SUPER_FLAG_COMPRESSION_GZIP
-                | RAFS_SUPER_FLAG_COMPRESSION_ZSTD);
+        let compression = ext.s_flags & RAFS_SUPER_FLAGS_COMPRESSION;
         rule(
             compression.count_ones() == 1,
             format!(
@@ -253,18 +249,7 @@ impl Bootstrap {
         inlined: Option<(&str, &Bootstrap)>,
         f: &mut Findings,
     ) {
-        let compressor = match self.ext.s_flags
-            & (RAFS_SUPER_FLAG_COMPRESSION_NONE
-                | RAFS_SUPER_FLAG_COMPRESSION_LZ4
-                | RAFS_SUPER_FLAG_COMPRESSION_GZIP
-                | RAFS_SUPER_FLAG_COMPRESSION_ZSTD)
-        {
-            RAFS_SUPER_FLAG_COMPRESSION_NONE => Some(COMPRESSOR_NONE),
-            RAFS_SUPER_FLAG_COMPRESSION_LZ4 => Some(COMPRESSOR_LZ4_BLOCK),
-            RAFS_SUPER_FLAG_COMPRESSION_GZIP => Some(COMPRESSOR_GZIP),
-            RAFS_SUPER_FLAG_COMPRESSION_ZSTD => Some(COMPRESSOR_ZSTD),
-            _ => None,
-        };
+        let compressor = compressor_of_flags(self.ext.s_flags);
         let mut seen: Vec<usize> = Vec::new();
         for (i, b) in self.blobs.iter().enumerate() {
             let what = format!("{}: blob table entry {i}", self.what);

@@ -361,11 +361,109 @@ fn check_image(
     let Some(merged) = merged else {
         return Ok(None);
     };
+    Ok(Some(judge_bootstraps(
+        image, external, merged, blobs, findings, report,
+    )))
+}
+
+/// What [`judge_bootstraps`] asks of a checked bootstrap of either RAFS version.
+trait Judged: Sized {
+    /// The bootstrap `bytes`, or `None` (with the problems said) if it cannot be read.
+    fn parse(what: String, bytes: Vec<u8>, f: &mut Findings) -> Option<Self>;
+    /// Its blob table against the manifest; `inlined`: the blob holding it and the merged
+    /// bootstrap.
+    fn check_blob_table(
+        &self,
+        layers: &[layout::BlobLayer],
+        external: &[String],
+        inlined: Option<(&str, &Self)>,
+        f: &mut Findings,
+    );
+    /// Its tree walked and every chunk its files use checked against the verified blobs.
+    fn judge_tree(
+        &self,
+        blobs: &blob::BlobSet,
+        own: Option<&str>,
+        f: &mut Findings,
+    ) -> bootstrap::Listing;
+    fn into_boot(self) -> Boot;
+}
+
+impl Judged for bootstrap::Bootstrap {
+    fn parse(what: String, bytes: Vec<u8>, f: &mut Findings) -> Option<Self> {
+        bootstrap::Bootstrap::parse(what, bytes, f)
+    }
+
+    fn check_blob_table(
+        &self,
+        layers: &[layout::BlobLayer],
+        external: &[String],
+        inlined: Option<(&str, &Self)>,
+        f: &mut Findings,
+    ) {
+        bootstrap::Bootstrap::check_blob_table(self, layers, external, inlined, f)
+    }
+
+    fn judge_tree(
+        &self,
+        blobs: &blob::BlobSet,
+        own: Option<&str>,
+        f: &mut Findings,
+    ) -> bootstrap::Listing {
+        let listing = self.walk(f);
+        self.check_chunks(&listing, blobs, own, f);
+        listing
+    }
+
+    fn into_boot(self) -> Boot {
+        Boot::V6(Box::new(self))
+    }
+}
+
+impl Judged for bootstrap_v5::BootstrapV5 {
+    fn parse(what: String, bytes: Vec<u8>, f: &mut Findings) -> Option<Self> {
+        bootstrap_v5::BootstrapV5::parse(what, bytes, f)
+    }
+
+    fn check_blob_table(
+        &self,
+        layers: &[layout::BlobLayer],
+        external: &[String],
+        inlined: Option<(&str, &Self)>,
+        f: &mut Findings,
+    ) {
+        bootstrap_v5::BootstrapV5::check_blob_table(self, layers, external, inlined, f)
+    }
+
+    fn judge_tree(
+        &self,
+        blobs: &blob::BlobSet,
+        own: Option<&str>,
+        f: &mut Findings,
+    ) -> bootstrap::Listing {
+        let (listing, records) = self.walk(f);
+        self.check_chunks(&records, blobs, own, f);
+        listing
+    }
+
+    fn into_boot(self) -> Boot {
+        Boot::V5(Box::new(self))
+    }
+}
+
+/// The merged bootstrap and every bootstrap inlined in a layer blob, once the blobs are
+/// verified: each blob table against the manifest, each tree walked, each chunk checked.
+fn judge_bootstraps<B: Judged>(
+    image: &layout::NydusManifest,
+    external: &[String],
+    merged: B,
+    blobs: blob::BlobSet,
+    findings: &mut Findings,
+    report: &mut Report,
+) -> CheckedImage {
     report.bootstraps += 1;
     merged.check_blob_table(&image.blobs, external, None, findings);
-    let merged_listing = merged.walk(findings);
-    merged.check_chunks(&merged_listing, &blobs, None, findings);
-
+    let merged_listing = merged.judge_tree(&blobs, None, findings);
     let mut layers = Vec::new();
     for layer in &image.blobs {
         let inlined = blobs
@@ -373,13 +471,13 @@ fn check_image(
             .and_then(|b| b.inlined_bootstrap.clone());
         // A chunk dictionary's blob carries a layer bootstrap of the dictionary image, which
         // names that image's blobs: not one of this image's layers (its chunks were verified
-        // above, and the merged bootstrap's use of them is checked with it).
+        // with the blob, and the merged bootstrap's use of them is checked with it).
         let Some(bytes) = inlined.filter(|_| !layer.dict) else {
             layers.push(None);
             continue;
         };
         let what = format!("{}: bootstrap inlined in blob {}", image.label, layer.hex);
-        let Some(boot) = bootstrap::Bootstrap::parse(what, bytes, findings) else {
+        let Some(boot) = B::parse(what, bytes, findings) else {
             layers.push(None);
             continue;
         };
@@ -390,15 +488,14 @@ fn check_image(
             Some((&layer.hex, &merged)),
             findings,
         );
-        let listing = boot.walk(findings);
-        boot.check_chunks(&listing, &blobs, Some(&layer.hex), findings);
-        layers.push(Some((Boot::V6(Box::new(boot)), listing)));
+        let listing = boot.judge_tree(&blobs, Some(&layer.hex), findings);
+        layers.push(Some((boot.into_boot(), listing)));
     }
-    Ok(Some(CheckedImage {
-        merged: (Boot::V6(Box::new(merged)), merged_listing),
+    CheckedImage {
+        merged: (merged.into_boot(), merged_listing),
         layers,
         blobs,
-    }))
+    }
 }
 
 /// [`check_image`] of a RAFS v5 image: its blobs read through their own bootstraps (a v5 blob
@@ -425,40 +522,9 @@ fn check_image_v5(
     let Some(merged) = merged else {
         return Ok(None);
     };
-    report.bootstraps += 1;
-    merged.check_blob_table(&image.blobs, external, None, findings);
-    let (merged_listing, records) = merged.walk(findings);
-    merged.check_chunks(&records, &blobs, None, findings);
-    let mut layers = Vec::new();
-    for layer in &image.blobs {
-        let inlined = blobs
-            .get(&layer.hex)
-            .and_then(|b| b.inlined_bootstrap.clone());
-        let Some(bytes) = inlined.filter(|_| !layer.dict) else {
-            layers.push(None);
-            continue;
-        };
-        let what = format!("{}: bootstrap inlined in blob {}", image.label, layer.hex);
-        let Some(boot) = bootstrap_v5::BootstrapV5::parse(what, bytes, findings) else {
-            layers.push(None);
-            continue;
-        };
-        report.bootstraps += 1;
-        boot.check_blob_table(
-            &image.blobs,
-            external,
-            Some((&layer.hex, &merged)),
-            findings,
-        );
-        let (listing, records) = boot.walk(findings);
-        boot.check_chunks(&records, &blobs, Some(&layer.hex), findings);
-        layers.push(Some((Boot::V5(Box::new(boot)), listing)));
-    }
-    Ok(Some(CheckedImage {
-        merged: (Boot::V5(Box::new(merged)), merged_listing),
-        layers,
-        blobs,
-    }))
+    Ok(Some(judge_bootstraps(
+        image, external, merged, blobs, findings, report,
+    )))
 }
 
 #[cfg(test)]

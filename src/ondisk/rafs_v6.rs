@@ -308,6 +308,26 @@ pub const RAFS_SUPER_FLAG_PRESERVED_COMPAT: u64 = 0xff00_0000;
 /// Every flag nydus 2.2.0 accepts; any other bit makes it refuse the bootstrap.
 pub const RAFS_SUPER_FLAGS_KNOWN_V2_2: u64 = 0x0000_01ff | RAFS_SUPER_FLAG_PRESERVED_COMPAT;
 
+/// The compression flags of `s_flags` (v5 and v6 use the same bits).
+pub const RAFS_SUPER_FLAGS_COMPRESSION: u64 = RAFS_SUPER_FLAG_COMPRESSION_NONE
+    | RAFS_SUPER_FLAG_COMPRESSION_LZ4
+    | RAFS_SUPER_FLAG_COMPRESSION_GZIP
+    | RAFS_SUPER_FLAG_COMPRESSION_ZSTD;
+
+/// The nydus compressor id (`COMPRESSOR_*`) super block flags name; `None` unless exactly one.
+pub fn compressor_of_flags(flags: u64) -> Option<u32> {
+    use crate::ondisk::blob::{
+        COMPRESSOR_GZIP, COMPRESSOR_LZ4_BLOCK, COMPRESSOR_NONE, COMPRESSOR_ZSTD,
+    };
+    match flags & RAFS_SUPER_FLAGS_COMPRESSION {
+        RAFS_SUPER_FLAG_COMPRESSION_NONE => Some(COMPRESSOR_NONE),
+        RAFS_SUPER_FLAG_COMPRESSION_LZ4 => Some(COMPRESSOR_LZ4_BLOCK),
+        RAFS_SUPER_FLAG_COMPRESSION_GZIP => Some(COMPRESSOR_GZIP),
+        RAFS_SUPER_FLAG_COMPRESSION_ZSTD => Some(COMPRESSOR_ZSTD),
+        _ => None,
+    }
+}
+
 /// The Nydus extended super block right after the EROFS one (byte 1152), 256 bytes. The kernel
 /// never reads it (`s_extslots` is 0).
 ///

@@ -153,20 +153,7 @@ impl BootstrapReader {
     /// The nydus compressor (`COMPRESSOR_*`) the super block's flags name; `None` unless
     /// exactly one.
     pub fn compressor(&self) -> Option<u32> {
-        use crate::ondisk::blob::*;
-        use crate::ondisk::rafs_v6::*;
-        match self.sb.s_flags
-            & (RAFS_SUPER_FLAG_COMPRESSION_NONE
-                | RAFS_SUPER_FLAG_COMPRESSION_LZ4
-                | RAFS_SUPER_FLAG_COMPRESSION_GZIP
-                | RAFS_SUPER_FLAG_COMPRESSION_ZSTD)
-        {
-            RAFS_SUPER_FLAG_COMPRESSION_NONE => Some(COMPRESSOR_NONE),
-            RAFS_SUPER_FLAG_COMPRESSION_LZ4 => Some(COMPRESSOR_LZ4_BLOCK),
-            RAFS_SUPER_FLAG_COMPRESSION_GZIP => Some(COMPRESSOR_GZIP),
-            RAFS_SUPER_FLAG_COMPRESSION_ZSTD => Some(COMPRESSOR_ZSTD),
-            _ => None,
-        }
+        crate::ondisk::rafs_v6::compressor_of_flags(self.sb.s_flags)
     }
 
     /// The nydus digester (`DIGESTER_*`) of inode and chunk digests.
